@@ -1,0 +1,1 @@
+"""The `pantau` command line and the embedded single-machine stack."""

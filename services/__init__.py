@@ -1,0 +1,1 @@
+"""The three Pantau services: ingest, scoring, notify."""

@@ -1,0 +1,356 @@
+"""The ingest HTTP gateway (contract: Ingest HTTP API): authenticate the source, check the
+body, validate, and hand valid reports to the Intake; every refusal says why, in JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaProducer
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared import metrics
+from shared.config import Config, Source, sha256_hex
+from shared.kafka import producer_settings
+from shared.regions import in_scope
+from shared.schemas import ReportEvent, validate_obj
+from services.ingest.intake import Intake, RateLimited, Unavailable
+from services.ingest.state import IntakeState
+
+log = logging.getLogger("pantau.ingest")
+
+MAX_BATCH = 500
+RETRY_AFTER_UNAVAILABLE_S = 5
+
+
+class Refusal(Exception):
+    """A request refused as a whole: status, a machine-readable code and a human message."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None, errors=None):
+        self.status, self.code, self.message, self.headers, self.errors = status, code, message, headers, errors
+
+
+# --- response shapes, for the OpenAPI document ----------------------------------------------
+class FieldErrorModel(BaseModel):
+    field: str
+    message: str
+
+
+class Accepted(BaseModel):
+    event_id: str
+    status: Literal["accepted", "duplicate"]
+
+
+class Invalid(BaseModel):
+    errors: list[FieldErrorModel]
+
+
+class Problem(BaseModel):
+    error: str
+    message: str
+
+
+class ItemResult(BaseModel):
+    event_id: str | None
+    status: Literal["accepted", "duplicate", "rejected"]
+    errors: list[FieldErrorModel] | None = None
+
+
+class BatchResults(BaseModel):
+    results: list[ItemResult]
+
+
+class BatchBody(BaseModel):
+    reports: list[ReportEvent]
+
+
+_PROBLEMS = {
+    401: {"model": Problem, "description": "missing or unknown API key"},
+    403: {"model": Problem, "description": "source or region outside the key's scope"},
+    413: {"model": Problem, "description": "body too large"},
+    415: {"model": Problem, "description": "not application/json"},
+    422: {"model": Invalid, "description": "invalid report; every bad field is listed"},
+    429: {"model": Problem, "description": "over the source's rate limit; see Retry-After"},
+    503: {"model": Problem, "description": "broker or state store unreachable; nothing was accepted"},
+}
+
+
+@dataclass(frozen=True)
+class Publisher:
+    source: Source
+
+    @property
+    def id(self) -> str:
+        return self.source.id
+
+
+class Gateway:
+    """Everything the handlers need, built once from the config."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.by_key_hash = {s.key_hash(): s for s in config.sources}
+        self.known_sources = frozenset(s.id for s in config.sources)
+        self.producer: AIOKafkaProducer | None = None
+        self.redis: aioredis.Redis | None = None
+        self.intake: Intake | None = None
+
+    def authenticate(self, request: Request) -> Source:
+        header = request.headers.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise Refusal(401, "unauthorized", "send the source API key as 'Authorization: Bearer <key>'",
+                          {"WWW-Authenticate": "Bearer"})
+        # Look up by the key's hash: keys are stored hashed, and the lookup reveals nothing of them.
+        source = self.by_key_hash.get(sha256_hex(key.strip()))
+        if source is None:
+            raise Refusal(401, "unauthorized", "unknown API key", {"WWW-Authenticate": "Bearer"})
+        return source
+
+    def rate_limit(self, source: Source) -> int:
+        return source.rate_limit_per_minute or self.config.ingest.default_rate_limit_per_minute
+
+
+def _check_content_type(request: Request) -> None:
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if ctype != "application/json":
+        raise Refusal(415, "unsupported_media_type", "send the body as Content-Type: application/json")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise Refusal(413, "too_large", f"body is over {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Refusal(413, "too_large", f"body is over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise Refusal(422, "invalid", "invalid JSON",
+                      errors=[{"field": "(body)", "message": f"invalid JSON: {e.args[0] if e.args else e}"}]) from None
+
+
+def _scope_errors(source: Source, report: ReportEvent) -> list[dict[str, str]]:
+    errors = []
+    if report.source != source.id:
+        errors.append({"field": "source", "message": f"this API key publishes as {source.id!r} only"})
+    if not in_scope(report.region_code, source.regions):
+        errors.append({"field": "region_code", "message": "outside the regions this API key may report on"})
+    return errors
+
+
+def _problem(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
+
+
+def create_app(config: Config) -> FastAPI:
+    gw = Gateway(config)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        gw.redis = aioredis.from_url(config.redis.url, socket_timeout=2, socket_connect_timeout=2)
+        gw.producer = AIOKafkaProducer(
+            bootstrap_servers=config.kafka.bootstrap_servers, **producer_settings(config.ingest.send_timeout_s)
+        )
+        await gw.producer.start()
+        gw.intake = Intake(gw.producer, IntakeState(gw.redis, config.ingest.dedup_ttl_days * 86400),
+                           wait_for_peer_s=config.ingest.send_timeout_s + 1)
+        try:
+            yield
+        finally:
+            await gw.producer.stop()
+            await gw.redis.aclose()
+
+    app = FastAPI(title="Pantau ingest", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.gateway = gw
+
+    @app.exception_handler(Refusal)
+    async def _refusal(request: Request, exc: Refusal) -> JSONResponse:
+        if exc.errors is not None:
+            return JSONResponse({"errors": exc.errors}, status_code=exc.status, headers=exc.headers)
+        return _problem(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _problem(exc.status_code, "http_error", str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"errors": [{"field": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors()]},
+                            status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        return _problem(500, "internal", "internal error; the report was not accepted")
+
+    @app.middleware("http")
+    async def _timing(request: Request, call_next):
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        path = request.url.path
+        endpoint = path if path in ("/v1/reports", "/v1/reports:batch") else "other"
+        metrics.INGEST_REQUEST_SECONDS.labels(endpoint, str(response.status_code)).observe(time.perf_counter() - t0)
+        return response
+
+    def _count_rejected(source: str, reason: str, n: int = 1) -> None:
+        metrics.REPORTS_REJECTED.labels(metrics.source_label(source, gw.known_sources), reason).inc(n)
+
+    async def _take(source: Source, reports: list[ReportEvent]):
+        try:
+            return await gw.intake.take(source.id, gw.rate_limit(source), reports)  # type: ignore[union-attr]
+        except RateLimited as e:
+            _count_rejected(source.id, "rate_limited", len(reports))
+            raise Refusal(429, "rate_limited", f"over the rate limit of {gw.rate_limit(source)} reports per minute",
+                          {"Retry-After": str(e.retry_after_s)}) from None
+        except Unavailable as e:
+            _count_rejected(source.id, "unavailable", len(reports))
+            raise Refusal(503, "unavailable", f"{e}; nothing was accepted, retry later",
+                          {"Retry-After": str(RETRY_AFTER_UNAVAILABLE_S)}) from None
+
+    def _count_outcomes(source: str, outcomes) -> None:
+        accepted = sum(1 for o in outcomes if o.status == "accepted")
+        if accepted:
+            metrics.REPORTS_ACCEPTED.labels(source, "http").inc(accepted)
+            metrics.SOURCE_LAST_REPORT.labels(source).set(time.time())
+        if len(outcomes) - accepted:
+            metrics.REPORTS_DUPLICATE.labels(source, "http").inc(len(outcomes) - accepted)
+
+    @app.post("/v1/reports", status_code=202, response_model=Accepted,
+              responses={200: {"model": Accepted, "description": "a duplicate of an accepted report"}, **_PROBLEMS},
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                  "schema": {"$ref": "#/components/schemas/ReportEvent"}}}}})
+    async def post_report(request: Request) -> Response:
+        """Publish one report; 202 once the broker has durably acknowledged it."""
+        try:
+            source = gw.authenticate(request)
+        except Refusal:
+            _count_rejected("other", "unauthorized")
+            raise
+        metrics.REPORTS_RECEIVED.labels(source.id, "http").inc()
+        try:
+            _check_content_type(request)
+            body = await _read_body(request, config.ingest.max_body_bytes)
+            report, errors = validate_obj(_parse(body))
+            if report is None:
+                raise Refusal(422, "invalid", "invalid report", errors=errors)
+            scope = _scope_errors(source, report)
+            if scope:
+                raise Refusal(403, "forbidden", "; ".join(f"{e['field']}: {e['message']}" for e in scope))
+        except Refusal as r:
+            _count_rejected(source.id, r.code)
+            raise
+        (outcome,) = await _take(source, [report])
+        _count_outcomes(source.id, [outcome])
+        status = 202 if outcome.status == "accepted" else 200
+        return Response(orjson.dumps({"event_id": outcome.event_id, "status": outcome.status}),
+                        status_code=status, media_type="application/json")
+
+    @app.post("/v1/reports:batch", response_model=BatchResults, responses=_PROBLEMS,
+              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
+                  "schema": {"$ref": "#/components/schemas/BatchBody"}}}}})
+    async def post_batch(request: Request) -> Response:
+        """Publish 1-500 reports; one result per item, in input order."""
+        try:
+            source = gw.authenticate(request)
+        except Refusal:
+            _count_rejected("other", "unauthorized")
+            raise
+        try:
+            _check_content_type(request)
+            body = await _read_body(request, config.ingest.max_batch_body_bytes)
+            doc = _parse(body)
+            if not isinstance(doc, dict) or set(doc) != {"reports"} or not isinstance(doc["reports"], list):
+                raise Refusal(422, "invalid", "invalid batch", errors=[
+                    {"field": "(body)", "message": 'must be an object with exactly one field, "reports": [ ... ]'}])
+            items = doc["reports"]
+            if not 1 <= len(items) <= MAX_BATCH:
+                raise Refusal(422, "invalid", "invalid batch", errors=[
+                    {"field": "reports", "message": f"must hold 1 to {MAX_BATCH} reports, got {len(items)}"}])
+        except Refusal as r:
+            _count_rejected(source.id, r.code)
+            raise
+        metrics.REPORTS_RECEIVED.labels(source.id, "http").inc(len(items))
+        results: list[dict[str, Any]] = []
+        valid: list[tuple[int, ReportEvent]] = []
+        for i, item in enumerate(items):
+            report, errors = validate_obj(item)
+            if report is not None:
+                errors = _scope_errors(source, report)
+            event_id = item.get("event_id") if isinstance(item, dict) and isinstance(item.get("event_id"), str) else None
+            if errors:
+                _count_rejected(source.id, "invalid" if report is None else "forbidden")
+                results.append({"event_id": event_id, "status": "rejected", "errors": errors})
+            else:
+                results.append({"event_id": event_id, "status": None})
+                valid.append((i, report))
+        if valid:
+            outcomes = await _take(source, [r for _, r in valid])
+            _count_outcomes(source.id, outcomes)
+            for (i, _), o in zip(valid, outcomes):
+                results[i]["status"] = o.status
+        return Response(orjson.dumps({"results": results}), media_type="application/json")
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        """The process is alive."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", responses={503: {"model": Problem}})
+    async def readyz() -> Response:
+        """Broker and Redis both reachable."""
+        problems = []
+        try:
+            await asyncio.wait_for(gw.redis.ping(), 2)  # type: ignore[union-attr]
+        except Exception:
+            problems.append("redis unreachable")
+        try:
+            await asyncio.wait_for(gw.producer.client.fetch_all_metadata(), 3)  # type: ignore[union-attr]
+        except Exception:
+            problems.append("broker unreachable")
+        if problems:
+            return _problem(503, "not_ready", "; ".join(problems), {"Retry-After": "5"})
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", response_class=Response)
+    async def metrics_endpoint() -> Response:
+        """Prometheus text format."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        from fastapi.openapi.utils import get_openapi
+
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes,
+                             description="Pantau ingest gateway, contract v1")
+        comps = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in (ReportEvent, BatchBody):
+            js = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            comps.update(js.pop("$defs", {}))
+            comps[model.__name__] = js
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

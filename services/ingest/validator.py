@@ -1,0 +1,304 @@
+"""The raw-topic validator: every message on `pantau.reports.raw` ends on `pantau.reports.v1`,
+as a counted duplicate, or on `pantau.reports.dlq` with its reason — exactly once, even when
+the validator is killed mid-batch.
+
+Per batch: validate → claim (source, event_id) in Redis → produce and await acks → mark
+accepted → commit offsets and a checkpoint. Output written for raw message (p, o) carries
+the deterministic id `raw-p-o`, so after a crash the next owner of partition p scans the
+output topics from the checkpoint and skips whatever the dead process already wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import signal
+import time
+from collections import defaultdict
+
+import orjson
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from shared import metrics, topics
+from shared.config import Config
+from shared.kafka import CONSUMER_DEFAULTS, producer_settings
+from shared.schemas import ReportEvent, enriched, partition_key, rfc3339, validate_json
+from services.ingest.state import ACCEPTED, PENDING, PENDING_TTL_MS, IntakeState, dedup_key
+
+log = logging.getLogger("pantau.validator")
+
+CHECKPOINT = "pantau:validator:checkpoint:{}"
+OUTPUT_TOPICS = (topics.REPORTS_V1, topics.REPORTS_DLQ)
+
+
+def origin_id(partition: int, offset: int) -> str:
+    return f"raw-{partition}-{offset}"
+
+
+def dlq_reason(errors: list[dict[str, str]]) -> str:
+    """One word for the DLQ record and the metric label; `errors` keeps the details."""
+    if any(e["field"] == "(body)" and e["message"].startswith("invalid JSON") for e in errors):
+        return "invalid_json"
+    if errors and all(e["field"] == "region_code" and e["message"].startswith("unknown region") for e in errors):
+        return "unknown_region"
+    return "invalid"
+
+
+def dlq_record(msg: ConsumerRecord, reason: str, errors: list[dict[str, str]], now: float) -> bytes:
+    return orjson.dumps({
+        "reason": reason,
+        "errors": errors,
+        "topic": msg.topic,
+        "partition": msg.partition,
+        "offset": msg.offset,
+        "received_at": rfc3339(now),
+        "payload_b64": base64.b64encode(msg.value or b"").decode(),
+        "ingest_id": origin_id(msg.partition, msg.offset),
+    })
+
+
+class Validator:
+    """Consumes `pantau.reports.raw` in batches and routes each message."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.known_sources = frozenset(s.id for s in config.sources)
+        self.max_bytes = config.ingest.max_body_bytes
+        self.lock = asyncio.Lock()
+        self.stopping = asyncio.Event()
+        # For each output partition, an offset no later than anything we produce from now on.
+        self.low_water: dict[tuple[str, int], int] = {}
+        # Origins ("raw-p-o") a previous owner already wrote, found by the recovery scan.
+        self.already_written: set[str] = set()
+        self.processed = 0
+
+    async def start(self) -> None:
+        cfg = self.config
+        self.redis = aioredis.from_url(cfg.redis.url, socket_timeout=5, socket_connect_timeout=5)
+        self.state = IntakeState(self.redis, cfg.ingest.dedup_ttl_days * 86400)
+        self.producer = AIOKafkaProducer(bootstrap_servers=cfg.kafka.bootstrap_servers,
+                                         **producer_settings(cfg.ingest.send_timeout_s))
+        await self.producer.start()
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=cfg.kafka.bootstrap_servers, group_id=cfg.ingest.validator_group,
+            max_partition_fetch_bytes=4 << 20, **CONSUMER_DEFAULTS,
+        )
+        self.consumer.subscribe([topics.REPORTS_RAW], listener=_Listener(self))
+        await self.consumer.start()
+        # A separate reader for the recovery scan, outside the consumer group.
+        self.scanner = AIOKafkaConsumer(bootstrap_servers=cfg.kafka.bootstrap_servers, enable_auto_commit=False)
+        await self.scanner.start()
+        # Today's end offsets bound everything this process will write, so a checkpoint
+        # never sends the next owner scanning from the start of an output partition.
+        tps = [TopicPartition(t, p) for t in OUTPUT_TOPICS for p in await self._partitions(t)]
+        for tp, end in (await self.scanner.end_offsets(tps)).items():
+            self.low_water[(tp.topic, tp.partition)] = end
+
+    async def stop(self) -> None:
+        for c in (self.consumer, self.scanner, self.producer):
+            try:
+                await c.stop()
+            except Exception:
+                pass
+        await self.redis.aclose()
+
+    async def run(self) -> None:
+        while not self.stopping.is_set():
+            batches = await self.consumer.getmany(timeout_ms=200, max_records=2000)
+            if not batches:
+                await self._report_lag()
+                continue
+            async with self.lock:
+                await self._process([m for ms in batches.values() for m in ms])
+                await self._commit({tp: ms[-1].offset + 1 for tp, ms in batches.items()})
+
+    async def _process(self, msgs: list[ConsumerRecord]) -> None:
+        now = time.time()
+        dlq: list[tuple[ConsumerRecord, str, list]] = []
+        valid: list[tuple[ConsumerRecord, ReportEvent]] = []
+        for m in msgs:
+            source = None
+            if m.value is None or len(m.value) > self.max_bytes:
+                reason, errors = "too_large" if m.value else "invalid_json", [
+                    {"field": "(body)", "message": f"message is over {self.max_bytes} bytes" if m.value
+                     else "message has no value"}]
+            else:
+                report, errors = validate_json(m.value)
+                if report is not None:
+                    valid.append((m, report))
+                    continue
+                reason = dlq_reason(errors)
+            metrics.REPORTS_RECEIVED.labels(metrics.source_label(source, self.known_sources), "raw").inc()
+            dlq.append((m, reason, errors))
+
+        # Claim all valid reports at once; raw publishers are not rate limited here (Kafka
+        # itself applies back-pressure), so the source argument is only a placeholder.
+        keys = [dedup_key(r.source, r.event_id) for _, r in valid]
+        origins = [origin_id(m.partition, m.offset) for m, _ in valid]
+        claim = await self.state.claim(None, None, keys, [PENDING + o for o in origins], int(now * 1000))
+        to_write: list[int] = []
+        duplicates: list[int] = []
+        waiting: list[int] = []
+        in_batch = {PENDING + o for o in origins}
+        for i, existing in enumerate(claim.existing):
+            own = existing[2:] == origins[i]
+            if existing == "" or (own and existing.startswith(PENDING)):
+                to_write.append(i)
+            elif existing.startswith(ACCEPTED) and not own:
+                duplicates.append(i)
+            elif own:
+                pass  # accepted by us before a crash, output already on the topic
+            elif existing in in_batch:
+                duplicates.append(i)  # a repeat of an earlier message in this same batch
+            else:
+                waiting.append(i)  # an HTTP request for the same report is in flight
+        for i in waiting:
+            if await self._wait_for_peer(keys[i], PENDING + origins[i]):
+                duplicates.append(i)
+            else:
+                to_write.append(i)
+
+        futs = []
+        for i in to_write:
+            m, r = valid[i]
+            if origins[i] not in self.already_written:
+                futs.append(await self.producer.send(
+                    topics.REPORTS_V1, enriched(r, now, origins[i]), key=partition_key(r.region_code).encode()))
+        for m, reason, errors in dlq:
+            if origin_id(m.partition, m.offset) not in self.already_written:
+                futs.append(await self.producer.send(topics.REPORTS_DLQ, dlq_record(m, reason, errors, now), key=m.key))
+        for md in await asyncio.gather(*futs):
+            tp = (md.topic, md.partition)
+            self.low_water[tp] = max(self.low_water.get(tp, 0), md.offset + 1)
+        await self.state.accept([keys[i] for i in to_write], [ACCEPTED + origins[i] for i in to_write])
+
+        for i in to_write:
+            src = metrics.source_label(valid[i][1].source, self.known_sources)
+            metrics.REPORTS_RECEIVED.labels(src, "raw").inc()
+            metrics.REPORTS_ACCEPTED.labels(src, "raw").inc()
+            metrics.SOURCE_LAST_REPORT.labels(src).set(now)
+        for i in duplicates:
+            src = metrics.source_label(valid[i][1].source, self.known_sources)
+            metrics.REPORTS_RECEIVED.labels(src, "raw").inc()
+            metrics.REPORTS_DUPLICATE.labels(src, "raw").inc()
+        for _, reason, _ in dlq:
+            metrics.DLQ_MESSAGES.labels(reason).inc()
+            metrics.REPORTS_REJECTED.labels("other", reason).inc()
+        newest = max((m.timestamp for m in msgs), default=0) / 1000
+        if newest:
+            metrics.VALIDATION_LAG.set(max(0.0, time.time() - newest))
+        self.processed += len(msgs)
+
+    async def _wait_for_peer(self, key: str, mine: str, timeout_s: float = PENDING_TTL_MS / 1000 + 1) -> bool:
+        """True when the in-flight peer got the report accepted; False when we claimed it."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            v = await self.state.get(key)
+            if v is not None and v.startswith(ACCEPTED):
+                return True
+            if v is None and await self.redis.set(key, mine, nx=True, px=60_000):
+                return False
+            await asyncio.sleep(0.01)
+        raise RuntimeError(f"claim {key} stayed pending for {timeout_s}s")
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        # Checkpoint first: it must never point past output a later crash could leave unscanned.
+        water = orjson.dumps({f"{t}/{p}": o for (t, p), o in self.low_water.items()})
+        async with self.redis.pipeline(transaction=False) as p:
+            for tp in offsets:
+                p.set(CHECKPOINT.format(tp.partition), water)
+            await p.execute()
+        await self.consumer.commit(offsets)
+
+    async def recover(self, partitions: list[TopicPartition]) -> None:
+        """Find output that a previous owner of these raw partitions wrote after its last
+        checkpoint, so that reprocessing does not write it twice."""
+        raw_parts = {tp.partition for tp in partitions}
+        start: dict[tuple[str, int], int] = {}
+        for part in raw_parts:
+            cp = await self.redis.get(CHECKPOINT.format(part))
+            if cp is None:
+                # Never checkpointed: anything on the output topics may be ours; scan it all.
+                cp_map: dict[str, int] = {}
+            else:
+                cp_map = orjson.loads(cp)
+            for t in OUTPUT_TOPICS:
+                for p in self.producer.client.cluster.partitions_for_topic(t) or await self._partitions(t):
+                    pos = cp_map.get(f"{t}/{p}", 0)
+                    start[(t, p)] = min(start.get((t, p), pos), pos)
+        found = await self._scan(start, raw_parts)
+        self.already_written |= found
+        if found:
+            log.info("recovery: %d messages already written by a previous owner", len(found))
+
+    async def _partitions(self, topic: str) -> set[int]:
+        await self.producer.client.force_metadata_update()
+        return self.producer.client.cluster.partitions_for_topic(topic) or set()
+
+    async def _scan(self, start: dict[tuple[str, int], int], raw_parts: set[int]) -> set[str]:
+        tps = [TopicPartition(t, p) for t, p in start]
+        if not tps:
+            return set()
+        self.scanner.assign(tps)
+        ends = await self.scanner.end_offsets(tps)
+        for tp in tps:
+            self.scanner.seek(tp, start[(tp.topic, tp.partition)])
+        found: set[str] = set()
+        remaining = {tp for tp in tps if ends[tp] > start[(tp.topic, tp.partition)]}
+        while remaining:
+            got = await self.scanner.getmany(*remaining, timeout_ms=1000, max_records=5000)
+            for tp, ms in got.items():
+                for m in ms:
+                    try:
+                        ingest_id = orjson.loads(m.value).get("ingest_id", "")
+                    except (orjson.JSONDecodeError, AttributeError):
+                        continue
+                    if ingest_id.startswith("raw-") and int(ingest_id.split("-")[1]) in raw_parts:
+                        found.add(ingest_id)
+                if ms and ms[-1].offset + 1 >= ends[tp]:
+                    remaining.discard(tp)
+            for tp in list(remaining):
+                if await self.scanner.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+        return found
+
+    async def _report_lag(self) -> None:
+        for tp in self.consumer.assignment():
+            hw = self.consumer.highwater(tp)
+            pos = await self.consumer.position(tp)
+            if hw is not None:
+                metrics.CONSUMER_LAG.labels(self.config.ingest.validator_group, tp.topic, str(tp.partition)).set(
+                    max(0, hw - pos))
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, v: Validator):
+        self.v = v
+
+    async def on_partitions_revoked(self, revoked):
+        # Wait for the batch in flight: its commit must land before another owner takes over.
+        async with self.v.lock:
+            pass
+
+    async def on_partitions_assigned(self, assigned):
+        if assigned:
+            await self.v.recover(list(assigned))
+
+
+async def serve(config: Config) -> None:
+    from prometheus_client import start_http_server
+
+    start_http_server(config.ingest.metrics_port, addr=config.ingest.host)
+    v = Validator(config)
+    await v.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, v.stopping.set)
+    log.info("validator consuming %s", topics.REPORTS_RAW)
+    try:
+        await v.run()
+    finally:
+        await v.stop()

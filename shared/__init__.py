@@ -1,0 +1,1 @@
+"""Code every Pantau service uses: schemas, topic names, config, regions, metrics."""

@@ -1,0 +1,228 @@
+"""The one configuration file (YAML, path in PANTAU_CONFIG): its schema, `${ENV}` secret
+expansion, and start-up errors that name the key at fault.
+
+Every service loads it through `load()`; nothing else reads the environment for settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from shared.regions import CODE_PATTERN, registry
+from shared.schemas import CATEGORIES
+
+ENV_VAR = "PANTAU_CONFIG"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded for the person who edits the file."""
+
+    def __init__(self, problems: list[str], path: str | Path | None = None):
+        self.problems = problems
+        self.path = str(path) if path else None
+        where = f" in {self.path}" if self.path else ""
+        super().__init__(f"invalid configuration{where}:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _region_prefix(code: str) -> str:
+    if not CODE_PATTERN.match(code) or not registry().exists(code):
+        raise ValueError(f"unknown region code {code!r}")
+    return code
+
+
+RegionPrefix = Annotated[str, Field(min_length=2)]
+
+
+class KafkaSettings(_Strict):
+    bootstrap_servers: str = "127.0.0.1:19092"
+    partitions: int = Field(4, ge=1, le=256)
+    replication_factor: int = Field(1, ge=1, le=7)
+
+
+class RedisSettings(_Strict):
+    url: str = "redis://127.0.0.1:16379/0"
+
+
+class IngestSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    dedup_ttl_days: int = Field(8, ge=7, le=365)
+    default_rate_limit_per_minute: int = Field(6000, ge=1)
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
+    max_batch_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    send_timeout_s: float = Field(5.0, gt=0, le=120)
+    validator_group: str = "pantau-validator"
+    metrics_port: int = Field(9101, ge=1, le=65535)
+
+
+class Source(_Strict):
+    """A publishing system: its key fixes its `source` id and the regions it may report on."""
+
+    id: Annotated[str, Field(pattern=r"^[a-z0-9-]{1,64}$")]
+    api_key: SecretStr | None = None
+    api_key_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    regions: list[RegionPrefix] = Field(min_length=1)
+    rate_limit_per_minute: int | None = Field(None, ge=1)
+    silent_after_minutes: int | None = Field(None, ge=1)
+
+    @field_validator("regions")
+    @classmethod
+    def _regions_exist(cls, v: list[str]) -> list[str]:
+        return [_region_prefix(c) for c in v]
+
+    @model_validator(mode="after")
+    def _one_key(self) -> "Source":
+        if (self.api_key is None) == (self.api_key_sha256 is None):
+            raise ValueError("give exactly one of api_key or api_key_sha256")
+        return self
+
+    def key_hash(self) -> str:
+        if self.api_key_sha256:
+            return self.api_key_sha256
+        return sha256_hex(self.api_key.get_secret_value())  # type: ignore[union-attr]
+
+
+class Operator(_Strict):
+    id: str
+    name: str
+    token: SecretStr | None = None
+    token_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+
+    @model_validator(mode="after")
+    def _one_token(self) -> "Operator":
+        if (self.token is None) == (self.token_sha256 is None):
+            raise ValueError("give exactly one of token or token_sha256")
+        return self
+
+    def token_hash(self) -> str:
+        if self.token_sha256:
+            return self.token_sha256
+        return sha256_hex(self.token.get_secret_value())  # type: ignore[union-attr]
+
+
+class Channel(BaseModel):
+    """A delivery channel; its type-specific settings are checked by the notify service."""
+
+    model_config = ConfigDict(extra="allow")
+    id: str
+    type: Literal["webhook", "email", "telegram", "slack", "sms"]
+
+
+class ScoringSettings(BaseModel):
+    """Scoring rules; their detailed schema belongs to the scoring service."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class Config(_Strict):
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+    ingest: IngestSettings = IngestSettings()
+    sources: list[Source] = Field(default_factory=list)
+    operators: list[Operator] = Field(default_factory=list)
+    contacts: list[dict[str, Any]] = Field(default_factory=list)
+    channels: list[Channel] = Field(default_factory=list)
+    policies: list[dict[str, Any]] = Field(default_factory=list)
+    scoring: ScoringSettings = ScoringSettings()
+    notify: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> "Config":
+        for name, items in (("sources", self.sources), ("operators", self.operators), ("channels", self.channels)):
+            seen: set[str] = set()
+            for i, item in enumerate(items):
+                if item.id in seen:
+                    raise ValueError(f"{name}[{i}].id {item.id!r} is used twice")
+                seen.add(item.id)
+        hashes: set[str] = set()
+        for i, s in enumerate(self.sources):
+            if s.key_hash() in hashes:
+                raise ValueError(f"sources[{i}] shares its api key with another source")
+            hashes.add(s.key_hash())
+        return self
+
+
+def sha256_hex(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _expand(node: Any, path: str, env: dict[str, str], problems: list[str]) -> Any:
+    """Replace `${VAR}` in every string, recording each missing variable with its key path."""
+    if isinstance(node, dict):
+        return {k: _expand(v, f"{path}.{k}" if path else str(k), env, problems) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand(v, f"{path}[{i}]", env, problems) for i, v in enumerate(node)]
+    if isinstance(node, str):
+        def sub(m: re.Match[str]) -> str:
+            if m.group(1) not in env:
+                problems.append(f"{path}: environment variable {m.group(1)} is not set")
+                return ""
+            return env[m.group(1)]
+
+        return _ENV_REF.sub(sub, node)
+    return node
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part).startswith(("function-", "constrained-")):
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def parse(text: str, path: str | Path | None = None, env: dict[str, str] | None = None) -> Config:
+    """Parse YAML text into a Config, or raise ConfigError listing every problem by key."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([f"(file): not valid YAML{where}: {getattr(e, 'problem', e)}"], path) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(["(top level): must be a mapping of sections (sources, channels, ...)"], path)
+    problems: list[str] = []
+    data = _expand(data, "", dict(os.environ) if env is None else env, problems)
+    if problems:
+        raise ConfigError(problems, path)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        msgs = []
+        for e in exc.errors(include_url=False, include_input=False):
+            msg = e["msg"].removeprefix("Value error, ")
+            if e["type"] == "extra_forbidden":
+                msg = "unknown key"
+            msgs.append(f"{_loc(e['loc'])}: {msg}")
+        raise ConfigError(msgs, path) from None
+
+
+def load(path: str | Path | None = None) -> Config:
+    """Load the config from `path`, else from $PANTAU_CONFIG, else the built-in defaults."""
+    path = path or os.environ.get(ENV_VAR)
+    if not path:
+        return Config()
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError([f"(file): cannot read {p}: {e.strerror}"], p) from None
+    return parse(text, p)

@@ -1,0 +1,56 @@
+"""Kafka client settings and topic creation shared by every service.
+
+Tansu (the embedded broker) completes a group join only after half the session timeout, so
+short session timeouts make a restarted worker resume in ~3 s instead of ~30 s; Apache Kafka
+is fine with the same values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from shared import topics
+
+CONSUMER_DEFAULTS = dict(
+    session_timeout_ms=6000,
+    heartbeat_interval_ms=1000,
+    enable_auto_commit=False,
+    auto_offset_reset="earliest",
+)
+
+
+def producer_settings(send_timeout_s: float = 5.0) -> dict:
+    """Durable producer: acks=all, so a 202 means the broker has the report."""
+    return dict(acks="all", linger_ms=2, request_timeout_ms=int(send_timeout_s * 1000), max_batch_size=1 << 20)
+
+
+def ensure_topics(bootstrap: str, partitions: int, replication: int = 1, timeout_s: float = 20.0) -> None:
+    """Create every contract topic that does not exist yet (idempotent)."""
+    asyncio.run(_ensure_topics(bootstrap, partitions, replication, timeout_s))
+
+
+async def _ensure_topics(bootstrap: str, partitions: int, replication: int, timeout_s: float) -> None:
+    # aiokafka's admin client, because kafka-python 2.3's list_topics chokes on Tansu's
+    # metadata (an ACL operation code it does not know).
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import KafkaConnectionError
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="pantau-admin")
+        try:
+            await admin.start()
+            break
+        except KafkaConnectionError:
+            await admin.close()
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(t, partitions, replication) for t in topics.ALL if t not in existing]
+        if missing:
+            await admin.create_topics(missing)
+    finally:
+        await admin.close()

@@ -1,0 +1,10 @@
+"""Kafka topic names of contract v1, defined once for every service and test."""
+
+REPORTS_RAW = "pantau.reports.raw"
+REPORTS_V1 = "pantau.reports.v1"
+REPORTS_DLQ = "pantau.reports.dlq"
+SCORES_V1 = "pantau.scores.v1"
+ESCALATIONS_V1 = "pantau.escalations.v1"
+NOTIFICATIONS_V1 = "pantau.notifications.v1"
+
+ALL = (REPORTS_RAW, REPORTS_V1, REPORTS_DLQ, SCORES_V1, ESCALATIONS_V1, NOTIFICATIONS_V1)
