@@ -132,3 +132,93 @@ def host_port(bootstrap_or_url: str) -> tuple[str, int]:
 
 def default_workdir() -> Path:
     return Path(tempfile.gettempdir()) / f"pantau-{os.getuid()}"
+
+
+class EmbeddedStack:
+    """Broker, Redis and services on one machine, addressed by the ports in the config.
+
+    Tests and `pantau up` drive it the same way: start the infrastructure, then services,
+    kill or restart any of them, and stop everything in reverse order."""
+
+    def __init__(self, config_path: Path, workdir: Path, services: tuple[str, ...] = tuple(SERVICES)):
+        from shared.config import load
+
+        self.config_path = Path(config_path)
+        self.config = load(self.config_path)
+        self.workdir = Path(workdir)
+        self.logdir = self.workdir / "logs"
+        self.service_names = services
+        self.children: dict[str, Child] = {}
+
+    @property
+    def broker_addr(self) -> tuple[str, int]:
+        return host_port(self.config.kafka.bootstrap_servers)
+
+    @property
+    def redis_addr(self) -> tuple[str, int]:
+        return host_port(self.config.redis.url)
+
+    def start_infra(self) -> None:
+        from shared.kafka import ensure_topics
+
+        for name, (host, port) in (("broker", self.broker_addr), ("redis", self.redis_addr)):
+            if port_open(host, port):
+                raise RuntimeError(f"{name} port {host}:{port} is already in use; stop what runs there "
+                                   f"or choose another port in {self.config_path}")
+        self.start_broker()
+        self.start_redis()
+        ensure_topics(self.config.kafka.bootstrap_servers, self.config.kafka.partitions)
+
+    def start_broker(self) -> Child:
+        host, port = self.broker_addr
+        c = self.children["broker"] = broker(port, self.logdir).start()
+        wait_port(host, port, 15, c.proc, "broker")
+        return c
+
+    def start_redis(self) -> Child:
+        host, port = self.redis_addr
+        c = self.children["redis"] = redis_server(port, self.logdir, self.workdir / "redis").start()
+        wait_port(host, port, 15, c.proc, "redis")
+        return c
+
+    def start_service(self, name: str, wait: bool = True) -> Child:
+        c = self.children[name] = service(name, self.config_path, self.logdir).start()
+        if wait:
+            self.wait_ready(name)
+        return c
+
+    def wait_ready(self, name: str, timeout_s: float = 30) -> None:
+        c = self.children[name]
+        ports = {
+            "ingest-gateway": self.config.ingest.port,
+            "ingest-validator": self.config.ingest.metrics_port,
+        }
+        if name in ports:
+            wait_port("127.0.0.1", ports[name], timeout_s, c.proc, name)
+
+    def start(self) -> None:
+        self.start_infra()
+        for name in self.service_names:
+            self.start_service(name, wait=False)
+        for name in self.service_names:
+            self.wait_ready(name)
+
+    def kill(self, name: str) -> None:
+        self.children[name].kill()
+
+    def restart(self, name: str) -> Child:
+        self.children[name].stop()
+        if name == "broker":
+            return self.start_broker()
+        if name == "redis":
+            return self.start_redis()
+        return self.start_service(name)
+
+    def stop(self) -> None:
+        order = [n for n in self.children if n not in ("broker", "redis")] + ["redis", "broker"]
+        for name in order:
+            if name in self.children:
+                self.children[name].stop()
+
+    def crashed(self) -> list[str]:
+        return [n for n, c in self.children.items() if c.proc is not None and not c.alive]

@@ -1,0 +1,76 @@
+"""Test-data builders and small clients for tests that talk to the real embedded stack."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+_seq = itertools.count()
+
+KALTARA_KEY = "test-key-kaltara"
+JABAR_KEY = "test-key-jabar"
+LIMITED_KEY = "test-key-limited"
+
+
+def report(**overrides: Any) -> dict[str, Any]:
+    """A valid report from `fkdm-kaltara` in Kota Tarakan, with a fresh event_id."""
+    body = {
+        "event_id": f"ev-{time.time_ns()}-{next(_seq)}",
+        "source": "fkdm-kaltara",
+        "region_code": "65.71.02",
+        "category": "mass_mobilization",
+        "severity": 3,
+        "occurred_at": (datetime.now(timezone(timedelta(hours=8))) - timedelta(minutes=10)).isoformat(timespec="seconds"),
+        "title": "Unjuk rasa di depan kantor KPU",
+    }
+    body.update(overrides)
+    return {k: v for k, v in body.items() if v is not ...}
+
+
+def auth(key: str = KALTARA_KEY) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+
+
+async def produce(bootstrap: str, topic: str, values: list[bytes], key: bytes | None = b"65.71") -> None:
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await p.start()
+    try:
+        futs = [await p.send(topic, v, key=key) for v in values]
+        await asyncio.gather(*futs)
+    finally:
+        await p.stop()
+
+
+async def collect(
+    bootstrap: str,
+    topics: list[str],
+    done: Callable[[list[Any]], bool],
+    timeout_s: float = 60,
+    where: Callable[[Any], bool] = lambda m: True,
+) -> list[Any]:
+    """Read `topics` from the beginning until `done(messages)` holds; messages that fail
+    `where` are skipped. Returns what was read (raising on timeout, with what was seen)."""
+    c = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False)
+    await c.start()
+    got: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not done(got):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"condition not met after {timeout_s}s; {len(got)} messages seen")
+            batch = await c.getmany(timeout_ms=200)
+            for ms in batch.values():
+                got.extend(m for m in ms if where(m))
+    finally:
+        await c.stop()
+    return got
+
+
+def value(msg: Any) -> dict[str, Any]:
+    return orjson.loads(msg.value)
