@@ -1,0 +1,135 @@
+"""The `pantau` command line (contract: Command line)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from shared.config import ConfigError, load
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Pantau: alert escalation for regional early warning.")
+console = Console()
+err = Console(stderr=True)
+
+DEMO_CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "config" / "pantau.demo.yaml"
+
+
+def _config_or_exit(path: Optional[Path]):
+    try:
+        return load(path)
+    except ConfigError as e:
+        err.print(f"[red]pantau:[/] {e}")
+        raise typer.Exit(2)
+
+
+@app.command()
+def up(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="config file (default: the demo config)"),
+    demo: bool = typer.Option(False, "--demo", help="replay a Pilkada scenario through the pipeline"),
+    workdir: Optional[Path] = typer.Option(None, help="where logs and Redis data go"),
+) -> None:
+    """Run the embedded stack in the foreground: broker, Redis and every service. Ctrl-C stops all."""
+    from cli.stack import EmbeddedStack, default_workdir
+
+    config = config or DEMO_CONFIG
+    cfg = _config_or_exit(config)
+    stack = EmbeddedStack(config, workdir or default_workdir())
+    stopping = False
+
+    def _stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        with console.status("starting broker, Redis and services..."):
+            stack.start()
+        _print_endpoints(stack, cfg)
+        feed = None
+        if demo:
+            from cli.demo import DemoFeed
+
+            feed = DemoFeed(cfg, console)
+            feed.start()
+        restarts: dict[str, float] = {}
+        while not stopping:
+            for name in stack.crashed():
+                if name in ("broker", "redis"):
+                    err.print(f"[red]{name} exited; see {stack.logdir / (name + '.log')}. Stopping.[/]")
+                    stopping = True
+                elif time.monotonic() - restarts.get(name, 0) > 2:
+                    err.print(f"[yellow]{name} exited; restarting (log: {stack.logdir / (name + '.log')})[/]")
+                    restarts[name] = time.monotonic()
+                    stack.start_service(name, wait=False)
+            if feed is not None and feed.done.is_set() and not feed.reported:
+                feed.report()
+            time.sleep(0.2)
+    except (RuntimeError, TimeoutError) as e:
+        err.print(f"[red]pantau up:[/] {e}")
+        raise typer.Exit(1)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        with console.status("stopping..."):
+            stack.stop()
+        console.print("stopped: every process ended, every port released.")
+
+
+def _print_endpoints(stack, cfg) -> None:
+    t = Table(title="Pantau embedded stack", show_lines=False)
+    t.add_column("part")
+    t.add_column("listens on")
+    t.add_column("log")
+    t.add_row("Kafka broker (Tansu)", cfg.kafka.bootstrap_servers, str(stack.logdir / "broker.log"))
+    t.add_row("Redis (Valkey)", cfg.redis.url, str(stack.logdir / "redis.log"))
+    t.add_row("ingest gateway", f"http://{cfg.ingest.host}:{cfg.ingest.port}  (/v1/reports, /metrics, /openapi.json)",
+              str(stack.logdir / "ingest-gateway.log"))
+    t.add_row("ingest validator", f"metrics http://{cfg.ingest.host}:{cfg.ingest.metrics_port}/metrics",
+              str(stack.logdir / "ingest-validator.log"))
+    console.print(t)
+    console.print("Ctrl-C stops everything.")
+
+
+@app.command()
+def send(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSON Lines, one ReportEvent per line"),
+    url: str = typer.Option("http://127.0.0.1:8080", envvar="PANTAU_INGEST_URL", help="ingest gateway base URL"),
+    key: str = typer.Option(..., envvar="PANTAU_API_KEY", help="the source's API key"),
+) -> None:
+    """Publish reports from a JSON Lines file and print each result."""
+    import httpx
+    import orjson
+
+    failed = 0
+    with httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {key}",
+                                                       "Content-Type": "application/json"}) as client:
+        for n, line in enumerate(file.read_bytes().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                r = client.post("/v1/reports", content=line)
+            except httpx.HTTPError as e:
+                err.print(f"line {n}: cannot reach {url}: {e}")
+                raise typer.Exit(1)
+            body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+            if r.status_code in (200, 202):
+                console.print(f"line {n}: {body.get('event_id')} {body.get('status')}")
+            else:
+                failed += 1
+                detail = body.get("errors") or body.get("message") or r.text
+                if isinstance(detail, list):
+                    detail = "; ".join(f"{e['field']}: {e['message']}" for e in detail)
+                console.print(f"line {n}: [red]{r.status_code}[/] {detail}")
+    if failed:
+        raise typer.Exit(1)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,87 @@
+"""`pantau up` as a user runs it: the stack comes up, answers, and Ctrl-C leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from cli.stack import port_open, wait_port
+from shared.config import load
+from tests.conftest import write_config
+
+
+def _pids_in_group(pgid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if os.getpgid(int(d.name)) == pgid:
+                    out.append(int(d.name))
+            except ProcessLookupError:
+                pass
+    return out
+
+
+def test_up_serves_and_ctrl_c_leaves_no_process_or_port(tmp_path: Path) -> None:
+    cfg_path = write_config(tmp_path / "pantau.yaml")
+    cfg = load(cfg_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "up", "--config", str(cfg_path), "--workdir", str(tmp_path / "work")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        wait_port("127.0.0.1", cfg.ingest.port, 60, proc, "pantau up")
+        assert httpx.get(f"http://127.0.0.1:{cfg.ingest.port}/healthz").status_code == 200
+        children = {p for p in _all_descendants(proc.pid)}
+        assert len(children) >= 4  # broker, redis, gateway, validator
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, out.decode()
+    assert b"stopped" in out
+    still = [p for p in children if Path(f"/proc/{p}").exists() and _state(p) != "Z"]
+    assert still == [], f"processes left running: {still}"
+    for port in (cfg.ingest.port, cfg.ingest.metrics_port, int(cfg.kafka.bootstrap_servers.rsplit(":", 1)[1])):
+        assert not port_open("127.0.0.1", port), f"port {port} still bound"
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+    except (FileNotFoundError, IndexError):
+        return "Z"
+
+
+def _all_descendants(pid: int) -> list[int]:
+    kids: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{d.name}/stat").read_text().split(") ", 1)[1].split()[1])
+            except (FileNotFoundError, IndexError, ValueError):
+                continue
+            kids.setdefault(ppid, []).append(int(d.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for c in kids.get(p, []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def test_bad_config_stops_with_the_key_named(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sources:\n  - id: x\n    api_key: k\n    regions: ['99.99']\n")
+    r = subprocess.run([sys.executable, "-m", "cli.main", "up", "--config", str(bad)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert "sources[0].regions" in r.stderr and "99.99" in r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
