@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from shared.regions import CODE_PATTERN, registry
 from shared.schemas import CATEGORIES
+from shared.scoring_config import ScoringSettings
 
 ENV_VAR = "PANTAU_CONFIG"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -118,12 +119,6 @@ class Channel(BaseModel):
     model_config = ConfigDict(extra="allow")
     id: str
     type: Literal["webhook", "email", "telegram", "slack", "sms"]
-
-
-class ScoringSettings(BaseModel):
-    """Scoring rules; their detailed schema belongs to the scoring service."""
-
-    model_config = ConfigDict(extra="allow")
 
 
 class Config(_Strict):
