@@ -131,5 +131,24 @@ def send(
         raise typer.Exit(1)
 
 
+@app.command()
+def backtest(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV with header period,count, oldest first"),
+    method: str = typer.Option(..., "--method", help="ears-c1 | ears-c2 | ears-c3 | cusum | ewma"),
+    baseline: Optional[int] = typer.Option(None, "--baseline", help="baseline length in buckets"),
+    alpha: Optional[float] = typer.Option(None, "--alpha", help="significance level"),
+    min_sigma: Optional[float] = typer.Option(None, "--min-sigma", help="floor for the standard deviation"),
+) -> None:
+    """Score a count series and write period,count,expected,upper,alarm as CSV to stdout."""
+    from services.scoring.backtest import run_backtest
+
+    try:
+        with file.open(newline="", encoding="utf-8-sig") as f:
+            run_backtest(method, f, sys.stdout, baseline=baseline, alpha=alpha, min_sigma=min_sigma)
+    except ValueError as e:
+        err.print(f"pantau backtest: {file}: {e}")
+        raise typer.Exit(2)
+
+
 if __name__ == "__main__":
     app()
