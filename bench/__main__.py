@@ -1,0 +1,59 @@
+"""`python -m bench [--quick] [--stage NAME ...]`: run the stage benchmarks, print the table and
+write it with the machine's description to bench/results/latest.md (quick runs to
+bench/results/quick.md.tmp, which git ignores)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from bench import ingest
+from bench.context import FULL, QUICK, Context
+from bench.report import document, load_average, table
+
+# Stage name → module with run(ctx) -> list[Row]; scoring and notify join here later.
+STAGES = {
+    "ingest": ingest,
+}
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="small counts and short runs: a smoke test")
+    ap.add_argument("--stage", action="append", choices=sorted(STAGES), help="run only this stage (repeatable)")
+    ap.add_argument("--out", type=Path, help="results file (default bench/results/latest.md, or "
+                                             "bench/results/quick.md.tmp with --quick)")
+    ap.add_argument("--profile", type=Path, metavar="DIR",
+                    help="sample the service under test with py-spy and write profiles to DIR")
+    ap.add_argument("--keep", action="store_true", help="keep the stacks' temporary folders and logs")
+    args = ap.parse_args(argv)
+
+    ctx = Context(QUICK if args.quick else FULL, profile_dir=args.profile, keep=args.keep)
+    out = args.out or RESULTS / ("quick.md.tmp" if args.quick else "latest.md")
+    started = time.monotonic()
+    load_before = load_average()
+    rows = []
+    for name in args.stage or list(STAGES):
+        ctx.log(f"stage {name} ({ctx.budget.name})")
+        rows += STAGES[name].run(ctx)
+    mode = f"{ctx.budget.name}{' (profiled: numbers are lower than usual)' if args.profile else ''}"
+    text = document(rows, ctx.setup, mode, REPO, load_before)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print()
+    print(table(rows))
+    print()
+    for r in rows:
+        for n in r.notes:
+            print(f"- {r.stage}: {n}")
+    print(f"\nbench: done in {time.monotonic() - started:.0f} s; written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

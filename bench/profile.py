@@ -1,0 +1,82 @@
+"""Optional CPU profiles of the service under test (`python -m bench --profile DIR`): py-spy
+samples the process while Pantau is measured, and a summary lists where its time went.
+
+Profiled runs are slower (py-spy shares the same cores); read their numbers for where the
+time goes, not for the table.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import shutil
+import signal
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+_FRAME = re.compile(r"^(?P<fn>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
+
+
+@contextmanager
+def sampled(pid: int, out_dir: Path | None, name: str) -> Iterator[None]:
+    """py-spy on `pid` for the duration of the block, if profiling was asked for."""
+    spy = shutil.which("py-spy")
+    if out_dir is None or spy is None:
+        if out_dir is not None:
+            print("bench: py-spy not found on PATH; no profile taken")
+        yield
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"{name}.collapsed.txt"
+    proc = subprocess.Popen([spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "100",
+                             "--nonblocking", "--output", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        if out.exists():
+            (out_dir / f"{name}.summary.txt").write_text(summary(out))
+            print(f"bench: profile of {name} in {out_dir}/{name}.summary.txt")
+
+
+def _short(frame: str) -> str:
+    m = _FRAME.match(frame)
+    if not m:
+        return frame
+    path = m.group("file")
+    for marker in ("site-packages/", "/work/main/", "lib/python3"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+            break
+    return f"{m.group('fn')} ({path})"
+
+
+def summary(collapsed: Path, top: int = 25) -> str:
+    """Top functions by inclusive and by self share of the samples."""
+    inclusive: collections.Counter[str] = collections.Counter()
+    own: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        frames = [_short(f) for f in stack.split(";")]
+        total += n
+        own[frames[-1]] += n
+        for f in set(frames):
+            inclusive[f] += n
+    if not total:
+        return "no samples\n"
+    lines = [f"{total} samples", "", "inclusive:"]
+    lines += [f"  {100 * n / total:5.1f}%  {f}" for f, n in inclusive.most_common(top)]
+    lines += ["", "self:"]
+    lines += [f"  {100 * n / total:5.1f}%  {f}" for f, n in own.most_common(top)]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,77 @@
+"""What the benchmarks send: valid, distinct ReportEvents spread over real regions and
+categories, as single bodies, batch bodies or raw-topic messages.
+
+Module-level functions only, so that a load-generator process can build its bodies itself
+(before its clock starts) from a picklable `functools.partial` of one of them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+
+import orjson
+
+SOURCE = "bench-feed"
+API_KEY = "bench-key-not-a-secret"
+# The source's scope: five provinces in three time zones (Aceh, DKI Jakarta, Jawa Barat,
+# Kalimantan Utara, Papua).
+PROVINCES = ("11", "31", "32", "65", "91")
+CATEGORIES = ("election_dispute", "mass_mobilization", "sara_incitement", "hoax_disinformation",
+              "communal_clash", "land_resource_conflict", "political_violence", "security_threat", "other")
+
+
+@lru_cache(maxsize=1)
+def regions() -> tuple[str, ...]:
+    """Kecamatan codes in the bench source's provinces, from the shipped registry."""
+    from shared.regions import registry
+
+    codes = [c for c in registry().codes(3) if c[:2] in PROVINCES]
+    if not codes:
+        raise RuntimeError("no kecamatan found in the region registry for the bench provinces")
+    return tuple(codes)
+
+
+def report(tag: str, i: int, occurred_at: str) -> dict:
+    """Report number `i` of run `tag`: a typical FKDM forum report, ~450 bytes of JSON."""
+    rs = regions()
+    return {
+        "event_id": f"bench-{tag}-{i:08d}",
+        "source": SOURCE,
+        "region_code": rs[(i * 7919) % len(rs)],
+        "category": CATEGORIES[i % len(CATEGORIES)],
+        "severity": 1 + i % 5,
+        "occurred_at": occurred_at,
+        "title": "Pengerahan massa di depan kantor KPU kabupaten menjelang rekapitulasi suara",
+        "description": "Sekitar 300 orang berkumpul menuntut penghitungan ulang; aparat berjaga, "
+                       "belum ada bentrokan. Laporan dari anggota FKDM kecamatan.",
+        "verified": i % 3 == 0,
+        "participants": 300 + i % 200,
+        "attributes": {"reporter": "fkdm", "channel": "app"},
+    }
+
+
+def _occurred_at() -> str:
+    return (datetime.now(timezone(timedelta(hours=8))) - timedelta(minutes=10)).isoformat(timespec="seconds")
+
+
+def single_bodies(tag: str, n: int) -> list[bytes]:
+    """`n` bodies for POST /v1/reports, each a different report."""
+    at = _occurred_at()
+    return [orjson.dumps(report(tag, i, at)) for i in range(n)]
+
+
+def batch_bodies(tag: str, batches: int, size: int) -> list[bytes]:
+    """`batches` bodies for POST /v1/reports:batch of `size` different reports each."""
+    at = _occurred_at()
+    return [orjson.dumps({"reports": [report(tag, b * size + i, at) for i in range(size)]}) for b in range(batches)]
+
+
+def raw_messages(tag: str, n: int) -> list[tuple[bytes, bytes]]:
+    """(key, value) pairs for `pantau.reports.raw`: keyed by region_code, as the contract says."""
+    at = _occurred_at()
+    out = []
+    for i in range(n):
+        r = report(tag, i, at)
+        out.append((r["region_code"].encode(), orjson.dumps(r)))
+    return out
