@@ -114,6 +114,8 @@ def redis_server(port: int, logdir: Path, datadir: Path) -> Child:
 SERVICES = {
     "ingest-gateway": ["-m", "services.ingest", "gateway"],
     "ingest-validator": ["-m", "services.ingest", "validator"],
+    "scoring": ["-m", "services.scoring"],
+    "notify": ["-m", "services.notify"],
 }
 
 
@@ -192,6 +194,8 @@ class EmbeddedStack:
         ports = {
             "ingest-gateway": self.config.ingest.port,
             "ingest-validator": self.config.ingest.metrics_port,
+            "scoring": self.config.scoring.web_port,
+            "notify": self.config.notify.port,
         }
         if name in ports:
             wait_port("127.0.0.1", ports[name], timeout_s, c.proc, name)

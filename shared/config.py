@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from shared.regions import CODE_PATTERN, registry
 from shared.schemas import CATEGORIES
+from shared.channels_config import CHANNEL_TYPES, ChannelConfig, ContactConfig
+from shared.notify_config import NotifySettings, Policy, Rotation
 from shared.scoring_config import ScoringSettings
 
 ENV_VAR = "PANTAU_CONFIG"
@@ -113,29 +115,23 @@ class Operator(_Strict):
         return sha256_hex(self.token.get_secret_value())  # type: ignore[union-attr]
 
 
-class Channel(BaseModel):
-    """A delivery channel; its type-specific settings are checked by the notify service."""
-
-    model_config = ConfigDict(extra="allow")
-    id: str
-    type: Literal["webhook", "email", "telegram", "slack", "sms"]
-
-
 class Config(_Strict):
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
     ingest: IngestSettings = IngestSettings()
     sources: list[Source] = Field(default_factory=list)
     operators: list[Operator] = Field(default_factory=list)
-    contacts: list[dict[str, Any]] = Field(default_factory=list)
-    channels: list[Channel] = Field(default_factory=list)
-    policies: list[dict[str, Any]] = Field(default_factory=list)
+    contacts: list[ContactConfig] = Field(default_factory=list)
+    channels: list[ChannelConfig] = Field(default_factory=list)
+    policies: list[Policy] = Field(default_factory=list)
+    rotations: list[Rotation] = Field(default_factory=list)
     scoring: ScoringSettings = ScoringSettings()
-    notify: dict[str, Any] = Field(default_factory=dict)
+    notify: NotifySettings = NotifySettings()
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "Config":
-        for name, items in (("sources", self.sources), ("operators", self.operators), ("channels", self.channels)):
+        for name, items in (("sources", self.sources), ("operators", self.operators), ("channels", self.channels),
+                            ("contacts", self.contacts), ("policies", self.policies)):
             seen: set[str] = set()
             for i, item in enumerate(items):
                 if item.id in seen:
@@ -172,7 +168,12 @@ def _expand(node: Any, path: str, env: dict[str, str], problems: list[str]) -> A
 
 def _loc(loc: tuple[Any, ...]) -> str:
     out = ""
+    prev: Any = None
     for part in loc:
+        # A discriminated union (channels) puts its tag after the index: channels[0].webhook.url.
+        tag_after_index, prev = isinstance(prev, int) and part in CHANNEL_TYPES, part
+        if tag_after_index:
+            continue
         if isinstance(part, int):
             out += f"[{part}]"
         elif str(part).startswith(("function-", "constrained-")):
@@ -190,16 +191,24 @@ def parse(text: str, path: str | Path | None = None, env: dict[str, str] | None 
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError([f"(file): not valid YAML{where}: {getattr(e, 'problem', e)}"], path) from None
+    except ValueError as e:
+        # PyYAML builds dates and times itself and lets their errors through (`at: 2024-13-45`).
+        raise ConfigError([f"(file): not valid YAML: {e}"], path) from None
+    except RecursionError:
+        raise ConfigError(["(file): nested too deeply"], path) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(["(top level): must be a mapping of sections (sources, channels, ...)"], path)
     problems: list[str] = []
-    data = _expand(data, "", dict(os.environ) if env is None else env, problems)
-    if problems:
-        raise ConfigError(problems, path)
     try:
+        data = _expand(data, "", dict(os.environ) if env is None else env, problems)
+        if problems:
+            raise ConfigError(problems, path)
         return Config.model_validate(data)
+    except RecursionError:
+        # Deep nesting, or an alias that contains itself (`a: &x [*x]`).
+        raise ConfigError(["(file): nested too deeply, or an alias refers to itself"], path) from None
     except ValidationError as exc:
         msgs = []
         for e in exc.errors(include_url=False, include_input=False):
@@ -220,4 +229,6 @@ def load(path: str | Path | None = None) -> Config:
         text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError([f"(file): cannot read {p}: {e.strerror}"], p) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError([f"(file): not UTF-8 text (byte {e.start})"], p) from None
     return parse(text, p)

@@ -61,3 +61,72 @@ REASONS = (
 def source_label(source: object, known: frozenset[str]) -> str:
     """Keep the `source` label bounded: configured sources by name, anything else `other`."""
     return source if isinstance(source, str) and source in known else "other"
+
+
+# --- notify: deliveries -------------------------------------------------------------------
+# `channel_type` is one of webhook|email|telegram|slack|sms; `outcome` one of
+# DELIVERY_OUTCOMES; `reason` one of services.notify.channels.base.REASONS.
+DELIVERY_OUTCOMES = ("delivered", "retry", "failed", "dead", "interrupted")
+DELIVERY_SECONDS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+NOTIFICATION_ATTEMPTS = Counter(
+    "pantau_notification_attempts_total",
+    "Delivery attempts by channel type and outcome (delivered, retry, failed: handed to the fallback, "
+    "dead: dead-lettered, interrupted: the worker died mid-attempt)",
+    ["channel_type", "outcome"],
+)
+NOTIFICATION_FAILURES = Counter(
+    "pantau_notification_failures_total", "Failed delivery attempts by channel type and reason", ["channel_type", "reason"]
+)
+NOTIFICATION_DELIVERY_SECONDS = Histogram(
+    "pantau_notification_delivery_seconds",
+    "Time from submit to the receiving end's acceptance (fallbacks count from the first submit)",
+    ["channel_type"],
+    buckets=DELIVERY_SECONDS_BUCKETS,
+)
+NOTIFICATION_RETRIES = Counter(
+    "pantau_notification_retries_total", "Delivery attempts rescheduled after a retryable failure", ["channel_type"]
+)
+NOTIFICATION_DEAD_LETTERS = Counter(
+    "pantau_notification_dead_letters_total", "Deliveries given up (after their fallback, if any)", ["channel_type"]
+)
+
+# --- notify: incidents --------------------------------------------------------------------
+TTA_BUCKETS = (10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400)
+INCIDENTS_OPENED = Counter("pantau_incidents_opened_total", "Incidents opened, by category", ["category"])
+INCIDENTS_ACKNOWLEDGED = Counter("pantau_incidents_acknowledged_total", "Incident acknowledgements")
+INCIDENTS_RESOLVED = Counter(
+    "pantau_incidents_resolved_total", "Incidents resolved, by how (manual or auto)", ["how"]
+)
+TIME_TO_ACKNOWLEDGE = Histogram(
+    "pantau_time_to_acknowledge_seconds",
+    "From an incident's trigger (or its last level rise) to its acknowledgement",
+    buckets=TTA_BUCKETS,
+)
+ESCALATION_STEPS = Counter("pantau_escalation_steps_total", "Escalation steps fired (first pages, escalations, reminders)")
+OPEN_INCIDENTS = Gauge("pantau_open_incidents", "Incidents not yet resolved, by current level", ["level"])
+SCORE_UPDATES_REJECTED = Counter(
+    "pantau_score_updates_rejected_total", "Messages on pantau.scores.v1 the notify service could not read"
+)
+ESCALATION_OVERDUE = Gauge(
+    "pantau_escalation_overdue_seconds", "How late the most overdue escalation timer is (0 when none is late)"
+)
+SILENT_SOURCES = Gauge("pantau_silent_sources", "Configured sources silent for longer than their silent_after_minutes")
+
+# --- scoring -------------------------------------------------------------------------------
+SCORE_UPDATES = Counter(
+    "pantau_score_updates_total", "Score updates written to pantau.scores.v1, by level", ["level"]
+)
+SCORING_REPORTS = Counter(
+    "pantau_scoring_reports_total",
+    "Reports read by scoring, by outcome (counted, late, duplicate, redelivered, too_old, invalid)",
+    ["outcome"],
+)
+SCORING_LAG = Gauge(
+    "pantau_scoring_lag_seconds", "Age of the newest report in the batch scoring has just finished"
+)
+REGION_LEVEL = Gauge(
+    "pantau_region_level",
+    "Alert level (0 normal, 1 waspada, 2 siaga, 3 awas) of every province and category, and of a "
+    "kabupaten/kota and category only while at waspada or above",
+    ["region", "category"],
+)

@@ -25,6 +25,8 @@ ingest:
   port: {free_port()}
   metrics_port: {free_port()}
   send_timeout_s: 3
+notify:
+  port: {free_port()}
 sources:
   - id: fkdm-kaltara
     api_key_sha256: "{sha256_hex(KALTARA_KEY)}"

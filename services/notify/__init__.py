@@ -1,0 +1,1 @@
+"""The notify service: incidents, escalation policy, and delivery to coordinators over their channels."""

@@ -1,0 +1,455 @@
+"""The notify HTTP API (contract: Notify HTTP API): operators list, read, acknowledge and
+resolve incidents and manage silences; coordinators acknowledge with one tap on a signed link.
+
+Operators send `Authorization: Bearer <token>`; the token's sha256 is compared with every
+configured operator's in constant time. Every error is JSON `{"error", "message"}` (the ack
+page answers a browser in HTML), never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import html
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable, Literal, Sequence
+
+import orjson
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shared import metrics
+from shared.config import Operator, sha256_hex
+from shared.notify_config import LEVELS, Rotation
+from shared.regions import CODE_PATTERN, registry
+from shared.schemas import CATEGORIES
+from services.notify.consumer import count_change
+from services.notify.incidents import (
+    Conflict,
+    Incident,
+    IncidentStore,
+    acknowledge,
+    parse_ts,
+    resolve,
+    rfc3339,
+    silence_view,
+)
+from services.notify.links import LinkError, LinkMaker
+from services.notify.messages import category_name
+from services.notify.rotations import OverrideStore, next_handover, on_call
+
+log = logging.getLogger("pantau.notify.api")
+
+
+class Refusal(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None,
+                 errors: list[dict[str, str]] | None = None):
+        self.status, self.code, self.message, self.headers, self.errors = status, code, message, headers, errors
+
+
+@dataclass
+class ApiContext:
+    """What the handlers need, built by the service (or a test)."""
+
+    store: IncidentStore
+    links: LinkMaker
+    operators: Sequence[Operator]
+    wake: Callable[[], None] = lambda: None
+    ready: Callable[[], Awaitable[list[str]]] | None = None
+    rotations: Sequence[Rotation] = ()
+    overrides: OverrideStore | None = None
+    contact_ids: Sequence[str] = ()
+    language: str = "id"
+    clock: Callable[[], float] = time.time
+    _hashes: list[tuple[str, Operator]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._hashes = [(op.token_hash(), op) for op in self.operators]
+
+
+# --- request bodies ----------------------------------------------------------------------------
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NoteBody(_Strict):
+    note: str | None = Field(None, max_length=2000)
+
+
+class Matchers(_Strict):
+    region: str | None = None
+    category: str | None = None
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, v: str | None) -> str | None:
+        if v is not None and (not CODE_PATTERN.match(v) or not registry().exists(v)):
+            raise ValueError(f"unknown region code {v!r}")
+        return v
+
+    @field_validator("category")
+    @classmethod
+    def _category(cls, v: str | None) -> str | None:
+        if v is not None and v not in CATEGORIES:
+            raise ValueError(f"must be one of {', '.join(CATEGORIES)}")
+        return v
+
+
+class SilenceBody(_Strict):
+    matchers: Matchers
+    ends_at: str
+    reason: str = Field(min_length=1, max_length=500)
+
+    @field_validator("ends_at")
+    @classmethod
+    def _ts(cls, v: str) -> str:
+        try:
+            parse_ts(v)
+        except ValueError:
+            raise ValueError("must be an RFC 3339 time with offset, e.g. 2024-11-28T08:00:00+08:00") from None
+        return v
+
+
+class OverrideBody(_Strict):
+    contact: str
+    start: str
+    end: str
+    reason: str | None = Field(None, max_length=500)
+
+
+def _errors(exc: ValidationError) -> list[dict[str, str]]:
+    out = []
+    for e in exc.errors(include_url=False, include_input=False):
+        msg = "unknown field" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
+        out.append({"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": msg})
+    return out
+
+
+async def _body(request: Request, model: type[BaseModel], optional: bool = False) -> Any:
+    raw = await request.body()
+    if len(raw) > 64 * 1024:
+        raise Refusal(413, "too_large", "body is over 64 KiB")
+    if not raw.strip():
+        if optional:
+            return model()
+        raise Refusal(422, "invalid", "a JSON body is required", errors=[{"field": "(body)", "message": "required"}])
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise Refusal(422, "invalid", "invalid JSON", errors=[{"field": "(body)", "message": "invalid JSON"}]) from None
+    if not isinstance(data, dict):
+        raise Refusal(422, "invalid", "must be a JSON object", errors=[{"field": "(body)", "message": "must be a JSON object"}])
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise Refusal(422, "invalid", "invalid body", errors=_errors(exc)) from None
+
+
+def _problem(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+# --- the ack page --------------------------------------------------------------------------------
+_WORDS = {
+    "id": {"title": "Konfirmasi insiden", "button": "Saya tangani (konfirmasi)", "done": "Terima kasih: insiden dikonfirmasi.",
+           "already": "Insiden ini sudah dikonfirmasi", "resolved": "Insiden ini sudah selesai.", "level": "Level",
+           "status": "Status", "reasons": "Alasan", "error": "Tautan tidak dapat dipakai"},
+    "en": {"title": "Acknowledge incident", "button": "I'm on it (acknowledge)", "done": "Thank you: incident acknowledged.",
+           "already": "This incident is already acknowledged", "resolved": "This incident is resolved.", "level": "Level",
+           "status": "Status", "reasons": "Why", "error": "This link cannot be used"},
+}
+_PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+}
+
+
+def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    doc = (f'<!doctype html><html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,'
+           f'initial-scale=1"><title>{html.escape(title)}</title><style>body{{font-family:sans-serif;max-width:36em;'
+           f'margin:1em auto;padding:0 1em}}button{{font-size:1.3em;padding:.7em 1.2em;width:100%}}'
+           f'.lvl{{font-weight:bold}}</style></head><body>{body}</body></html>')
+    return HTMLResponse(doc, status_code=status, headers=_PAGE_HEADERS)
+
+
+def _incident_html(inc: Incident, language: str) -> str:
+    w = _WORDS[language]
+    e = html.escape
+    reasons = "".join(f"<li>{e(r)}</li>" for r in inc.reasons)
+    return (f"<h1>{e(category_name(inc.category, 'en' if language == 'en' else 'id'))} — {e(inc.region_name)}</h1>"
+            f"<p>{e(w['level'])}: <span class=lvl>{e(inc.level.upper())}</span> · {e(w['status'])}: {e(inc.status)}</p>"
+            f"<p>{e(inc.summary)}</p>" + (f"<p>{e(w['reasons'])}:</p><ul>{reasons}</ul>" if reasons else ""))
+
+
+def _wants_html(request: Request) -> bool:
+    accept = request.headers.get("accept", "")
+    return "text/html" in accept or request.method == "POST" and "application/x-www-form-urlencoded" in \
+        request.headers.get("content-type", "")
+
+
+def create_app(ctx: ApiContext) -> FastAPI:
+    app = FastAPI(title="Pantau notify", version="1", docs_url=None, redoc_url=None)
+    app.state.ctx = ctx
+    lang = "en" if ctx.language == "en" else "id"
+
+    def operator(request: Request) -> Operator:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Refusal(401, "unauthorized", "send the operator token as 'Authorization: Bearer <token>'",
+                          {"WWW-Authenticate": "Bearer"})
+        presented = sha256_hex(token.strip())
+        found = None
+        for h, op in ctx._hashes:  # every hash compared, in constant time each
+            if hmac.compare_digest(h, presented):
+                found = op
+        if found is None:
+            raise Refusal(401, "unauthorized", "unknown operator token", {"WWW-Authenticate": "Bearer"})
+        return found
+
+    async def incident_or_404(incident_id: str) -> Incident:
+        inc = await ctx.store.get(incident_id)
+        if inc is None:
+            raise Refusal(404, "not_found", f"no incident {incident_id!r}")
+        return inc
+
+    @app.exception_handler(Refusal)
+    async def _refusal(request: Request, exc: Refusal) -> Response:
+        if request.url.path.startswith("/ack/") and _wants_html(request):
+            w = _WORDS[lang]
+            return _page(w["error"], f"<h1>{html.escape(w['error'])}</h1><p>{html.escape(exc.message)}</p>", exc.status)
+        if exc.errors is not None:
+            return JSONResponse({"error": exc.code, "message": exc.message, "errors": exc.errors},
+                                status_code=exc.status, headers=exc.headers)
+        return _problem(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _problem(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"field": ".".join(str(p) for p in e["loc"] if p not in ("query", "path", "body")),
+                   "message": e["msg"]} for e in exc.errors()]
+        return JSONResponse({"error": "invalid", "message": "invalid request", "errors": errors}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s", request.url.path)
+        return _problem(500, "internal", "internal error")
+
+    # --- incidents ---------------------------------------------------------------------------
+    @app.get("/v1/incidents")
+    async def list_incidents(request: Request, status: Literal["open", "acknowledged", "resolved"] | None = None,
+                             region: str | None = Query(None, max_length=13),
+                             category: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> Response:
+        """Incidents, newest first; `region` is a prefix (a province takes its kabupaten/kota)."""
+        operator(request)
+        if region is not None and not CODE_PATTERN.match(region):
+            raise Refusal(422, "invalid", "invalid query", errors=[{"field": "region", "message": "must be a region code prefix such as 65 or 65.71"}])
+        if category is not None and category not in CATEGORIES:
+            raise Refusal(422, "invalid", "invalid query", errors=[{"field": "category", "message": f"must be one of {', '.join(CATEGORIES)}"}])
+        found = await ctx.store.list(status, region, category, limit)
+        return _json({"incidents": [i.view() for i in found]})
+
+    @app.get("/v1/incidents/{incident_id}")
+    async def get_incident(request: Request, incident_id: str) -> Response:
+        """One incident with its timeline: every step, delivery and action."""
+        operator(request)
+        inc = await incident_or_404(incident_id)
+        return _json({**inc.view(), "timeline": await ctx.store.timeline(incident_id)})
+
+    async def _ack(inc_id: str, by: str, via: str, note: str | None) -> Incident:
+        try:
+            saved, change = await ctx.store.mutate(inc_id, lambda inc: acknowledge(inc, by, ctx.clock(), via, note))
+        except Conflict as e:
+            raise Refusal(409, "conflict", str(e)) from None
+        if saved is None:
+            raise Refusal(404, "not_found", f"no incident {inc_id!r}")
+        count_change(change)
+        if change is not None:
+            ctx.wake()
+        return saved
+
+    @app.post("/v1/incidents/{incident_id}/ack")
+    async def ack(request: Request, incident_id: str) -> Response:
+        """Acknowledge: the escalation stops; acknowledging again changes nothing."""
+        op = operator(request)
+        body = await _body(request, NoteBody, optional=True)
+        return _json((await _ack(incident_id, f"operator:{op.id}", "api", body.note)).view())
+
+    @app.post("/v1/incidents/{incident_id}/resolve")
+    async def resolve_incident(request: Request, incident_id: str) -> Response:
+        """Resolve: everyone who was paged hears it, on every channel they were paged on."""
+        op = operator(request)
+        body = await _body(request, NoteBody, optional=True)
+        try:
+            saved, change = await ctx.store.mutate(
+                incident_id, lambda inc: resolve(inc, f"operator:{op.id}", ctx.clock(), "manual", body.note))
+        except Conflict as e:
+            raise Refusal(409, "conflict", str(e)) from None
+        if saved is None:
+            raise Refusal(404, "not_found", f"no incident {incident_id!r}")
+        count_change(change)
+        ctx.wake()
+        return _json(saved.view())
+
+    # --- silences ----------------------------------------------------------------------------
+    @app.post("/v1/silences", status_code=201)
+    async def create_silence(request: Request) -> Response:
+        """Hold back pages for matching incidents until `ends_at` (audited)."""
+        op = operator(request)
+        body: SilenceBody = await _body(request, SilenceBody)
+        matchers = body.matchers.model_dump(exclude_none=True)
+        now = ctx.clock()
+        errors = []
+        if not matchers:
+            errors.append({"field": "matchers", "message": "give region and/or category (a silence for everything "
+                                                           "is not allowed)"})
+        ends = parse_ts(body.ends_at)
+        if ends <= now:
+            errors.append({"field": "ends_at", "message": "must be in the future"})
+        if errors:
+            raise Refusal(422, "invalid", "invalid silence", errors=errors)
+        s = await ctx.store.add_silence(matchers, ends, body.reason, f"operator:{op.id}", now)
+        return _json(silence_view(s, now), 201)
+
+    @app.get("/v1/silences")
+    async def list_silences(request: Request, all: bool = False) -> Response:
+        """Active silences (with `?all=true`, expired and deleted ones too)."""
+        operator(request)
+        items = sorted(await ctx.store.silences(), key=lambda s: s["created_at"], reverse=True)
+        views = [silence_view(s, ctx.clock()) for s in items]
+        return _json({"silences": views if all else [v for v in views if v["active"]]})
+
+    @app.delete("/v1/silences/{silence_id}")
+    async def delete_silence(request: Request, silence_id: str) -> Response:
+        """End a silence now; held-back steps fire at once (audited)."""
+        op = operator(request)
+        s = await ctx.store.delete_silence(silence_id, f"operator:{op.id}", ctx.clock())
+        if s is None:
+            raise Refusal(404, "not_found", f"no active silence {silence_id!r}")
+        if await ctx.store.wake_matching(s["matchers"], ctx.clock()):
+            ctx.wake()
+        return _json(silence_view(s, ctx.clock()))
+
+    # --- on-call -------------------------------------------------------------------------------
+    @app.get("/v1/oncall")
+    async def oncall(request: Request) -> Response:
+        """Who is on call now in each rotation, and until when."""
+        operator(request)
+        now = datetime.fromtimestamp(ctx.clock(), timezone.utc)
+        out = []
+        for r in ctx.rotations:
+            extra = await ctx.overrides.overrides(r.region, now) if ctx.overrides else []
+            out.append({"region": r.region, "region_name": registry().name(r.region), "contact": on_call(r, now, extra),
+                        "next_handover": next_handover(r, now).isoformat()})
+        return _json({"oncall": out})
+
+    @app.post("/v1/rotations/{region}/overrides", status_code=201)
+    async def add_override(request: Request, region: str) -> Response:
+        """Put someone else on call for a while (audited)."""
+        op = operator(request)
+        rot = next((r for r in ctx.rotations if r.region == region), None)
+        if rot is None or ctx.overrides is None:
+            raise Refusal(404, "not_found", f"no rotation for region {region!r}")
+        body: OverrideBody = await _body(request, OverrideBody)
+        try:
+            start, end = datetime.fromisoformat(body.start), datetime.fromisoformat(body.end)
+            if start.tzinfo is None or end.tzinfo is None:
+                raise ValueError
+        except ValueError:
+            raise Refusal(422, "invalid", "invalid override", errors=[
+                {"field": "start/end", "message": "must be RFC 3339 times with offset"}]) from None
+        if end <= start:
+            raise Refusal(422, "invalid", "invalid override", errors=[{"field": "end", "message": "must be after start"}])
+        if body.contact not in set(rot.members) | set(ctx.contact_ids):
+            raise Refusal(422, "invalid", "invalid override", errors=[{"field": "contact", "message": "unknown contact"}])
+        doc = await ctx.overrides.add(region, body.contact, start, end, f"operator:{op.id}", body.reason)
+        return _json(doc, 201)
+
+    # --- the one-tap ack link ----------------------------------------------------------------
+    def _claim(token: str, now: float):
+        try:
+            return ctx.links.verify(token, now)
+        except LinkError as e:
+            raise Refusal(403, e.reason, str(e)) from None
+
+    @app.get("/ack/{token}", response_class=HTMLResponse)
+    async def ack_page(request: Request, token: str) -> Response:
+        """The page a coordinator opens from a message: one button (a GET never acknowledges,
+        so link previews and scanners cannot)."""
+        claim = _claim(token, ctx.clock())
+        inc = await incident_or_404(claim.incident_id)
+        w = _WORDS[lang]
+        if inc.status == "resolved":
+            action = f"<p><b>{html.escape(w['resolved'])}</b></p>"
+        elif inc.status == "acknowledged":
+            action = f"<p><b>{html.escape(w['already'])} ({html.escape(inc.acknowledged_by or '')}).</b></p>"
+        else:
+            action = f'<form method="post"><button type="submit">{html.escape(w["button"])}</button></form>'
+        return _page(w["title"], _incident_html(inc, lang) + action)
+
+    @app.post("/ack/{token}")
+    async def ack_link(request: Request, token: str) -> Response:
+        """What the page's button does: acknowledge the incident the token names."""
+        claim = _claim(token, ctx.clock())
+        by = f"contact:{claim.contact}" if claim.contact else "link"
+        saved = await _ack(claim.incident_id, by, "link", None)
+        if _wants_html(request):
+            w = _WORDS[lang]
+            return _page(w["title"], _incident_html(saved, lang) + f"<p><b>{html.escape(w['done'])}</b></p>")
+        return _json(saved.view())
+
+    # --- health ------------------------------------------------------------------------------
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        problems: list[str] = []
+        try:
+            await asyncio.wait_for(ctx.store.r.ping(), 2)
+        except Exception:
+            problems.append("redis unreachable")
+        if ctx.ready is not None:
+            try:
+                problems += await asyncio.wait_for(ctx.ready(), 3)
+            except Exception:
+                problems.append("not ready")
+        if problems:
+            return _problem(503, "not_ready", "; ".join(problems), {"Retry-After": "5"})
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        try:
+            counts = {lv: 0 for lv in LEVELS}
+            for inc in await ctx.store.open_incidents():
+                if inc.status != "resolved":
+                    counts[inc.level] = counts.get(inc.level, 0) + 1
+            for lv, n in counts.items():
+                metrics.OPEN_INCIDENTS.labels(lv).set(n)
+        except Exception:
+            log.warning("could not count open incidents for /metrics")
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+__all__ = ["ApiContext", "create_app", "rfc3339"]

@@ -1,0 +1,204 @@
+"""Kafka in and out for incidents.
+
+In: `ScoreConsumer` reads `pantau.scores.v1` in a consumer group and turns each score update
+into an incident change (one incident per (kabupaten/kota or province, category): later
+updates change it, they never open a second one). Offsets are committed only after the
+batch's changes are in Redis; a replayed update changes nothing.
+
+Out: `EscalationPublisher` drains the Redis outbox of lifecycle events (written atomically
+with each incident change) to `pantau.escalations.v1`, keyed by incident id, in order. A
+crash between producing and trimming the outbox publishes those events again (at least once:
+a consumer can drop repeats by (incident_id, status, step, updated_at)).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from typing import Any, Callable, Sequence
+
+import orjson
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import CommitFailedError
+from pydantic import ValidationError
+
+from shared import metrics, topics
+from shared.kafka import CONSUMER_DEFAULTS
+from shared.notify_config import Policy
+from services.notify.incidents import (
+    K_OUTBOX,
+    Change,
+    IncidentStore,
+    ScoreUpdate,
+    apply_update,
+    incident_key,
+    new_incident_id,
+    open_incident,
+)
+
+log = logging.getLogger("pantau.notify.consumer")
+
+
+def count_change(change: Change | None, category: str | None = None) -> None:
+    """Metrics for a saved change (shared by the consumer, the API and the watchdog)."""
+    if change is None:
+        return
+    inc = change.incident
+    if change.opened:
+        metrics.INCIDENTS_OPENED.labels(category or inc.category).inc()
+    if change.acknowledged:
+        metrics.INCIDENTS_ACKNOWLEDGED.inc()
+        if inc.acknowledged_at is not None:
+            metrics.TIME_TO_ACKNOWLEDGE.observe(max(0.0, inc.acknowledged_at - inc.triggered_at))
+    if change.resolved:
+        metrics.INCIDENTS_RESOLVED.labels(change.resolved).inc()
+
+
+class ScoreHandler:
+    """Applies one score update to Redis (no Kafka here, so tests can drive it directly)."""
+
+    def __init__(self, store: IncidentStore, policies: Sequence[Policy], auto_resolve_buckets: int,
+                 language: str = "id", clock: Callable[[], float] = time.time, wake: Callable[[], None] = lambda: None):
+        self.store = store
+        self.policies = policies
+        self.auto_n = auto_resolve_buckets
+        self.language = language
+        self.clock = clock
+        self.wake = wake
+
+    async def handle(self, u: ScoreUpdate) -> Change | None:
+        now = self.clock()
+        region = u.incident_region
+        _, change = await self.store.upsert(
+            incident_key(region, u.category),
+            on_new=lambda closed: open_incident(new_incident_id(region, u.category, now), u, self.policies, now,
+                                                self.language, closed),
+            on_open=lambda inc: apply_update(inc, u, self.policies, self.auto_n, now, self.language),
+        )
+        count_change(change)
+        if change is not None and (change.events or change.incident.broadcasts):
+            self.wake()
+        return change
+
+
+def parse_update(raw: bytes | None) -> ScoreUpdate | None:
+    if raw is None:
+        return None
+    try:
+        return ScoreUpdate.model_validate(orjson.loads(raw))
+    except (orjson.JSONDecodeError, ValidationError, TypeError, ValueError):
+        return None
+
+
+class ScoreConsumer:
+    """The consumer-group loop around ScoreHandler."""
+
+    def __init__(self, bootstrap: str, group: str, handler: ScoreHandler):
+        self.bootstrap = bootstrap
+        self.group = group
+        self.handler = handler
+        self.consumer: AIOKafkaConsumer | None = None
+        self.processed = 0
+
+    async def start(self) -> None:
+        self.consumer = AIOKafkaConsumer(topics.SCORES_V1, bootstrap_servers=self.bootstrap, group_id=self.group,
+                                         **CONSUMER_DEFAULTS)
+        await self.consumer.start()
+
+    async def stop(self) -> None:
+        if self.consumer is not None:
+            try:
+                await self.consumer.stop()
+            except Exception:
+                pass
+
+    async def run(self, stop: asyncio.Event) -> None:
+        if self.consumer is None:
+            await self.start()  # here, not before the API: joining the group takes seconds
+        assert self.consumer is not None
+        while not stop.is_set():
+            batches = await self.consumer.getmany(timeout_ms=200, max_records=500)
+            if not batches:
+                continue
+            for tp, msgs in batches.items():
+                for m in msgs:
+                    u = parse_update(m.value)
+                    if u is None:
+                        metrics.SCORE_UPDATES_REJECTED.inc()
+                        log.warning("unreadable score update at %s/%d offset %d; skipped", tp.topic, tp.partition,
+                                    m.offset)
+                        continue
+                    await self.handler.handle(u)
+                    self.processed += 1
+            # State is in Redis: only now may the offsets move on.
+            try:
+                await self.consumer.commit({tp: msgs[-1].offset + 1 for tp, msgs in batches.items()})
+            except CommitFailedError:
+                # A rebalance took the partitions meanwhile; their next owner replays the
+                # batch, which changes nothing already applied.
+                log.warning("offset commit lost to a rebalance; the batch will be replayed")
+
+
+class EscalationPublisher:
+    """Moves lifecycle events from the Redis outbox to `pantau.escalations.v1`.
+
+    One publisher at a time holds a lease (so several notify processes do not publish the
+    same events twice); the others stand by."""
+
+    LOCK = "pantau:notify:outbox:lock"
+    BATCH = 200
+
+    def __init__(self, r: aioredis.Redis, producer: AIOKafkaProducer, lease_s: float = 10.0, poll_s: float = 0.2):
+        self.r = r
+        self.producer = producer
+        self.lease_s = lease_s
+        self.poll_s = poll_s
+        self.me = uuid.uuid4().hex
+        self.published = 0
+
+    async def _hold_lease(self) -> bool:
+        ms = int(self.lease_s * 1000)
+        if await self.r.set(self.LOCK, self.me, nx=True, px=ms):
+            return True
+        held = await self.r.get(self.LOCK)
+        if held is not None and (held.decode() if isinstance(held, bytes) else held) == self.me:
+            await self.r.pexpire(self.LOCK, ms)
+            return True
+        return False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                sent = await self.flush() if await self._hold_lease() else 0
+            except Exception:
+                log.exception("publishing lifecycle events failed; retrying")
+                sent = 0
+            if not sent:
+                try:
+                    await asyncio.wait_for(stop.wait(), self.poll_s)
+                except asyncio.TimeoutError:
+                    pass
+
+    async def flush(self) -> int:
+        raw = await self.r.lrange(K_OUTBOX, 0, self.BATCH - 1)
+        if not raw:
+            return 0
+        futs = []
+        for v in raw:
+            key = _incident_id(v)
+            futs.append(await self.producer.send(topics.ESCALATIONS_V1, v, key=key))
+        await asyncio.gather(*futs)
+        await self.r.ltrim(K_OUTBOX, len(raw), -1)
+        self.published += len(raw)
+        return len(raw)
+
+
+def _incident_id(v: bytes) -> bytes | None:
+    try:
+        d: Any = orjson.loads(v)
+        return str(d["incident_id"]).encode()
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return None

@@ -1,0 +1,252 @@
+"""The escalation clock: fires every due step exactly once, even across kill -9.
+
+Timers live in a Redis sorted set (incident id → when it next needs attention). A scheduler
+claims due timers in one Lua call that also pushes each one `timer_lease_s` into the future
+(the lease); then, per incident:
+
+  1. hands pending acknowledged/resolved notices to delivery, for everyone paged;
+  2. asks `policy.next_action` what is due; if a silence covers the incident, the firing
+     waits for the silence to end; else it resolves the step's recipients as of the time
+     the step was due, submits one delivery per (contact, channel) with the firing's
+     deterministic event key (`step:<n>:<cycle>.<repeat>:e<epoch>`), and
+  3. saves the advanced escalation with its timeline entry, lifecycle event and next timer
+     in one atomic, version-checked write.
+
+A process killed after claiming leaves the timer to come due again when the lease runs out;
+killed after submitting, the re-fire submits the same keys, which `Deliverer.submit` treats as
+the same deliveries: every due step fires, none twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import inspect
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence
+
+from shared import metrics
+from shared.notify_config import Override, Policy, Rotation
+from services.notify.incidents import (
+    Incident,
+    IncidentStore,
+    SaveConflict,
+    broadcast_done,
+    deferred,
+    fired,
+    rfc3339,
+)
+from services.notify.links import LinkMaker
+from services.notify.messages import Notice
+from services.notify.policy import (
+    Fire,
+    Idle,
+    Reach,
+    Wait,
+    as_datetime,
+    next_action,
+    recipients,
+    resolve_targets,
+    silenced_by,
+)
+from services.notify.rotations import OverrideStore
+
+log = logging.getLogger("pantau.notify.scheduler")
+
+# Test-only fault injection (kill -9 at a chosen point, for the crash tests): a comma-separated
+# list of `<point>:<glob>`, point `due` (a firing is due, nothing submitted yet) or
+# `after_submit` (its deliveries are submitted, its state not yet saved), the glob matched
+# against `<incident id>/<event key>`.
+FAULT_ENV = "PANTAU_NOTIFY_FAULT"
+
+
+class Submitter(Protocol):
+    """The one thing the scheduler needs from delivery (services.notify.delivery.Deliverer)."""
+
+    def submit(self, incident_id: str, event_key: str, contact_id: str, channel_id: str, notice: Notice,
+               fallback_channel_id: str | None = None) -> Any: ...
+
+
+@dataclass
+class Paging:
+    """The config the scheduler pages by."""
+
+    policies: Sequence[Policy]
+    rotations: Sequence[Rotation]
+    reaches: dict[str, Reach]
+    operator_contacts: Sequence[str]
+    shared_channels: Sequence[str] = ()
+    watchdog_policy: Policy | None = None
+    extra_policies: dict[str, Policy] = field(default_factory=dict)
+
+    def policy(self, policy_id: str | None) -> Policy | None:
+        if policy_id is None:
+            return None
+        for p in self.policies:
+            if p.id == policy_id:
+                return p
+        return self.extra_policies.get(policy_id)
+
+
+def notice_for(inc: Incident, status: str, step: int, ack_url: str) -> Notice:
+    return Notice(incident_id=inc.id, status=status, level=inc.level, region_code=inc.region_code,
+                  region_name=inc.region_name, category=inc.category, step=step, summary=inc.summary,
+                  reasons=tuple(inc.reasons), report_ids=tuple(inc.report_ids), ack_url=ack_url,
+                  opened_at=rfc3339(inc.opened_at), updated_at=rfc3339(inc.updated_at))
+
+
+async def _call(fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
+    out = fn(*args, **kw)
+    return await out if inspect.isawaitable(out) else out
+
+
+def _fault(point: str, subject: str) -> None:
+    for spec in filter(None, os.environ.get(FAULT_ENV, "").split(",")):
+        if spec.startswith(point + ":") and fnmatch.fnmatchcase(subject, spec[len(point) + 1:]):
+            log.warning("fault injection %s at %s: killing this process", point, subject)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Scheduler:
+    """Claims due timers and fires what is due; `wake()` brings a look forward."""
+
+    def __init__(self, store: IncidentStore, deliverer: Submitter, paging: Paging, links: LinkMaker,
+                 overrides: OverrideStore | None = None, lease_s: float = 30.0, poll_s: float = 0.5,
+                 clock: Callable[[], float] = time.time):
+        self.store = store
+        self.deliverer = deliverer
+        self.paging = paging
+        self.links = links
+        self.overrides = overrides
+        self.lease_s = lease_s
+        self.poll_s = poll_s
+        self.clock = clock
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                n = await self.tick()
+                await self._report_overdue()
+            except Exception:
+                log.exception("scheduler tick failed; retrying")
+                n = 0
+            if n:
+                continue
+            nxt = None
+            try:
+                nxt = await self.store.next_timer()
+            except Exception:
+                pass
+            delay = self.poll_s if nxt is None else max(0.0, min(self.poll_s, nxt - self.clock()))
+            self._wake.clear()
+            waiter = asyncio.ensure_future(self._wake.wait())
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({waiter, stopper}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            stopper.cancel()
+
+    async def tick(self) -> int:
+        """Process every timer due now; returns how many incidents were looked at."""
+        ids = await self.store.claim_due(self.clock(), self.lease_s)
+        for incident_id in ids:
+            try:
+                await self.process(incident_id)
+            except Exception:
+                # The lease stays: the timer comes due again after `lease_s`.
+                log.exception("incident %s: processing failed; retrying after the lease", incident_id)
+        return len(ids)
+
+    async def _report_overdue(self) -> None:
+        nxt = await self.store.next_timer()
+        metrics.ESCALATION_OVERDUE.set(0.0 if nxt is None else max(0.0, self.clock() - nxt))
+
+    async def process(self, incident_id: str, max_rounds: int = 50) -> None:
+        """Bring one incident up to date: pending notices, then every firing now due."""
+        for _ in range(max_rounds):
+            now = self.clock()
+            inc = await self.store.get(incident_id)
+            if inc is None:
+                await self.store.set_timer(incident_id, None)
+                return
+            try:
+                if inc.broadcasts:
+                    await self._broadcast(inc, now)
+                    continue
+                policy = self.paging.policy(inc.escalation.policy_id)
+                action = next_action(inc.escalation, policy, now) if inc.is_open else Idle("not open")
+                if isinstance(action, Wait):
+                    await self.store.set_timer(incident_id, action.until)
+                    return
+                if isinstance(action, Idle):
+                    await self.store.set_timer(incident_id, inc.wakeup())
+                    return
+                silence = silenced_by(await self.store.silences(), inc.region_code, inc.category, now)
+                if silence is not None:
+                    await self.store.save(deferred(inc, silence, now), inc.version)
+                    return
+                await self._fire(inc, policy, action, now)  # type: ignore[arg-type]
+            except SaveConflict:
+                continue  # someone changed it meanwhile: look again
+        await self.store.set_timer(incident_id, self.clock())
+
+    async def _submit(self, inc: Incident, event_key: str, contact: str, channel: str, notice: Notice,
+                      fallback: str | None, notes: list[str]) -> str | None:
+        """Hand one delivery over; a configuration mistake (a channel or contact gone from the
+        config) is noted on the timeline instead of stalling the escalation."""
+        try:
+            return str(await _call(self.deliverer.submit, inc.id, event_key, contact, channel, notice, fallback))
+        except ValueError as e:
+            log.error("incident %s: %s on %s not submitted: %s", inc.id, contact, channel, e)
+            notes.append(f"{contact} on {channel}: not sent ({e})")
+            return None
+
+    async def _broadcast(self, inc: Incident, now: float) -> None:
+        sent: list[tuple[str, str, str, str]] = []
+        notes: list[str] = []
+        step = inc.escalation.last_step if inc.escalation.last_step is not None else inc.escalation.step
+        for b in inc.broadcasts:
+            for contact, channel in inc.paged:
+                notice = notice_for(inc, b.status, step, self.links.url(inc.id, now, contact))
+                did = await self._submit(inc, b.key, contact, channel, notice, None, notes)
+                if did is not None:
+                    sent.append((b.key, contact, channel, did))
+        change = broadcast_done(inc, [b.key for b in inc.broadcasts], sent, now)
+        if notes:
+            change.timeline[-1]["notes"] = notes
+        await self.store.save(change, inc.version)
+
+    async def _fire(self, inc: Incident, policy: Policy, fire: Fire, now: float) -> None:
+        _fault("due", f"{inc.id}/{fire.event_key}")
+        step = policy.steps[fire.step]
+        at = as_datetime(fire.at)
+        extra: dict[str, list[Override]] = {}
+        if self.overrides is not None:
+            for r in self.paging.rotations:
+                extra[r.region] = await self.overrides.overrides(r.region, at)
+        contacts, notes = resolve_targets(step, inc.region_code, self.paging.rotations, self.paging.operator_contacts,
+                                          at, extra)
+        recips, more = recipients(step, contacts, self.paging.reaches, self.paging.shared_channels)
+        notes += more
+        shown = inc.model_copy(update={"updated_at": now})
+        sent = []
+        for r in recips:
+            notice = notice_for(shown, fire.status, fire.step, self.links.url(inc.id, now, r.contact))
+            did = await self._submit(inc, fire.event_key, r.contact, r.channel, notice, r.fallback, notes)
+            if did is not None:
+                sent.append((r, did))
+        _fault("after_submit", f"{inc.id}/{fire.event_key}")
+        change = fired(inc, fire, sent, notes, now)
+        await self.store.save(change, inc.version)
+        metrics.ESCALATION_STEPS.inc()
+        log.info("incident %s: step %d fired (%s, %s) to %d deliveries", inc.id, fire.step, fire.status,
+                 fire.event_key, len(sent))
+        if not sent:
+            log.warning("incident %s: step %d reached nobody: %s", inc.id, fire.step, "; ".join(notes))

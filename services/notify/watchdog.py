@@ -1,0 +1,192 @@
+"""The watchdog: a source that falls silent is noticed, not mistaken for calm.
+
+Where "last heard" comes from: the notify service reads `pantau.reports.v1` itself, in its own
+consumer group, keeping only `source` and `received_at` of each report (the newest per source
+goes to a Redis hash with a max-only Lua write). The alternatives do not work: score updates
+carry report ids but not sources (scoring aggregates sources away), and the ingest metric
+`pantau_source_last_report_timestamp_seconds` is per process and reachable only over HTTP,
+while services talk to each other only through Kafka. Reading the topic is cheap (an aiokafka
+consumer decodes ~200,000 reports/s on these machines) and sees raw and HTTP reports alike.
+
+A configured source with `silent_after_minutes` that has sent nothing for that long (counted
+from the watchdog's first start for a source never heard from) raises an incident of its own,
+kind `source_silent`, paged to the operators (or by `notify.watchdog_policy`); when the source
+speaks again the incident resolves itself. The check waits until the watchdog has caught up
+with the topic, so a restart after downtime does not raise false alarms from old positions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import datetime
+from typing import Callable, Sequence
+
+import orjson
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import CommitFailedError
+
+from shared import metrics, topics
+from shared.kafka import CONSUMER_DEFAULTS
+from shared.notify_config import Policy, Step
+from services.notify.consumer import count_change
+from services.notify.incidents import IncidentStore, open_source_incident, resolve, source_key
+
+log = logging.getLogger("pantau.notify.watchdog")
+
+K_LAST_SEEN = "pantau:watchdog:last_seen"
+K_STARTED = "pantau:watchdog:started"
+
+_MAX = """
+for i = 1, #ARGV, 2 do
+  local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
+  if tonumber(ARGV[i + 1]) > cur then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+return 1
+"""
+
+
+def builtin_policy(reminder_minutes: float) -> Policy:
+    """Source-silence incidents without a configured policy: operators, reminded while silent."""
+    return Policy(id="_watchdog", steps=[Step(notify=["operators"], wait_minutes=reminder_minutes, repeat=9)])
+
+
+def silent_sources(sources: Sequence[tuple[str, float]], last_seen: dict[str, float], started: float,
+                   now: float) -> dict[str, float | None]:
+    """Sources (id, silent_after_s) silent for longer than allowed → their last report time
+    (None when never heard from). Pure."""
+    out: dict[str, float | None] = {}
+    for sid, after_s in sources:
+        last = last_seen.get(sid)
+        if now - max(last or 0.0, started) > after_s:
+            out[sid] = last
+    return out
+
+
+def _received(value: bytes | None) -> tuple[str, float] | None:
+    try:
+        d = orjson.loads(value or b"")
+        at = datetime.fromisoformat(str(d["received_at"]).replace("z", "Z")).timestamp()
+        return str(d["source"]), at
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return None
+
+
+class Watchdog:
+    """Tails `pantau.reports.v1` for last-heard times and checks sources periodically."""
+
+    def __init__(self, r: aioredis.Redis, store: IncidentStore, bootstrap: str, group: str,
+                 sources: Sequence[tuple[str, float, str]], policy: Policy, check_s: float, language: str = "id",
+                 clock: Callable[[], float] = time.time, wake: Callable[[], None] = lambda: None):
+        self.r = r
+        self.store = store
+        self.bootstrap = bootstrap
+        self.group = group
+        self.sources = [(sid, after) for sid, after, _ in sources]
+        self.region_of = {sid: region for sid, _, region in sources}
+        self.policy = policy
+        self.check_s = check_s
+        self.language = language
+        self.clock = clock
+        self.wake = wake
+        self.caught_up = asyncio.Event()
+        self.consumer: AIOKafkaConsumer | None = None
+        self._max = r.register_script(_MAX)
+
+    async def start(self) -> None:
+        await self.r.set(K_STARTED, repr(self.clock()), nx=True)
+        if not self.sources:
+            self.caught_up.set()
+
+    async def stop(self) -> None:
+        if self.consumer is not None:
+            try:
+                await self.consumer.stop()
+            except Exception:
+                pass
+
+    async def run(self, stop: asyncio.Event) -> None:
+        if not self.sources:
+            return
+        await asyncio.gather(self._tail(stop), self._check_loop(stop))
+
+    async def _tail(self, stop: asyncio.Event) -> None:
+        self.consumer = AIOKafkaConsumer(topics.REPORTS_V1, bootstrap_servers=self.bootstrap, group_id=self.group,
+                                         **CONSUMER_DEFAULTS)
+        await self.consumer.start()
+        while not stop.is_set():
+            batches = await self.consumer.getmany(timeout_ms=500, max_records=5000)
+            if not batches:
+                self.caught_up.set()
+                continue
+            newest: dict[str, float] = {}
+            for msgs in batches.values():
+                for m in msgs:
+                    got = _received(m.value)
+                    if got is not None and got[1] > newest.get(got[0], 0.0):
+                        newest[got[0]] = got[1]
+            if newest:
+                args: list[str] = []
+                for s, at in newest.items():
+                    args += [s, repr(at)]
+                await self._max(keys=[K_LAST_SEEN], args=args)
+            try:
+                await self.consumer.commit({tp: msgs[-1].offset + 1 for tp, msgs in batches.items()})
+            except CommitFailedError:
+                log.info("offset commit lost to a rebalance; the next owner re-reads (max-only, harmless)")
+
+    async def _check_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            if self.caught_up.is_set():
+                try:
+                    await self.check()
+                except Exception:
+                    log.exception("watchdog check failed; retrying")
+            try:
+                await asyncio.wait_for(stop.wait(), self.check_s)
+            except asyncio.TimeoutError:
+                pass
+
+    async def last_seen(self) -> dict[str, float]:
+        raw = await self.r.hgetall(K_LAST_SEEN)
+        return {(k.decode() if isinstance(k, bytes) else k): float(v) for k, v in raw.items()}
+
+    async def check(self) -> None:
+        now = self.clock()
+        started = float(await self.r.get(K_STARTED) or now)
+        seen = await self.last_seen()
+        silent = silent_sources(self.sources, seen, started, now)
+        metrics.SILENT_SOURCES.set(len(silent))
+        after = dict(self.sources)
+        for sid, _ in self.sources:
+            key = source_key(sid)
+            if sid in silent:
+                def on_new(_closed: dict | None, sid: str = sid):
+                    from services.notify.incidents import new_incident_id
+
+                    return open_source_incident(new_incident_id(f"source.{sid}", "other", now), sid,
+                                                self.region_of[sid], silent[sid], after[sid], self.policy, now,
+                                                self.language)
+
+                _, change = await self.store.upsert(key, on_new, lambda inc: None)
+                if change is not None:
+                    log.warning("source %s is silent; incident %s opened", sid, change.incident.id)
+                    count_change(change)
+                    self.wake()
+            else:
+                oid = await self.store.open_id(key)
+                if oid is None:
+                    continue
+                last = seen.get(sid, 0.0)
+
+                def heard(inc, last: float = last, sid: str = sid):
+                    if inc.status == "resolved" or last <= inc.opened_at:
+                        return None
+                    return resolve(inc, "pantau", now, how="auto", note=f"source {sid} is sending reports again")
+
+                _, change = await self.store.mutate(oid, heard)
+                if change is not None:
+                    count_change(change)
+                    self.wake()

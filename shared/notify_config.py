@@ -1,0 +1,336 @@
+"""The notify sections of the config: escalation `policies`, on-call `rotations` and the
+notify service's own `notify` settings.
+
+Shapes (YAML):
+
+    policies:
+      - id: kaltara-default
+        match: {region: "65", categories: [election_dispute], min_level: waspada}
+        steps:
+          - {notify: ["oncall:kabkota"], wait_minutes: 10, repeat: 1}
+          - {notify: ["oncall:province", "operators"], channels: [telegram], wait_minutes: 15}
+        level_steps: {siaga: 1, awas: 1}    # a rise to this level fires that step at once
+        repeat: 2                           # run the whole list again while nobody acknowledges
+    rotations:
+      - region: "65.71"
+        members: [budi, sari]
+        handover: weekly                    # or daily
+        handover_at: "08:00"                # the region's local time (WIB/WITA/WIT)
+        start: 2024-11-04
+        overrides: [{contact: andi, start: 2024-11-27T00:00:00+08:00, end: 2024-11-28T00:00:00+08:00}]
+    notify:
+      public_url: "https://pantau.example.go.id"
+      link_secret: "${PANTAU_LINK_SECRET}"
+
+Targets are `contact:<id>`, `oncall:kabkota` (the on-call coordinator of the incident's
+kabupaten/kota, or of its province when the kabupaten/kota has no rotation),
+`oncall:province` and `operators` (the contacts in `notify.operator_contacts`).
+
+`NotifyConfig.of(config)` gives the notify service one checked view of all of it, including
+the cross-references (contacts, channels, rotation members, step indices), and raises
+ConfigError naming the key at fault.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from shared.channels_config import CHANNEL_TYPES, ContactConfig, DeliverySettings, channel_config
+from shared.regions import CODE_PATTERN, registry
+from shared.schemas import Category
+
+LEVELS = ("normal", "waspada", "siaga", "awas")
+LEVEL_RANK = {name: i for i, name in enumerate(LEVELS)}
+AlertLevel = Literal["waspada", "siaga", "awas"]
+
+_ID = r"^[A-Za-z0-9._-]{1,64}$"
+TARGET_PATTERN = r"^(contact:[A-Za-z0-9._-]{1,64}|oncall:kabkota|oncall:province|operators)$"
+Target = Annotated[str, Field(pattern=TARGET_PATTERN)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _region(code: str) -> str:
+    if not CODE_PATTERN.match(code) or not registry().exists(code):
+        raise ValueError(f"unknown region code {code!r}")
+    return code
+
+
+class PolicyMatch(_Strict):
+    """Which incidents a policy takes: a region prefix, categories, a minimum level."""
+
+    region: str | None = None
+    categories: list[Category] | None = Field(None, min_length=1)
+    min_level: AlertLevel = "waspada"
+
+    @field_validator("region")
+    @classmethod
+    def _known(cls, v: str | None) -> str | None:
+        return None if v is None else _region(v)
+
+
+class Step(_Strict):
+    """One escalation step: who hears of the incident, on which channels, and how long to
+    wait for an acknowledgement before the next step (or a reminder, `repeat` times)."""
+
+    notify: list[Target] = Field(min_length=1)
+    channels: list[str] | None = Field(None, min_length=1)
+    wait_minutes: float = Field(10.0, gt=0, le=24 * 60)
+    repeat: int = Field(0, ge=0, le=9)
+
+    @property
+    def wait_s(self) -> float:
+        return self.wait_minutes * 60.0
+
+
+class LevelSteps(_Strict):
+    """Step index that a rise to this level fires at once, even after an acknowledgement."""
+
+    siaga: int | None = Field(None, ge=0)
+    awas: int | None = Field(None, ge=0)
+
+
+class Policy(_Strict):
+    """Routing (match) and the ordered escalation steps for the incidents it takes."""
+
+    id: Annotated[str, Field(pattern=_ID)]
+    match: PolicyMatch = PolicyMatch()
+    steps: list[Step] = Field(min_length=1)
+    level_steps: LevelSteps = LevelSteps()
+    repeat: int = Field(0, ge=0, le=9)
+
+    @model_validator(mode="after")
+    def _steps_exist(self) -> "Policy":
+        for level in ("siaga", "awas"):
+            i = getattr(self.level_steps, level)
+            if i is not None and i >= len(self.steps):
+                raise ValueError(f"level_steps.{level} is step {i}, but the policy has {len(self.steps)} steps "
+                                 f"(numbered from 0)")
+        return self
+
+
+class Override(_Strict):
+    """Someone else on call for a while; a time without offset is the region's local time."""
+
+    contact: Annotated[str, Field(pattern=_ID)]
+    start: datetime
+    end: datetime
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Override":
+        if _naive(self.start) != _naive(self.end):
+            raise ValueError("give start and end both with or both without a UTC offset")
+        if self.end <= self.start:
+            raise ValueError("end must be after start")
+        return self
+
+
+def _naive(dt: datetime) -> bool:
+    return dt.tzinfo is None or dt.utcoffset() is None
+
+
+class Rotation(_Strict):
+    """Who is on call for one region (a kabupaten/kota or a province), in turns."""
+
+    region: str
+    members: list[Annotated[str, Field(pattern=_ID)]] = Field(min_length=1)
+    handover: Literal["weekly", "daily"] = "weekly"
+    handover_at: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")] = "08:00"
+    start: date
+    overrides: list[Override] = Field(default_factory=list)
+
+    @field_validator("region")
+    @classmethod
+    def _known(cls, v: str) -> str:
+        v = _region(v)
+        if registry().level(v) > 2:
+            raise ValueError("a rotation covers a province or a kabupaten/kota")
+        return v
+
+    @property
+    def handover_time(self) -> time:
+        h, m = self.handover_at.split(":")
+        return time(int(h), int(m))
+
+
+class NotifySettings(_Strict):
+    """The notify service: where it listens, how ack links are made, and its loops."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8082, ge=1, le=65535)
+    public_url: str = "http://127.0.0.1:8082"
+    # Without a secret in the config, one is generated once and kept in Redis (links then
+    # survive restarts, but rotating it means deleting that key).
+    link_secret: SecretStr | None = None
+    link_ttl_minutes: int = Field(24 * 60, ge=1, le=30 * 24 * 60)
+    # Consecutive normal buckets before an incident resolves itself; default: scoring's
+    # `auto_resolve_buckets` if it has one, else 2.
+    auto_resolve_buckets: int | None = Field(None, ge=1, le=1000)
+    silent_source_check_s: float = Field(30.0, gt=0, le=3600)
+    language: Literal["id", "en"] = "id"
+    operator_contacts: list[Annotated[str, Field(pattern=_ID)]] = Field(default_factory=list)
+    # Source-silence incidents: the policy they follow (an id from `policies`), else one step
+    # to `operators` repeated every `watchdog_reminder_minutes`.
+    watchdog_policy: str | None = None
+    watchdog_reminder_minutes: float = Field(60.0, gt=0, le=24 * 60)
+    consumer_group: str = "pantau-notify"
+    watchdog_group: str = "pantau-notify-watchdog"
+    timer_lease_s: float = Field(30.0, ge=1, le=3600)
+    timer_poll_s: float = Field(0.5, gt=0, le=10)
+    incident_retention_days: int = Field(90, ge=1, le=3650)
+    delivery: DeliverySettings = DeliverySettings()
+
+    @field_validator("public_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError("must be an http(s) URL such as https://pantau.example.go.id")
+        return v.rstrip("/")
+
+
+def _loc(prefix: str, loc: tuple[Any, ...]) -> str:
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part).startswith(("function-", "constrained-")):
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _validate(model: type[BaseModel], data: Any, key: str, problems: list[str]) -> Any:
+    if isinstance(data, model):
+        return data
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        for e in exc.errors(include_url=False, include_input=False):
+            msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
+            problems.append(f"{_loc(key, e['loc'])}: {msg}")
+        return None
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    """Everything the notify service reads from the config, checked together."""
+
+    settings: NotifySettings
+    policies: tuple[Policy, ...]
+    rotations: tuple[Rotation, ...]
+    contacts: tuple[ContactConfig, ...] = ()
+    channels: tuple[Any, ...] = ()  # typed channel configs (shared.channels_config)
+
+    @classmethod
+    def of(cls, config: Any) -> "NotifyConfig":
+        """Build from a shared.config.Config, whether its notify sections are already typed
+        or still plain dicts; raise ConfigError naming each bad key."""
+        from shared.config import ConfigError
+
+        problems: list[str] = []
+        raw_notify = config.notify
+        raw_rotations = getattr(config, "rotations", None)
+        if isinstance(raw_notify, dict) and raw_rotations is None:
+            # Until `rotations` is a top-level key of Config, it may sit under `notify`.
+            raw_notify = dict(raw_notify)
+            raw_rotations = raw_notify.pop("rotations", None)
+        settings = _validate(NotifySettings, raw_notify or {}, "notify", problems)
+        policies = [_validate(Policy, p, f"policies[{i}]", problems) for i, p in enumerate(config.policies or [])]
+        rotations = [_validate(Rotation, r, f"rotations[{i}]", problems) for i, r in enumerate(raw_rotations or [])]
+        contacts = [_validate(ContactConfig, c, f"contacts[{i}]", problems) for i, c in enumerate(config.contacts or [])]
+        channels = []
+        for i, ch in enumerate(config.channels or []):
+            try:
+                channels.append(channel_config(ch))
+            except ValidationError as exc:
+                for e in exc.errors(include_url=False, include_input=False):
+                    loc = tuple(p for p in e["loc"] if p not in CHANNEL_TYPES)
+                    msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
+                    problems.append(f"{_loc(f'channels[{i}]', loc)}: {msg}")
+        if problems:
+            raise ConfigError(problems)
+        out = cls(settings, tuple(policies), tuple(rotations), tuple(contacts), tuple(channels))
+        problems = out.cross_check([c.id for c in contacts], [c.id for c in channels])
+        watched = [i for i, src in enumerate(getattr(config, "sources", None) or [])
+                   if getattr(src, "silent_after_minutes", None)]
+        if watched and not settings.watchdog_policy and not settings.operator_contacts:
+            problems.append(f"notify.operator_contacts: sources[{watched[0]}] has silent_after_minutes, but nobody "
+                            f"would hear of its silence; name operator contacts or a notify.watchdog_policy")
+        if problems:
+            raise ConfigError(problems)
+        return out
+
+    def cross_check(self, contacts: list[str], channels: list[str]) -> list[str]:
+        """Every reference points at something that exists; ids are unique."""
+        problems: list[str] = []
+        known_c, known_ch = set(contacts), set(channels)
+        seen: set[str] = set()
+        for i, p in enumerate(self.policies):
+            if p.id in seen:
+                problems.append(f"policies[{i}].id: {p.id!r} is used twice")
+            seen.add(p.id)
+            for j, s in enumerate(p.steps):
+                for k, t in enumerate(s.notify):
+                    if t.startswith("contact:") and t[8:] not in known_c:
+                        problems.append(f"policies[{i}].steps[{j}].notify[{k}]: unknown contact {t[8:]!r}")
+                    if t == "operators" and not self.settings.operator_contacts:
+                        problems.append(f"policies[{i}].steps[{j}].notify[{k}]: 'operators' needs "
+                                        f"notify.operator_contacts")
+                for k, ch in enumerate(s.channels or []):
+                    if ch not in known_ch:
+                        problems.append(f"policies[{i}].steps[{j}].channels[{k}]: unknown channel {ch!r}")
+        if len(known_c) != len(contacts):
+            dup = sorted({c for c in contacts if contacts.count(c) > 1})
+            problems.append(f"contacts: id {dup[0]!r} is used twice")
+        regions: set[str] = set()
+        for i, r in enumerate(self.rotations):
+            if r.region in regions:
+                problems.append(f"rotations[{i}].region: {r.region!r} already has a rotation")
+            regions.add(r.region)
+            for j, m in enumerate(r.members):
+                if m not in known_c:
+                    problems.append(f"rotations[{i}].members[{j}]: unknown contact {m!r}")
+            for j, o in enumerate(r.overrides):
+                if o.contact not in known_c:
+                    problems.append(f"rotations[{i}].overrides[{j}].contact: unknown contact {o.contact!r}")
+        for i, c in enumerate(self.settings.operator_contacts):
+            if c not in known_c:
+                problems.append(f"notify.operator_contacts[{i}]: unknown contact {c!r}")
+        wp = self.settings.watchdog_policy
+        if wp is not None and wp not in seen:
+            problems.append(f"notify.watchdog_policy: unknown policy {wp!r}")
+        return problems
+
+    def auto_resolve_buckets(self, scoring: Any = None) -> int:
+        if self.settings.auto_resolve_buckets:
+            return self.settings.auto_resolve_buckets
+        extra = getattr(scoring, "auto_resolve_buckets", None)
+        if extra is None and scoring is not None:
+            extra = (getattr(scoring, "model_extra", None) or {}).get("auto_resolve_buckets")
+        return int(extra) if isinstance(extra, int) and extra >= 1 else 2
+
+    def policy(self, policy_id: str | None) -> Policy | None:
+        for p in self.policies:
+            if p.id == policy_id:
+                return p
+        return None
+
+    def rotation(self, region: str) -> Rotation | None:
+        for r in self.rotations:
+            if r.region == region:
+                return r
+        return None
+
+
+__all__ = [
+    "LEVELS", "LEVEL_RANK", "AlertLevel", "Target", "PolicyMatch", "Step", "LevelSteps", "Policy",
+    "Override", "Rotation", "NotifySettings", "NotifyConfig",
+]
