@@ -177,11 +177,11 @@ def partition_key(region_code: str) -> str:
     return registry().kabkota_of(region_code)
 
 
-def enriched(report: ReportEvent, received_at: float, ingest_id: str) -> bytes:
-    """The value written to `pantau.reports.v1`: the report as given plus where and when it
-    entered Pantau."""
+def enriched(report: ReportEvent, received_at: str, ingest_id: str) -> bytes:
+    """The value written to `pantau.reports.v1`: the report as given plus when (RFC 3339)
+    and under which id it entered Pantau."""
     body = report.model_dump(mode="json", exclude_none=True)
-    body["received_at"] = rfc3339(received_at)
+    body["received_at"] = received_at
     body["ingest_id"] = ingest_id
     return orjson.dumps(body)
 

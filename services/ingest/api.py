@@ -204,15 +204,6 @@ def create_app(config: Config) -> FastAPI:
         log.exception("unhandled error on %s", request.url.path)
         return _problem(500, "internal", "internal error; the report was not accepted")
 
-    @app.middleware("http")
-    async def _timing(request: Request, call_next):
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        path = request.url.path
-        endpoint = path if path in ("/v1/reports", "/v1/reports:batch") else "other"
-        metrics.INGEST_REQUEST_SECONDS.labels(endpoint, str(response.status_code)).observe(time.perf_counter() - t0)
-        return response
-
     def _count_rejected(source: str, reason: str, n: int = 1) -> None:
         metrics.REPORTS_REJECTED.labels(metrics.source_label(source, gw.known_sources), reason).inc(n)
 
@@ -353,4 +344,33 @@ def create_app(config: Config) -> FastAPI:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    app.add_middleware(_Timing)
     return app
+
+
+class _Timing:
+    """Request timing as plain ASGI: Starlette's @app.middleware("http") wraps every request
+    in a task group and memory streams, which cost the gateway ~1 ms of CPU per request."""
+
+    _ENDPOINTS = ("/v1/reports", "/v1/reports:batch")
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0 = time.perf_counter()
+        status = [500]
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            path = scope.get("path", "")
+            endpoint = path if path in self._ENDPOINTS else "other"
+            metrics.INGEST_REQUEST_SECONDS.labels(endpoint, str(status[0])).observe(time.perf_counter() - t0)

@@ -14,7 +14,7 @@ from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from shared import metrics, topics
-from shared.schemas import ReportEvent, enriched, partition_key
+from shared.schemas import ReportEvent, enriched, partition_key, rfc3339
 from services.ingest.state import ACCEPTED, PENDING, IntakeState, dedup_key
 
 
@@ -86,10 +86,11 @@ class Intake:
         if not reports:
             return
         t0 = time.perf_counter()
+        received_at = rfc3339(now)
         try:
             futs = [
                 await self.producer.send(
-                    topics.REPORTS_V1, enriched(r, now, i), key=partition_key(r.region_code).encode()
+                    topics.REPORTS_V1, enriched(r, received_at, i), key=partition_key(r.region_code).encode()
                 )
                 for r, i in zip(reports, ids)
             ]

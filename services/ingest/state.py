@@ -46,6 +46,14 @@ return out
 """
 
 
+# KEYS: dedup keys; ARGV[1] TTL in ms, then one value per key.
+_ACCEPT = """
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], ARGV[i + 1], 'PX', ARGV[1])
+end
+return #KEYS
+"""
+
 _RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
@@ -74,6 +82,7 @@ class IntakeState:
         self.dedup_ttl_ms = dedup_ttl_s * 1000
         self._claim = client.register_script(_CLAIM)
         self._release = client.register_script(_RELEASE)
+        self._accept = client.register_script(_ACCEPT)
 
     async def claim(
         self, source: str | None, rate_per_minute: int | None, keys: list[str], values: list[str], now_ms: int
@@ -92,10 +101,9 @@ class IntakeState:
         return Claim(0, tuple(v.decode() if isinstance(v, bytes) else v for v in res[1:]))
 
     async def accept(self, keys: list[str], values: list[str]) -> None:
-        async with self.r.pipeline(transaction=False) as p:
-            for k, v in zip(keys, values):
-                p.set(k, v, px=self.dedup_ttl_ms)
-            await p.execute()
+        """Mark claims accepted for the dedup window: one round trip for any number."""
+        if keys:
+            await self._accept(keys=keys, args=[self.dedup_ttl_ms, *values])
 
     async def release(self, keys: list[str], values: list[str]) -> None:
         """Free pending claims whose produce failed, but only if they are still ours."""
