@@ -47,7 +47,9 @@ class Category(str, Enum):
 
 CATEGORIES = tuple(c.value for c in Category)
 
-_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
+_RFC3339 = re.compile(r"^(\d{4})-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+# Nothing Pantau scores happened before this; earlier dates also overflow UTC conversions.
+MIN_OCCURRED_S = 0.0
 
 
 def _known_region(code: str) -> str:
@@ -62,17 +64,20 @@ def _rfc3339_not_future(value: str) -> str:
     m = _RFC3339.match(value)
     if m is None:
         raise ValueError("must be an RFC 3339 timestamp with offset, e.g. 2024-11-27T09:30:00+08:00")
-    text = value
-    if not value.isascii() or "z" in value or "t" in value:
-        text = value.replace("z", "Z").replace("t", "T")
-    frac = m.group(1)
+    text = value.replace("z", "Z").replace("t", "T")
+    if m.group(2) == "60":
+        # A leap second: RFC 3339 allows it, Python's parser does not; one second early is fine.
+        text = text[: m.start(2)] + "59" + text[m.end(2):]
+    frac = m.group(3)
     if frac and len(frac) > 7:
-        # Python's parser takes at most 6 fractional digits; RFC 3339 allows more.
+        # Python's parser takes at most 6 fractional digits; RFC 3339 allows any number.
         text = text.replace(frac, frac[:7], 1)
     try:
         ts = datetime.fromisoformat(text).timestamp()
-    except ValueError:
+    except (ValueError, OverflowError):
         raise ValueError("is not a valid date and time") from None
+    if ts < MIN_OCCURRED_S:
+        raise ValueError("is before 1970-01-01T00:00:00Z")
     if ts - time.time() > MAX_FUTURE_S:
         raise ValueError("is more than 5 minutes in the future")
     return value

@@ -173,8 +173,10 @@ def create_app(config: Config) -> FastAPI:
             bootstrap_servers=config.kafka.bootstrap_servers, **producer_settings(config.ingest.send_timeout_s)
         )
         await gw.producer.start()
-        gw.intake = Intake(gw.producer, IntakeState(gw.redis, config.ingest.dedup_ttl_days * 86400),
-                           wait_for_peer_s=config.ingest.send_timeout_s + 1)
+        pending_ttl_s = 2 * config.ingest.send_timeout_s + 5
+        gw.intake = Intake(gw.producer, IntakeState(gw.redis, config.ingest.dedup_ttl_days * 86400,
+                                                    int(pending_ttl_s * 1000)),
+                           wait_for_peer_s=pending_ttl_s + 1)
         try:
             yield
         finally:
@@ -295,6 +297,11 @@ def create_app(config: Config) -> FastAPI:
             else:
                 results.append({"event_id": event_id, "status": None})
                 valid.append((i, report))
+        if len(valid) > gw.rate_limit(source):
+            # GCRA allows at most one minute's worth at once; such a batch could never pass.
+            raise Refusal(422, "invalid", "batch over the rate limit", errors=[{
+                "field": "reports", "message": f"{len(valid)} valid reports exceed this source's limit of "
+                                              f"{gw.rate_limit(source)} per minute; split the batch"}])
         if valid:
             outcomes = await _take(source, [r for _, r in valid])
             _count_outcomes(source.id, outcomes)

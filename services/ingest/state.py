@@ -77,9 +77,12 @@ class Claim:
 class IntakeState:
     """The Redis side of ingest: claims, accept marks, releases, rate limits."""
 
-    def __init__(self, client: aioredis.Redis, dedup_ttl_s: int):
+    def __init__(self, client: aioredis.Redis, dedup_ttl_s: int, pending_ttl_ms: int = PENDING_TTL_MS):
         self.r = client
         self.dedup_ttl_ms = dedup_ttl_s * 1000
+        # A pending claim must outlive the slowest produce, and no more: a claim whose
+        # request already gave up (a Redis stall, a killed gateway) blocks retries until then.
+        self.pending_ttl_ms = pending_ttl_ms
         self._claim = client.register_script(_CLAIM)
         self._release = client.register_script(_RELEASE)
         self._accept = client.register_script(_ACCEPT)
@@ -94,7 +97,7 @@ class IntakeState:
         burst = 60_000 if rate_per_minute else 0
         res = await self._claim(
             keys=[rate_key(source or "-"), *keys],
-            args=[now_ms, interval, burst, len(keys), PENDING_TTL_MS, *values],
+            args=[now_ms, interval, burst, len(keys), self.pending_ttl_ms, *values],
         )
         if int(res[0]) > 0:
             return Claim(int(res[0]), ())
