@@ -191,11 +191,12 @@ def parse(text: str, path: str | Path | None = None, env: dict[str, str] | None 
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError([f"(file): not valid YAML{where}: {getattr(e, 'problem', e)}"], path) from None
-    except ValueError as e:
-        # PyYAML builds dates and times itself and lets their errors through (`at: 2024-13-45`).
-        raise ConfigError([f"(file): not valid YAML: {e}"], path) from None
     except RecursionError:
         raise ConfigError(["(file): nested too deeply"], path) from None
+    except Exception as e:
+        # PyYAML's constructors let their own errors through: ValueError for `at: 2024-13-45`,
+        # AttributeError for `!!timestamp x`, TypeError and others for odd tags.
+        raise ConfigError([f"(file): not valid YAML: {e}"], path) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -73,7 +73,15 @@ class Validator:
         self.low_water: dict[tuple[str, int], int] = {}
         # Origins ("raw-p-o") a previous owner already wrote, found by the recovery scan.
         self.already_written: set[str] = set()
+        # Raw partition -> (highest offset a previous owner wrote output for, where the scan
+        # that found it started). Until our commits pass that offset, this output is still
+        # ahead of the committed position, so checkpoints must keep pointing before it.
+        self.inherited: dict[int, tuple[int, dict[str, int]]] = {}
         self.processed = 0
+        # Raw partitions whose recovery scan has run for the current assignment, and a count
+        # of rebalances, so that no batch is processed before its scan or after a rebalance.
+        self.recovered: set[int] = set()
+        self.rebalances = 0
 
     async def start(self) -> None:
         cfg = self.config
@@ -82,13 +90,9 @@ class Validator:
         self.producer = AIOKafkaProducer(bootstrap_servers=cfg.kafka.bootstrap_servers,
                                          **producer_settings(cfg.ingest.send_timeout_s))
         await self.producer.start()
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=cfg.kafka.bootstrap_servers, group_id=cfg.ingest.validator_group,
-            max_partition_fetch_bytes=4 << 20, **CONSUMER_DEFAULTS,
-        )
-        self.consumer.subscribe([topics.REPORTS_RAW], listener=_Listener(self))
-        await self.consumer.start()
-        # A separate reader for the recovery scan, outside the consumer group.
+        # A separate reader for the recovery scan, outside the consumer group. It must be
+        # running before the group consumer starts: the join (and with it `recover`) can
+        # complete while start() is still awaiting.
         self.scanner = AIOKafkaConsumer(bootstrap_servers=cfg.kafka.bootstrap_servers, enable_auto_commit=False)
         await self.scanner.start()
         # Today's end offsets bound everything this process will write, so a checkpoint
@@ -96,6 +100,12 @@ class Validator:
         tps = [TopicPartition(t, p) for t in OUTPUT_TOPICS for p in await self._partitions(t)]
         for tp, end in (await self.scanner.end_offsets(tps)).items():
             self.low_water[(tp.topic, tp.partition)] = end
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=cfg.kafka.bootstrap_servers, group_id=cfg.ingest.validator_group,
+            max_partition_fetch_bytes=4 << 20, **CONSUMER_DEFAULTS,
+        )
+        self.consumer.subscribe([topics.REPORTS_RAW], listener=_Listener(self))
+        await self.consumer.start()
 
     async def stop(self) -> None:
         for c in (self.consumer, self.scanner, self.producer):
@@ -108,10 +118,21 @@ class Validator:
     async def run(self) -> None:
         while not self.stopping.is_set():
             batches = await self.consumer.getmany(timeout_ms=200, max_records=2000)
+            # Noted at once: aiokafka returns records of the current assignment only.
+            rebalances = self.rebalances
             if not batches:
                 await self._report_lag()
                 continue
             async with self.lock:
+                if self.rebalances != rebalances:
+                    # A rebalance ran before we got the lock: the new assignment restarts
+                    # every partition from its committed offset, so these records come again.
+                    continue
+                # aiokafka starts fetching a new assignment before the rebalance listener has
+                # finished (or when it failed): never process a partition before its scan.
+                unscanned = [tp for tp in batches if tp.partition not in self.recovered]
+                if unscanned:
+                    await self.recover(unscanned)
                 await self._process([m for ms in batches.values() for m in ms])
                 await self._commit({tp: ms[-1].offset + 1 for tp, ms in batches.items()})
 
@@ -153,6 +174,10 @@ class Validator:
                 pass  # accepted by us before a crash, output already on the topic
             elif existing in in_batch:
                 duplicates.append(i)  # a repeat of an earlier message in this same batch
+            elif existing[2:] in self.already_written:
+                # Claimed by a previous owner that wrote the report and died before marking
+                # it accepted: it is on the topic, so this is a repeat (no need to wait).
+                duplicates.append(i)
             else:
                 waiting.append(i)  # an HTTP request for the same report is in flight
         for i in waiting:
@@ -162,11 +187,12 @@ class Validator:
                 to_write.append(i)
 
         futs = []
+        received_at = rfc3339(now)
         for i in to_write:
             m, r = valid[i]
             if origins[i] not in self.already_written:
                 futs.append(await self.producer.send(
-                    topics.REPORTS_V1, enriched(r, now, origins[i]), key=partition_key(r.region_code).encode()))
+                    topics.REPORTS_V1, enriched(r, received_at, origins[i]), key=partition_key(r.region_code).encode()))
         for m, reason, errors in dlq:
             if origin_id(m.partition, m.offset) not in self.already_written:
                 futs.append(await self.producer.send(topics.REPORTS_DLQ, dlq_record(m, reason, errors, now), key=m.key))
@@ -205,13 +231,24 @@ class Validator:
         raise RuntimeError(f"claim {key} stayed pending for {timeout_s}s")
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
-        # Checkpoint first: it must never point past output a later crash could leave unscanned.
-        water = orjson.dumps({f"{t}/{p}": o for (t, p), o in self.low_water.items()})
-        async with self.redis.pipeline(transaction=False) as p:
-            for tp in offsets:
-                p.set(CHECKPOINT.format(tp.partition), water)
-            await p.execute()
+        # Offsets first, checkpoint second: a checkpoint must never point past output of a
+        # raw message that is not committed yet, or a crash would leave that output unscanned
+        # and the message would be written again. A crash between the two only means the
+        # next owner scans a little more.
         await self.consumer.commit(offsets)
+        water = {f"{t}/{p}": o for (t, p), o in self.low_water.items()}
+        async with self.redis.pipeline(transaction=False) as p:
+            for tp, committed in offsets.items():
+                cp = water
+                inherited = self.inherited.get(tp.partition)
+                if inherited is not None:
+                    last, floor = inherited
+                    if committed > last:
+                        del self.inherited[tp.partition]
+                    else:
+                        cp = {k: min(o, floor.get(k, o)) for k, o in water.items()}
+                p.set(CHECKPOINT.format(tp.partition), orjson.dumps(cp))
+            await p.execute()
 
     async def recover(self, partitions: list[TopicPartition]) -> None:
         """Find output that a previous owner of these raw partitions wrote after its last
@@ -231,6 +268,14 @@ class Validator:
                     start[(t, p)] = min(start.get((t, p), pos), pos)
         found = await self._scan(start, raw_parts)
         self.already_written |= found
+        floor = {f"{t}/{p}": o for (t, p), o in start.items()}
+        for part in raw_parts:
+            offsets = [int(i.split("-")[2]) for i in found if int(i.split("-")[1]) == part]
+            if offsets:
+                self.inherited[part] = (max(offsets), floor)
+            else:
+                self.inherited.pop(part, None)
+        self.recovered |= raw_parts
         if found:
             log.info("recovery: %d messages already written by a previous owner", len(found))
 
@@ -243,13 +288,15 @@ class Validator:
         if not tps:
             return set()
         self.scanner.assign(tps)
-        ends = await self.scanner.end_offsets(tps)
         for tp in tps:
             self.scanner.seek(tp, start[(tp.topic, tp.partition)])
         found: set[str] = set()
-        remaining = {tp for tp in tps if ends[tp] > start[(tp.topic, tp.partition)]}
+        # Read until each partition's high watermark as its fetch responses report it:
+        # Tansu 0.6 answers ListOffsets (end_offsets) with the last batch's base offset + 1,
+        # which would end the scan early and let output be written twice.
+        remaining = set(tps)
         while remaining:
-            got = await self.scanner.getmany(*remaining, timeout_ms=1000, max_records=5000)
+            got = await self.scanner.getmany(*remaining, timeout_ms=500, max_records=5000)
             for tp, ms in got.items():
                 for m in ms:
                     try:
@@ -258,10 +305,9 @@ class Validator:
                         continue
                     if ingest_id.startswith("raw-") and int(ingest_id.split("-")[1]) in raw_parts:
                         found.add(ingest_id)
-                if ms and ms[-1].offset + 1 >= ends[tp]:
-                    remaining.discard(tp)
             for tp in list(remaining):
-                if await self.scanner.position(tp) >= ends[tp]:
+                hw = self.scanner.highwater(tp)
+                if hw is not None and await self.scanner.position(tp) >= hw:
                     remaining.discard(tp)
         return found
 
@@ -281,11 +327,16 @@ class _Listener(ConsumerRebalanceListener):
     async def on_partitions_revoked(self, revoked):
         # Wait for the batch in flight: its commit must land before another owner takes over.
         async with self.v.lock:
-            pass
+            self.v.rebalances += 1
+            self.v.recovered.clear()
 
     async def on_partitions_assigned(self, assigned):
-        if assigned:
-            await self.v.recover(list(assigned))
+        async with self.v.lock:
+            self.v.rebalances += 1
+            self.v.recovered.clear()
+            if assigned:
+                # If this fails, aiokafka only logs it; run() then scans before processing.
+                await self.v.recover(list(assigned))
 
 
 async def serve(config: Config) -> None:
