@@ -15,7 +15,7 @@ import base64
 import logging
 import signal
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 import orjson
 import redis.asyncio as aioredis
@@ -152,7 +152,6 @@ class Validator:
                     valid.append((m, report))
                     continue
                 reason = dlq_reason(errors)
-            metrics.REPORTS_RECEIVED.labels(metrics.source_label(source, self.known_sources), "raw").inc()
             dlq.append((m, reason, errors))
 
         # Claim all valid reports at once; raw publishers are not rate limited here (Kafka
@@ -201,22 +200,28 @@ class Validator:
             self.low_water[tp] = max(self.low_water.get(tp, 0), md.offset + 1)
         await self.state.accept([keys[i] for i in to_write], [ACCEPTED + origins[i] for i in to_write])
 
-        for i in to_write:
-            src = metrics.source_label(valid[i][1].source, self.known_sources)
-            metrics.REPORTS_RECEIVED.labels(src, "raw").inc()
-            metrics.REPORTS_ACCEPTED.labels(src, "raw").inc()
-            metrics.SOURCE_LAST_REPORT.labels(src).set(now)
-        for i in duplicates:
-            src = metrics.source_label(valid[i][1].source, self.known_sources)
-            metrics.REPORTS_RECEIVED.labels(src, "raw").inc()
-            metrics.REPORTS_DUPLICATE.labels(src, "raw").inc()
-        for _, reason, _ in dlq:
-            metrics.DLQ_MESSAGES.labels(reason).inc()
-            metrics.REPORTS_REJECTED.labels("other", reason).inc()
+        self._count(valid, to_write, duplicates, dlq, now)
         newest = max((m.timestamp for m in msgs), default=0) / 1000
         if newest:
             metrics.VALIDATION_LAG.set(max(0.0, time.time() - newest))
         self.processed += len(msgs)
+
+    def _count(self, valid, to_write: list[int], duplicates: list[int], dlq, now: float) -> None:
+        """Metrics summed per batch: a labelled increment per message cost ~10 µs each."""
+        accepted: Counter[str] = Counter(metrics.source_label(valid[i][1].source, self.known_sources) for i in to_write)
+        dups: Counter[str] = Counter(metrics.source_label(valid[i][1].source, self.known_sources) for i in duplicates)
+        for src, n in accepted.items():
+            metrics.REPORTS_RECEIVED.labels(src, "raw").inc(n)
+            metrics.REPORTS_ACCEPTED.labels(src, "raw").inc(n)
+            metrics.SOURCE_LAST_REPORT.labels(src).set(now)
+        for src, n in dups.items():
+            metrics.REPORTS_RECEIVED.labels(src, "raw").inc(n)
+            metrics.REPORTS_DUPLICATE.labels(src, "raw").inc(n)
+        if dlq:
+            metrics.REPORTS_RECEIVED.labels("other", "raw").inc(len(dlq))
+        for reason, n in Counter(reason for _, reason, _ in dlq).items():
+            metrics.DLQ_MESSAGES.labels(reason).inc(n)
+            metrics.REPORTS_REJECTED.labels("other", reason).inc(n)
 
     async def _wait_for_peer(self, key: str, mine: str, timeout_s: float = PENDING_TTL_MS / 1000 + 1) -> bool:
         """True when the in-flight peer got the report accepted; False when we claimed it."""
