@@ -118,7 +118,8 @@ SCORE_UPDATES = Counter(
 )
 SCORING_REPORTS = Counter(
     "pantau_scoring_reports_total",
-    "Reports read by scoring, by outcome (counted, late, duplicate, redelivered, too_old, invalid)",
+    "Reports read by scoring, by outcome (counted, late, duplicate, redelivered, too_old, invalid; "
+    "ahead: read before an earlier report, dropped and read again in order)",
     ["outcome"],
 )
 SCORING_LAG = Gauge(
@@ -129,4 +130,14 @@ REGION_LEVEL = Gauge(
     "Alert level (0 normal, 1 waspada, 2 siaga, 3 awas) of every province and category, and of a "
     "kabupaten/kota and category only while at waspada or above",
     ["region", "category"],
+)
+
+# --- end to end (added with deploy/: defined here, not yet observed by any service) ---------
+# To be observed once per incident by notify, at the first `delivered` attempt of its first
+# page: delivery time minus the earliest `received_at` (pantau.reports.v1) of the reports that
+# opened it. No labels: an incident id or a region would be unbounded or per-event.
+END_TO_END_SECONDS = Histogram(
+    "pantau_end_to_end_seconds",
+    "From the first report of an incident received by ingest to the incident's first delivered notification",
+    buckets=DELIVERY_SECONDS_BUCKETS,
 )

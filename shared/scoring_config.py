@@ -1,10 +1,163 @@
 """The `scoring` section of the config: bucket size, baseline method and its parameters,
-severity rules, hysteresis and auto-resolve. (Placeholder until the scoring service lands.)"""
+severity rules, report weights, hysteresis, cold-start fallbacks and the worker's own settings.
+
+Unknown keys are refused by name, so a typo (`hysterisis_buckets`) stops the service at start
+instead of silently keeping a default.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+import csv
+import math
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Level = Literal["normal", "waspada", "siaga", "awas"]
+Method = Literal["ears-c1", "ears-c2", "ears-c3", "cusum", "ewma"]
+
+# Closed buckets kept per cell when the method needs fewer: EARS C2 with a 7-bucket baseline
+# reads 9, EWMA 30; 35 leaves room for a late report from a month of daily buckets.
+MIN_HISTORY = 35
+_CATEGORIES = (
+    "election_dispute", "mass_mobilization", "sara_incitement", "hoax_disinformation",
+    "communal_clash", "land_resource_conflict", "political_violence", "security_threat", "other",
+)
 
 
-class ScoringSettings(BaseModel):
-    model_config = ConfigDict(extra="allow")
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SeverityRules(_Strict):
+    """Levels that follow from the reports themselves, whatever the counts say."""
+
+    awas_at: int = Field(5, ge=1, le=5, description="a report of this severity or higher → awas")
+    siaga_at: int = Field(4, ge=1, le=5, description="a report of this severity or higher → at least siaga")
+    casualties: Level = Field("awas", description="level for a report with casualties > 0 (normal: no rule)")
+
+
+class CusumParams(_Strict):
+    k: float = 1.04
+    h: float = Field(2.26, ge=0)
+    start: int = Field(7, ge=1, le=100)
+
+
+class EwmaParams(_Strict):
+    guard: int = Field(2, ge=0, le=14)
+    w: float = Field(0.4, gt=0, le=1)
+    min_baseline: int = Field(11, ge=3, le=100)
+    red_p: float = Field(0.01, gt=0, lt=1)
+    yellow_p: float = Field(0.05, gt=0, lt=1)
+
+
+class ScoringSettings(_Strict):
+    """How reports become levels. Every default is the production choice named in
+    shared/reference/scoring.md."""
+
+    bucket: Literal["day", "hour"] = "day"
+    method: Method = "ears-c2"
+    baseline: int | None = Field(None, ge=3, le=100, description="default 7 for EARS, 28 for EWMA")
+    alpha: float = Field(0.001, gt=0, lt=0.5)
+    min_sigma: float = Field(0.5, ge=0, description="floor of the standard deviation (flat histories)")
+    cusum: CusumParams = CusumParams()
+    ewma: EwmaParams = EwmaParams()
+
+    severity: SeverityRules = SeverityRules()
+    surge_factor: float = Field(2.0, gt=1, description="count above factor × upper bound → siaga")
+    province_alarm_kabkota: int = Field(
+        2, ge=1, description="alarms in this many kabupaten/kota of a province, same category → province siaga")
+    unverified_weight: float = Field(0.5, gt=0, le=1)
+    hysteresis_buckets: int = Field(2, ge=0, le=30, description="quiet buckets before a level may fall")
+    auto_resolve_buckets: int = Field(3, ge=1, le=365, description="normal buckets before an incident resolves itself")
+
+    fallback_daily_rate: float = Field(0.5, gt=0, description="expected reports per day without history or prior")
+    vulnerability_map: Path | None = Field(
+        None, description="CSV region_code,category,daily_rate (peta rawan konflik); category * = all")
+    observed_since: date | None = Field(
+        None, description="from this day on, a bucket without reports is a real zero for every region")
+
+    language: Literal["id", "en"] = "id"
+    tick_interval_s: float = Field(5.0, ge=0.05, le=3600)
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(8081, ge=1, le=65535)
+
+    @field_validator("vulnerability_map")
+    @classmethod
+    def _map_readable(cls, v: Path | None) -> Path | None:
+        if v is not None:
+            read_vulnerability_map(v)  # raises ValueError naming the line at fault
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ScoringSettings":
+        if self.severity.siaga_at > self.severity.awas_at:
+            raise ValueError("severity.siaga_at must not exceed severity.awas_at")
+        if self.ewma.red_p > self.ewma.yellow_p:
+            raise ValueError("ewma.red_p must not exceed ewma.yellow_p")
+        if self.method == "ewma" and self.baseline is not None and self.baseline < self.ewma.min_baseline:
+            raise ValueError(f"baseline must be at least ewma.min_baseline ({self.ewma.min_baseline})")
+        return self
+
+    # --- derived values ------------------------------------------------------------------
+
+    @property
+    def bucket_seconds(self) -> int:
+        return 86400 if self.bucket == "day" else 3600
+
+    @property
+    def baseline_buckets(self) -> int:
+        if self.baseline is not None:
+            return self.baseline
+        return 28 if self.method == "ewma" else 7
+
+    @property
+    def history_buckets(self) -> int:
+        """Closed buckets each cell keeps: what the method reads, and at least MIN_HISTORY."""
+        b = self.baseline_buckets
+        need = {"ears-c1": b, "ears-c2": b + 2, "ears-c3": b + 4,
+                "cusum": self.cusum.start + 28, "ewma": b + self.ewma.guard}[self.method]
+        return max(MIN_HISTORY, need)
+
+    def method_params(self) -> dict[str, float]:
+        """Keyword arguments for services.scoring.methods.upper_bound."""
+        if self.method.startswith("ears"):
+            return {"baseline": self.baseline_buckets, "alpha": self.alpha, "min_sigma": self.min_sigma}
+        if self.method == "cusum":
+            return self.cusum.model_dump()
+        return {"baseline": self.baseline_buckets, **self.ewma.model_dump()}
+
+
+RateKey = tuple[str, str]  # (region code, category or "*")
+
+
+def read_vulnerability_map(path: Path) -> dict[RateKey, float]:
+    """Read a peta rawan konflik CSV (`region_code,category,daily_rate`; category `*` for all)
+    into {(region, category): expected reports per day}, or raise ValueError naming the line."""
+    from shared.regions import registry
+
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except OSError as e:
+        raise ValueError(f"cannot read {path}: {e.strerror}") from None
+    rows = csv.DictReader(text.splitlines())
+    missing = {"region_code", "category", "daily_rate"} - set(rows.fieldnames or ())
+    if missing:
+        raise ValueError(f"{path}: header must name region_code,category,daily_rate (missing {', '.join(sorted(missing))})")
+    rates: dict[RateKey, float] = {}
+    for line, row in enumerate(rows, start=2):
+        region, category = (row["region_code"] or "").strip(), (row["category"] or "").strip()
+        if not registry().exists(region) or registry().level(region) > 2:
+            raise ValueError(f"{path} line {line}: {region!r} is not a province or kabupaten/kota code")
+        if category != "*" and category not in _CATEGORIES:
+            raise ValueError(f"{path} line {line}: unknown category {category!r}")
+        try:
+            rate = float(row["daily_rate"])
+        except (TypeError, ValueError):
+            raise ValueError(f"{path} line {line}: daily_rate {row['daily_rate']!r} is not a number") from None
+        if not math.isfinite(rate) or rate < 0:
+            raise ValueError(f"{path} line {line}: daily_rate must be a number >= 0")
+        rates[(region, category)] = rate
+    return rates

@@ -8,3 +8,9 @@ ESCALATIONS_V1 = "pantau.escalations.v1"
 NOTIFICATIONS_V1 = "pantau.notifications.v1"
 
 ALL = (REPORTS_RAW, REPORTS_V1, REPORTS_DLQ, SCORES_V1, ESCALATIONS_V1, NOTIFICATIONS_V1)
+
+# --- internal to scoring -------------------------------------------------------------------
+# Not part of the contract and not in ALL: the scoring worker (Faust) declares them itself,
+# with kafka.partitions partitions, so they are co-partitioned with pantau.reports.v1.
+SCORING_TICKS = "pantau.scoring.ticks"        # one tick per partition: close elapsed buckets
+SCORING_PROVINCE = "pantau.scoring.province"  # kabupaten/kota snapshots keyed by province

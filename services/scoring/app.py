@@ -1,0 +1,212 @@
+"""The scoring worker, wired in one place: a Faust app reading `pantau.reports.v1`, keeping
+baseline cells in changelogged tables, and writing `pantau.scores.v1`.
+
+    reports.v1 ─┐                                 ┌─► scores.v1 (kabupaten/kota)
+    ticks ──────┴─► score_reports ─► baselines ───┴─► scoring.province ─┐
+    ticks ─────────────────────────────────────────────────────────────┴─► score_provinces
+                                                     ─► provinces ─► scores.v1 (province)
+
+Faust constraints this works around (faust-streaming 0.15.3):
+- A table write normally takes its changelog partition from the current event. Cells are
+  written once per batch and from ticks, so `PartitionedTable` picks the partition from the
+  key's region with Kafka's own partitioner: a cell's changelog partition is the partition
+  of `pantau.reports.v1` (or `pantau.scoring.province`) that carries its region.
+- Windowed tables lose windows on rebalance, so buckets are closed by our own ticks: the
+  leader sends one tick per partition of `pantau.scoring.ticks` (co-partitioned with the
+  sources, hence owned by the same worker), and the owner rolls that partition's cells.
+- Per-event processing tops out near 3,000 table updates/s, so the agents take batches and
+  write each touched cell once per batch, after the batch's updates and snapshots have been
+  acknowledged by the broker (a cell never claims an update that was not sent).
+- Faust's buffered changelog writes are not reliably flushed before an offset commit, and
+  Faust can commit offsets past messages it has not delivered (around rebalances). So the
+  cells, then each partition's progress, are written with awaited sends
+  (`PartitionedTable.write`), and the agents apply messages in strict offset order from that
+  progress, seeking back when the consumer runs ahead (services/scoring/agents.py). Faust's
+  own commits only decide how much is read again after a restart, never what counts.
+- Tansu 0.6.0 reports a partition's end offset as the base offset of its last record batch
+  + 1; every write ends with single-record batches so that changelog recovery reads it all.
+- An exception mid-batch ends the process (`_die`): Faust would otherwise ack the batch and
+  carry on without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import tempfile
+import time
+from typing import Any
+
+import faust
+import orjson
+from faust.tables.table import Table
+from faust.types import TP
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.scoring.agents import Outbox, ProvinceScorer, ReportScorer, meta_partition, partition_of, region_of
+from services.scoring.baseline import Scoring
+from shared import metrics, topics
+from shared.config import Config
+
+log = logging.getLogger("pantau.scoring")
+
+APP_ID = "pantau-scoring"
+BATCH_SIZE = 2000
+BATCH_WITHIN_S = 0.5
+
+
+class PartitionedTable(Table):
+    """A table whose key `b"<region>|<category>"` lives in the changelog partition of its
+    region, whichever event (or none) is being processed when it is written; a `~name|<p>`
+    key lives in partition p."""
+
+    def partition_for_key(self, key: Any) -> int:
+        p = meta_partition(key)
+        return partition_of(region_of(key), self.app.conf.topic_partitions) if p is None else p
+
+    async def write(self, cells: dict[bytes, bytes], closing: dict[bytes, bytes]) -> None:
+        """Write cells durably, then `closing` (one record per partition, e.g. its progress):
+        to the changelog, awaiting the broker's acknowledgement, then to the local store.
+
+        Two broker facts shape this. `table[key] = v` queues the changelog record in Faust's
+        producer buffer, whose flush before an offset commit gives up after 0.1 s without a
+        send. And Tansu 0.6.0 reports a partition's end offset as the base offset of its last
+        record batch + 1, so Faust's recovery stops after the first record of that batch and
+        restores older versions of the cells behind it: each write therefore ends, in every
+        partition it touched, with a batch of a single record."""
+        send, topic = self.app.producer.send, self.changelog_topic_name
+        for group in (cells, closing):
+            futures = [await send(topic, key, value, self.partition_for_key(key), None, None)
+                       for key, value in group.items()]
+            if futures:
+                await asyncio.gather(*futures)
+        for group in (cells, closing):
+            for key, value in group.items():
+                self.data[key] = value
+
+
+def _die(exc: BaseException) -> None:
+    """An I/O failure mid-batch: stop hard, before Faust acks the batch and commits past it.
+    The supervisor restarts the worker, which replays from the last commit; the cells'
+    offsets make the replay count nothing twice."""
+    log.critical("scoring batch failed, exiting for a clean replay: %r", exc)
+    logging.shutdown()
+    os._exit(70)
+
+
+def create_app(config: Config) -> faust.App:
+    cfg = config.scoring
+    partitions = config.kafka.partitions
+    app = faust.App(
+        APP_ID,
+        broker=[f"kafka://{b.strip()}" for b in config.kafka.bootstrap_servers.split(",")],
+        store="memory://",
+        topic_partitions=partitions,
+        topic_replication_factor=config.kafka.replication_factor,
+        key_serializer="raw",
+        value_serializer="raw",
+        # Tansu completes a group join after half the session timeout (measured.md).
+        broker_session_timeout=6,
+        broker_heartbeat_interval=1,
+        consumer_auto_offset_reset="earliest",
+        web_host=cfg.web_host,
+        web_bind=cfg.web_host,
+        web_port=cfg.web_port,
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        datadir=os.path.join(tempfile.gettempdir(), f"pantau-scoring-{os.getuid()}"),
+    )
+    sc = Scoring.from_settings(cfg)
+
+    def table(name: str) -> PartitionedTable:
+        return app.tables.add(PartitionedTable(
+            app, name=name, default=None, key_type=bytes, value_type=bytes,
+            partitions=partitions, beacon=app.tables.beacon,
+            help=f"scoring cells ({name}), compact JSON per region and category"))
+
+    baselines = table("baselines")
+    provinces = table("provinces")
+    reports = ReportScorer(baselines, sc, partitions)
+    rollups = ProvinceScorer(provinces, sc, partitions)
+
+    def internal(name: str) -> faust.TopicT:
+        return app.topic(name, key_type=bytes, value_type=bytes, partitions=partitions, internal=True)
+
+    ticks = internal(topics.SCORING_TICKS)
+    internal(topics.SCORING_PROVINCE)
+
+    async def publish(box: Outbox, scorer: ReportScorer | ProvinceScorer, cells: PartitionedTable) -> None:
+        send = app.producer.send
+        futures = [await send(topics.SCORES_V1, u.region_code.encode(), u.to_json(), None, None, None)
+                   for u in box.updates.values()]
+        futures += [await send(topics.SCORING_PROVINCE, snap["region"][:2].encode(), orjson.dumps(snap),
+                               None, None, None) for snap in box.snapshots.values()]
+        if futures:
+            await asyncio.gather(*futures)
+        # Only now the cells (a cell never records an update or snapshot that was not sent),
+        # and after them the progress (it never runs ahead of the cells).
+        await cells.write(box.writes, box.progress)
+        for p, offset in box.reseek.items():
+            await reseek(scorer, p, offset)
+        for u in box.updates.values():
+            metrics.SCORE_UPDATES.labels(u.level).inc()
+        if scorer is reports:
+            for outcome, n in box.outcomes.items():
+                metrics.SCORING_REPORTS.labels(outcome).inc(n)
+
+    async def reseek(scorer: ReportScorer | ProvinceScorer, p: int, offset: int) -> None:
+        """The consumer went past messages not yet applied: read partition p again from `offset`
+        (or from the oldest message the broker still has, if retention took the rest)."""
+        tp = TP(scorer.source, p)
+        earliest = (await app.consumer.earliest_offsets(tp)).get(tp) or 0
+        if earliest > offset:
+            log.error("%s[%d]: offsets %d..%d were deleted before scoring read them", scorer.source, p,
+                      offset, earliest - 1)
+            offset = earliest
+        log.warning("%s[%d]: consumer ran ahead of the applied offsets; reading again from %d",
+                    scorer.source, p, offset)
+        scorer.skip_to(p, offset)
+        await app.consumer.seek(tp, offset)
+
+    async def run(stream: Any, scorer: ReportScorer | ProvinceScorer, cells: PartitionedTable) -> None:
+        async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
+            try:
+                await publish(scorer.handle([e.message for e in events], time.time()), scorer, cells)
+            except Exception as exc:  # noqa: BLE001 — see _die
+                _die(exc)
+
+    @app.agent(app.topic(topics.REPORTS_V1, topics.SCORING_TICKS, key_type=bytes, value_type=bytes))
+    async def score_reports(stream: Any) -> None:
+        await run(stream, reports, baselines)
+
+    @app.agent(app.topic(topics.SCORING_PROVINCE, topics.SCORING_TICKS, key_type=bytes, value_type=bytes))
+    async def score_provinces(stream: Any) -> None:
+        await run(stream, rollups, provinces)
+
+    @app.timer(cfg.tick_interval_s, on_leader=True)
+    async def tick() -> None:
+        for p in range(partitions):
+            await ticks.send(key=None, value=b"", partition=p)
+
+    @app.on_partitions_assigned.connect
+    async def reassigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
+        reports.on_assignment()
+        rollups.on_assignment()
+
+    @app.page("/metrics")
+    async def prometheus(web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok"})
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        ready = app.tables.recovery.completed.is_set() and not app.rebalancing
+        return web.json({"status": "ready" if ready else "starting"}, status=200 if ready else 503)
+
+    return app

@@ -1,0 +1,342 @@
+"""The baseline cell of one (kabupaten/kota, category): its running bucket, the closed
+buckets before it, and the level they add up to. Pure functions, no Kafka.
+
+Buckets follow event time: a report counts in the bucket of its `occurred_at`, in the local
+day (or hour) of its province (WIB/WITA/WIT). The running bucket is the one of the wall clock
+(or of a report up to 5 minutes ahead of it). A report for an earlier bucket still in the ring
+of `history_buckets` closed buckets is added to that bucket's history (that is how late
+reports and backfill work); an older one is too old to count. Empty buckets count as zero
+from `since` on: the first bucket the cell knows about (its first report, a backfilled one,
+or `scoring.observed_since`); before that the history is unknown, and while it is too short
+for the method a cold-start prior stands in (services/scoring/priors.py).
+
+Idempotent: a `pantau.reports.v1` offset at or below the highest applied one is a Kafka
+redelivery, and a (source, event_id) among the last 256 seen is a repeat; neither counts.
+A score update is produced only when the state (level or alarm) changes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from hashlib import blake2b
+from typing import Any, Protocol
+
+import orjson
+
+from services.scoring import methods
+from services.scoring.levels import (
+    Bucket, Estimate, Hysteresis, Reason, close_bucket, fell_reason, held_reason, judge, rise,
+)
+from services.scoring.priors import Priors, poisson_upper
+from services.scoring.reasons import render
+from shared.regions import Registry
+from shared.schemas import rfc3339
+from shared.scoring_config import ScoringSettings
+
+RECENT_IDS = 256   # (source, event_id) hashes kept per cell against repeats
+REPORT_IDS = 20    # event ids of the running bucket kept for `report_ids`
+
+# What happened to one report (the `outcome` label of pantau_scoring_reports_total).
+COUNTED, LATE, DUPLICATE, REDELIVERED, TOO_OLD, INVALID = (
+    "counted", "late", "duplicate", "redelivered", "too_old", "invalid")
+OUTCOMES = (COUNTED, LATE, DUPLICATE, REDELIVERED, TOO_OLD, INVALID)
+
+
+@dataclass(frozen=True, slots=True)
+class Scoring:
+    """Everything the pure core needs besides the cell: settings, priors, derived sizes."""
+
+    settings: ScoringSettings
+    priors: Priors
+    size: int            # seconds per bucket
+    history: int         # closed buckets kept per cell
+    params: dict[str, float]
+
+    @classmethod
+    def from_settings(cls, settings: ScoringSettings) -> "Scoring":
+        return cls(settings, Priors(settings), settings.bucket_seconds, settings.history_buckets,
+                   settings.method_params())
+
+
+# --------------------------------------------------------------------------- time
+
+
+def bucket_start(ts: float, region: str, size: int) -> int:
+    """Epoch seconds of the start of the bucket holding `ts`, in the region's local time."""
+    offset = int(Registry.timezone_of(region).utcoffset(None).total_seconds())
+    t = math.floor(ts)
+    return t - (t + offset) % size
+
+
+def local_time(ts: float, region: str) -> str:
+    """RFC 3339 with the region's local offset, e.g. 2024-11-27T00:00:00+08:00."""
+    return datetime.fromtimestamp(ts, Registry.timezone_of(region)).isoformat(timespec="seconds")
+
+
+def parse_time(text: str) -> float:
+    """Epoch seconds of an RFC 3339 timestamp with offset (as validated by the schema)."""
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return datetime.fromisoformat(text.upper().replace("Z", "+00:00")).timestamp()
+
+
+def since_floor(region: str, sc: Scoring) -> int | None:
+    """The bucket of `scoring.observed_since` in the region's local time, if configured."""
+    day = sc.settings.observed_since
+    if day is None:
+        return None
+    midnight = datetime(day.year, day.month, day.day, tzinfo=Registry.timezone_of(region))
+    return bucket_start(midnight.timestamp(), region, sc.size)
+
+
+# --------------------------------------------------------------------------- the update
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreUpdate:
+    """One message of `pantau.scores.v1` (contract: Score update), keyed by region code."""
+
+    region_code: str
+    category: str
+    bucket_start: str
+    bucket_end: str
+    observed: int
+    weighted: float
+    expected: float
+    upper: float
+    method: str
+    alarm: bool
+    level: str
+    reasons: list[str]
+    report_ids: list[str]
+    computed_at: str
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self)
+
+
+class State(Protocol):
+    """What emitting needs from a kabupaten/kota cell or a province cell."""
+
+    region: str
+    category: str
+    bucket: int
+    alarm: bool
+    hold: Hysteresis
+    emitted: list
+
+
+def estimate(history: list[float], known: int, current: float, region: str, category: str,
+             sc: Scoring) -> Estimate:
+    """Expected count and upper bound of the running bucket from the last `known` closed
+    buckets, or from the cold-start prior when the method cannot score that little history."""
+    s = sc.settings
+    if known > 0:
+        b = methods.upper_bound(s.method, history[len(history) - known:], current=current, **sc.params)
+        if b.expected is not None and b.upper is not None:
+            return Estimate(b.expected, b.upper, b.alarm, s.method, history=known)
+    prior = sc.priors.for_region(region, category)
+    upper = poisson_upper(prior.rate, s.alpha)
+    return Estimate(prior.rate, upper, current > upper, "poisson", prior.source, prior.daily_rate, known)
+
+
+def settle(state: State, bucket: Bucket, est: Estimate, target: str, reasons: list[Reason],
+           report_ids: list[str], now: float, sc: Scoring) -> ScoreUpdate | None:
+    """Raise the held level to `target` if lower, record the alarm, and return a score update
+    when (level, alarm) differs from the last one emitted."""
+    state.alarm = est.alarm
+    rise(state.hold, target)
+    level = state.hold.level
+    if [level, est.alarm] == state.emitted:
+        return None
+    s = sc.settings
+    before = state.emitted[0]
+    state.emitted = [level, est.alarm]
+    lead = [r for r in (fell_reason(before, level, s.hysteresis_buckets, s.bucket),
+                        held_reason(state.hold, target, s.hysteresis_buckets, s.bucket)) if r]
+    return ScoreUpdate(
+        region_code=state.region, category=state.category,
+        bucket_start=local_time(state.bucket, state.region),
+        bucket_end=local_time(state.bucket + sc.size, state.region),
+        observed=bucket.observed, weighted=round(bucket.weighted, 3),
+        expected=round(est.expected, 4), upper=round(est.upper, 4),
+        method=est.method if est.prior is None else f"poisson:{est.prior}",
+        alarm=est.alarm, level=level, reasons=render(lead + reasons, s.language),
+        report_ids=report_ids, computed_at=rfc3339(now),
+    )
+
+
+# --------------------------------------------------------------------------- the cell
+
+
+@dataclass(slots=True)
+class Cell:
+    """The compact, JSON-serialisable state of one (kabupaten/kota, category)."""
+
+    region: str                 # kabupaten/kota code (a province code for province-level reports)
+    category: str
+    bucket: int                 # start of the running bucket, epoch seconds
+    since: int                  # first bucket whose lack of reports means zero
+    history: list[float]        # weighted counts of the closed buckets, oldest first
+    observed: int = 0           # reports in the running bucket
+    weighted: float = 0.0       # the same, unverified reports weighing `unverified_weight`
+    severity: int = 0           # highest severity in the running bucket
+    casualties: int = 0         # most casualties in one report of the running bucket
+    alarm: bool = False         # statistical alarm of the running bucket
+    report_ids: list[list[Any]] = field(default_factory=list)  # [event_id, severity], ≤ REPORT_IDS
+    recent: list[int] = field(default_factory=list)             # hashes of recent (source, event_id)
+    offset: int = -1            # highest pantau.reports.v1 offset applied
+    hold: Hysteresis = field(default_factory=Hysteresis)
+    emitted: list[Any] = field(default_factory=lambda: ["normal", False])  # last (level, alarm) sent
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> "Cell":
+        d = orjson.loads(raw)
+        d["hold"] = Hysteresis(**d["hold"])
+        return cls(**d)
+
+    @property
+    def key(self) -> str:
+        return f"{self.region}|{self.category}"
+
+
+def new_cell(region: str, category: str, now: float, sc: Scoring) -> Cell:
+    start = bucket_start(now, region, sc.size)
+    floor = since_floor(region, sc)
+    since = start if floor is None else min(start, floor)
+    return Cell(region=region, category=category, bucket=start, since=since, history=[0.0] * sc.history)
+
+
+def known_history(bucket: int, since: int, sc: Scoring) -> int:
+    return max(0, min(sc.history, (bucket - since) // sc.size))
+
+
+def running(cell: Cell) -> Bucket:
+    return Bucket(cell.observed, cell.weighted, cell.severity, cell.casualties)
+
+
+def assess(cell: Cell, sc: Scoring) -> tuple[str, list[Reason], Estimate]:
+    """The level the running bucket calls for, its reasons and the estimate behind them."""
+    est = estimate(cell.history, known_history(cell.bucket, cell.since, sc), cell.weighted,
+                   cell.region, cell.category, sc)
+    target, reasons = judge(running(cell), est, sc.settings)
+    return target, reasons, est
+
+
+def report_key(source: str, event_id: str) -> int:
+    """A 48-bit hash of (source, event_id): small in the cell, collisions negligible in 256."""
+    return int.from_bytes(blake2b(f"{source}\x1f{event_id}".encode(), digest_size=6).digest(), "big")
+
+
+def _keep_id(cell: Cell, event_id: str, severity: int) -> None:
+    """Keep up to REPORT_IDS ids of the bucket; when full, a graver report replaces the
+    oldest of the least grave, so the reports behind a level are always named."""
+    ids = cell.report_ids
+    if len(ids) < REPORT_IDS:
+        ids.append([event_id, severity])
+        return
+    lowest = min(r[1] for r in ids)
+    if lowest < severity:
+        del ids[[r[1] for r in ids].index(lowest)]
+        ids.append([event_id, severity])
+
+
+def _ids(cell: Cell) -> list[str]:
+    return [i for i, _ in cell.report_ids]
+
+
+def _advance(cell: Cell, to_bucket: int, sc: Scoring) -> None:
+    """Close the running bucket and every empty one up to `to_bucket`, letting the held
+    level fall where enough quiet buckets have passed."""
+    steps = (to_bucket - cell.bucket) // sc.size
+    hysteresis = sc.settings.hysteresis_buckets
+    # Past this many steps the ring is all zeros and the level has settled: skip ahead.
+    for _ in range(min(steps, sc.history + 3 * hysteresis + 4)):
+        target = assess(cell, sc)[0]
+        close_bucket(cell.hold, target, hysteresis)
+        cell.history.append(cell.weighted)
+        del cell.history[0]
+        cell.observed, cell.weighted, cell.severity, cell.casualties = 0, 0.0, 0, 0
+        cell.report_ids = []
+        cell.bucket += sc.size
+    cell.bucket = to_bucket
+
+
+def roll(cell: Cell, now: float, sc: Scoring) -> tuple[Cell, ScoreUpdate | None]:
+    """Close the buckets that have ended by `now`; an update when the state changes."""
+    return _roll_to(cell, bucket_start(now, cell.region, sc.size), now, sc)
+
+
+def _roll_to(cell: Cell, to_bucket: int, now: float, sc: Scoring) -> tuple[Cell, ScoreUpdate | None]:
+    if to_bucket <= cell.bucket:
+        return cell, None
+    _advance(cell, to_bucket, sc)
+    return cell, reassess(cell, now, sc)
+
+
+def add_report(cell: Cell, report: dict[str, Any], offset: int | None, now: float,
+               sc: Scoring, evaluate: bool = True) -> tuple[Cell, ScoreUpdate | None, str]:
+    """Count one report of `pantau.reports.v1` (at `offset`, None when not from Kafka).
+    Returns the cell, a score update if the state changed, and the outcome.
+
+    With `evaluate=False` the level is not reassessed (only buckets closed by the report's
+    arrival are): a batch adds all its reports, then calls `reassess` once per cell."""
+    if offset is not None:
+        if offset <= cell.offset:
+            return cell, None, REDELIVERED
+        cell.offset = offset
+    ident = report_key(report["source"], report["event_id"])
+    if ident in cell.recent:
+        return cell, None, DUPLICATE
+    cell.recent.append(ident)
+    if len(cell.recent) > RECENT_IDS:
+        del cell.recent[0]
+
+    s = sc.settings
+    rb = bucket_start(parse_time(report["occurred_at"]), cell.region, sc.size)
+    # The running bucket is the wall clock's, or a report's up to 5 minutes ahead of it.
+    cell, update = _roll_to(cell, max(rb, bucket_start(now, cell.region, sc.size)), now, sc)
+    weight = 1.0 if report.get("verified") else s.unverified_weight
+    severity, casualties = int(report["severity"]), int(report.get("casualties") or 0)
+    outcome = COUNTED
+    if rb == cell.bucket:
+        cell.observed += 1
+        cell.weighted += weight
+    else:
+        age = (cell.bucket - rb) // sc.size
+        if age > sc.history:
+            return cell, update, TOO_OLD
+        cell.history[-age] += weight
+        cell.since = min(cell.since, rb)
+        outcome = LATE
+        grave = severity >= s.severity.siaga_at or casualties > 0
+        if age > s.hysteresis_buckets or not grave:
+            # Only the baseline learns of it.
+            return cell, (reassess(cell, now, sc) if evaluate else None) or update, outcome
+    # Reports of this bucket, and grave late ones recent enough that they would still hold
+    # the level today, count towards the severity rules of the running bucket.
+    cell.severity = max(cell.severity, severity)
+    cell.casualties = max(cell.casualties, casualties)
+    _keep_id(cell, report["event_id"], severity)
+    return cell, (reassess(cell, now, sc) if evaluate else None) or update, outcome
+
+
+def reassess(cell: Cell, now: float, sc: Scoring) -> ScoreUpdate | None:
+    """Score the running bucket as it stands; an update if the state changed."""
+    target, reasons, est = assess(cell, sc)
+    return settle(cell, running(cell), est, target, reasons, _ids(cell), now, sc)
+
+
+def add_reports(cell: Cell, reports: list[dict[str, Any]], now: float, sc: Scoring) -> tuple[Cell, ScoreUpdate | None]:
+    """Apply several reports (no Kafka offsets) and keep the last update: for tests and backfill."""
+    last = None
+    for r in reports:
+        cell, update, _ = add_report(cell, r, None, now, sc)
+        last = update or last
+    return cell, last
