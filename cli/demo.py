@@ -10,6 +10,9 @@ import random
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import orjson
 
 import httpx
 from rich.console import Console
@@ -89,3 +92,56 @@ class DemoFeed(threading.Thread):
         self.reported = True
         summary = ", ".join(f"{n} {s}" for s, n in sorted(self.counts.items()))
         self.console.print(f"demo: scenario sent ({summary}). Reports are on pantau.reports.v1.")
+
+
+RECEIVER_PORT = 18099
+_LEVEL_STYLE = {"waspada": "yellow", "siaga": "dark_orange", "awas": "bold red", "normal": "green"}
+
+
+class DemoReceiver(threading.Thread):
+    """Stands in for the coordinators' phones: a webhook receiver on 127.0.0.1:18099 that
+    checks each message's signature and prints it."""
+
+    def __init__(self, console: Console, secret: str, port: int = RECEIVER_PORT):
+        super().__init__(daemon=True, name="demo-receiver")
+        from services.notify.channels.webhook import verify
+
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                ok = verify(secret, body, self.headers.get("x-pantau-signature", ""))
+                self.send_response(200 if ok else 401)
+                self.end_headers()
+                receiver.show(self.path.strip("/"), body, ok, self.headers.get("x-pantau-delivery", ""))
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.console = console
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.seen: set[str] = set()
+
+    def run(self) -> None:
+        self.server.serve_forever(poll_interval=0.2)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def show(self, who: str, body: bytes, signed: bool, delivery: str) -> None:
+        if delivery in self.seen:
+            self.console.print(f"[dim]webhook → {who}: repeat of delivery {delivery[:8]}, dropped[/]")
+            return
+        self.seen.add(delivery)
+        try:
+            m = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return
+        style = _LEVEL_STYLE.get(m.get("level"), "")
+        reason = (m.get("reasons") or [""])[0]
+        self.console.print(
+            f"[bold]📟 {who}[/] [{style}]{m.get('status', '').upper()} {m.get('level')}[/] "
+            f"{m.get('region_name')} · {m.get('category')} (step {m.get('step')})"
+            f"{'' if signed else ' [red]BAD SIGNATURE[/]'}\n    {reason}\n    ack: {m.get('ack_url')}")

@@ -49,14 +49,19 @@ def up(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    receiver = None
     try:
         with console.status("starting broker, Redis and services..."):
             stack.start()
         _print_endpoints(stack, cfg)
         feed = None
         if demo:
-            from cli.demo import DemoFeed
+            from cli.demo import DemoFeed, DemoReceiver
 
+            hooks = [c for c in cfg.channels if c.type == "webhook"]
+            if hooks:
+                receiver = DemoReceiver(console, hooks[0].secret.get_secret_value())
+                receiver.start()
             feed = DemoFeed(cfg, console)
             feed.start()
         restarts: dict[str, float] = {}
@@ -79,6 +84,8 @@ def up(
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         with console.status("stopping..."):
             stack.stop()
+            if receiver is not None:
+                receiver.stop()
         console.print("stopped: every process ended, every port released.")
 
 
