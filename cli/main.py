@@ -15,7 +15,7 @@ from rich.table import Table
 from shared.config import ConfigError, load
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Pantau: alert escalation for regional early warning.")
-console = Console()
+console = Console(width=140) if not sys.stdout.isatty() else Console()
 err = Console(stderr=True)
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "config" / "pantau.demo.yaml"
@@ -100,6 +100,10 @@ def _print_endpoints(stack, cfg) -> None:
               str(stack.logdir / "ingest-gateway.log"))
     t.add_row("ingest validator", f"metrics http://{cfg.ingest.host}:{cfg.ingest.metrics_port}/metrics",
               str(stack.logdir / "ingest-validator.log"))
+    if "scoring" in stack.service_names:
+        t.add_row("scoring (faust)", f"http://127.0.0.1:{cfg.scoring.web_port}/metrics", str(stack.logdir / "scoring.log"))
+    if "notify" in stack.service_names:
+        t.add_row("notify API", f"http://{cfg.notify.host}:{cfg.notify.port}/v1/incidents", str(stack.logdir / "notify.log"))
     console.print(t)
     console.print("Ctrl-C stops everything.")
 
