@@ -123,7 +123,12 @@ SCORING_REPORTS = Counter(
     ["outcome"],
 )
 SCORING_LAG = Gauge(
-    "pantau_scoring_lag_seconds", "Age of the newest report in the batch scoring has just finished"
+    "pantau_scoring_lag_seconds",
+    "Age of the newest report in the batch scoring has just finished (0 after a batch of ticks alone)",
+)
+SCORING_LAST_BATCH = Gauge(
+    "pantau_scoring_last_batch_timestamp_seconds",
+    "Unix time scoring last finished a batch; ticks make one every scoring.tick_interval_s when healthy",
 )
 REGION_LEVEL = Gauge(
     "pantau_region_level",

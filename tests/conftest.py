@@ -27,6 +27,8 @@ ingest:
   send_timeout_s: 3
 notify:
   port: {free_port()}
+scoring:
+  web_port: {free_port()}
 sources:
   - id: fkdm-kaltara
     api_key_sha256: "{sha256_hex(KALTARA_KEY)}"

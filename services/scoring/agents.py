@@ -248,6 +248,8 @@ class ReportScorer(_Scorer):
         self._finish(box, cells, dirty)
         if newest:
             metrics.SCORING_LAG.set(max(0.0, time.time() - newest))
+        elif ticks:
+            metrics.SCORING_LAG.set(0.0)  # a batch of ticks alone: no report was waiting
         return box
 
 

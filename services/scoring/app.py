@@ -151,6 +151,7 @@ def create_app(config: Config) -> faust.App:
         await cells.write(box.writes, box.progress)
         for p, offset in box.reseek.items():
             await reseek(scorer, p, offset)
+        metrics.SCORING_LAST_BATCH.set(time.time())
         for u in box.updates.values():
             metrics.SCORE_UPDATES.labels(u.level).inc()
         if scorer is reports:

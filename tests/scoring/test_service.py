@@ -89,6 +89,7 @@ def test_web_endpoints(scoring_stack):
     text = httpx.get(f"{base}/metrics").text
     assert 'pantau_score_updates_total{level="awas"}' in text
     assert 'pantau_region_level{category="security_threat",region="65.04"} 3.0' in text
+    assert "pantau_scoring_last_batch_timestamp_seconds " in text
 
 
 def test_a_bad_scoring_config_stops_the_worker_naming_the_key(tmp_path):
