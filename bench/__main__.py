@@ -9,13 +9,14 @@ import sys
 import time
 from pathlib import Path
 
-from bench import ingest
+from bench import ingest, scoring
 from bench.context import FULL, QUICK, Context
 from bench.report import document, load_average, table
 
-# Stage name → module with run(ctx) -> list[Row]; scoring and notify join here later.
+# Stage name → module with run(ctx) -> list[Row]; notify joins here later.
 STAGES = {
     "ingest": ingest,
+    "scoring": scoring,
 }
 
 REPO = Path(__file__).resolve().parent.parent

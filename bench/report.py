@@ -27,6 +27,7 @@ class Row:
     cpu_us: float | None = None  # CPU of the process under test per report
     base_cpu_us: float | None = None
     notes: list[str] = field(default_factory=list)
+    lower_is_better: bool = False  # e.g. memory: met when pantau stays below the target
 
     @property
     def ratio(self) -> float:
@@ -34,7 +35,7 @@ class Row:
 
     @property
     def met(self) -> bool:
-        return self.pantau >= self.target
+        return self.pantau < self.target if self.lower_is_better else self.pantau >= self.target
 
 
 def _num(x: float) -> str:
@@ -63,7 +64,7 @@ def table(rows: list[Row]) -> str:
         lines.append(
             f"| {r.stage} | {_num(r.pantau)} {r.unit} | {_num(r.baseline)} {r.unit} | {r.ratio:.2f} "
             f"| {_lat(r.p50_ms, r.p99_ms)} | {_lat(r.base_p50_ms, r.base_p99_ms)} "
-            f"| {_cpu(r.cpu_us, r.base_cpu_us)} | ≥ {_num(r.target)} {r.unit} | {'yes' if r.met else 'no'} |"
+            f"| {_cpu(r.cpu_us, r.base_cpu_us)} | {'<' if r.lower_is_better else '≥'} {_num(r.target)} {r.unit} | {'yes' if r.met else 'no'} |"
         )
     return "\n".join(lines)
 
