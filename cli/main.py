@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import sys
 import time
@@ -40,7 +41,12 @@ def up(
 
     config = config or DEMO_CONFIG
     cfg = _config_or_exit(config)
-    stack = EmbeddedStack(config, workdir or default_workdir())
+    workdir = workdir or default_workdir()
+    if demo:
+        # The embedded broker keeps nothing across runs; Redis state left by an earlier demo
+        # would replay that run's overdue escalation steps. Each demo starts from scratch.
+        shutil.rmtree(workdir / "redis", ignore_errors=True)
+    stack = EmbeddedStack(config, workdir)
     stopping = False
 
     def _stop(*_):
