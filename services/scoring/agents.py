@@ -162,6 +162,23 @@ class _Scorer:
         self.expected[p] = offset
         self.seeking[p] = offset
 
+    def _roll_due(self, ticks: set[int], now: float, roll_cell: Any, cells: dict[bytes, Any],
+                  dirty: set[bytes], box: Outbox) -> list[Any]:
+        """Close the elapsed buckets of every cell in the ticked partitions; a cell whose
+        bucket moved is marked for writing, a level change goes to the outbox."""
+        rolled = []
+        for key in self._keys_of(self._due(ticks, now)):
+            cell = cells.get(key) or self._load(key)
+            bucket = cell.bucket
+            cell, update = roll_cell(cell, now, self.sc)
+            if cell.bucket != bucket:
+                cells[key] = cell
+                dirty.add(key)
+            if update is not None:
+                box.updates[cell.key] = update
+            rolled.append(cell)
+        return rolled
+
     def _finish(self, box: Outbox, cells: dict[bytes, Any], dirty: set[bytes]) -> None:
         """Encode the touched cells, and close every written partition with its progress (a
         single record after the cells: see PartitionedTable.write)."""
@@ -228,15 +245,7 @@ class ReportScorer(_Scorer):
             update = reassess(cells[key], now, self.sc)
             if update is not None:
                 box.updates[cells[key].key] = update
-        for key in self._keys_of(self._due(ticks, now)):
-            cell = cells.get(key) or self._load(key)
-            bucket = cell.bucket
-            cell, update = roll(cell, now, self.sc)
-            if cell.bucket != bucket:
-                cells[key] = cell
-                dirty.add(key)
-            if update is not None:
-                box.updates[cell.key] = update
+        for cell in self._roll_due(ticks, now, roll, cells, dirty, box):
             if len(cell.region) > 2:
                 show_level(cell.region, cell.category, cell.hold.level)
         # A province-level report's cell speaks through its province; it has no update of its own.
@@ -284,15 +293,7 @@ class ProvinceScorer(_Scorer):
             update = reassess_province(cells[key], now, self.sc)
             if update is not None:
                 box.updates[cells[key].key] = update
-        for key in self._keys_of(self._due(ticks, now)):
-            cell = cells.get(key) or self._load(key)
-            bucket = cell.bucket
-            cell, update = roll_province(cell, now, self.sc)
-            if cell.bucket != bucket:
-                cells[key] = cell
-                dirty.add(key)
-            if update is not None:
-                box.updates[cell.key] = update
+        for cell in self._roll_due(ticks, now, roll_province, cells, dirty, box):
             show_level(cell.region, cell.category, cell.hold.level)
         for u in box.updates.values():
             show_level(u.region_code, u.category, u.level)

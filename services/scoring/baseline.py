@@ -172,8 +172,27 @@ def settle(state: State, bucket: Bucket, est: Estimate, target: str, reasons: li
 # --------------------------------------------------------------------------- the cell
 
 
+class CellCodec:
+    """JSON round trip and table key, shared by kabupaten/kota cells and province cells."""
+
+    __slots__ = ()
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Any:
+        d = orjson.loads(raw)
+        d["hold"] = Hysteresis(**d["hold"])
+        return cls(**d)
+
+    @property
+    def key(self) -> str:
+        return f"{self.region}|{self.category}"  # type: ignore[attr-defined]
+
+
 @dataclass(slots=True)
-class Cell:
+class Cell(CellCodec):
     """The compact, JSON-serialisable state of one (kabupaten/kota, category)."""
 
     region: str                 # kabupaten/kota code (a province code for province-level reports)
@@ -192,18 +211,6 @@ class Cell:
     hold: Hysteresis = field(default_factory=Hysteresis)
     emitted: list[Any] = field(default_factory=lambda: ["normal", False])  # last (level, alarm) sent
 
-    def to_bytes(self) -> bytes:
-        return orjson.dumps(self)
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> "Cell":
-        d = orjson.loads(raw)
-        d["hold"] = Hysteresis(**d["hold"])
-        return cls(**d)
-
-    @property
-    def key(self) -> str:
-        return f"{self.region}|{self.category}"
 
 
 def new_cell(region: str, category: str, now: float, sc: Scoring) -> Cell:

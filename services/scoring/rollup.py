@@ -15,10 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 
 from services.scoring.baseline import (
-    Cell, Scoring, ScoreUpdate, bucket_start, estimate, known_history, settle, since_floor,
+    Cell, CellCodec, Scoring, ScoreUpdate, bucket_start, estimate, known_history, settle, since_floor,
 )
 from services.scoring.levels import Bucket, Estimate, Hysteresis, Reason, close_bucket, judge
 
@@ -41,7 +40,7 @@ def snapshot(cell: Cell) -> dict[str, Any]:
 
 
 @dataclass(slots=True)
-class ProvinceCell:
+class ProvinceCell(CellCodec):
     """The compact, JSON-serialisable state of one (province, category)."""
 
     region: str                    # province code
@@ -52,18 +51,6 @@ class ProvinceCell:
     hold: Hysteresis = field(default_factory=Hysteresis)
     emitted: list[Any] = field(default_factory=lambda: ["normal", False])
 
-    def to_bytes(self) -> bytes:
-        return orjson.dumps(self)
-
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> "ProvinceCell":
-        d = orjson.loads(raw)
-        d["hold"] = Hysteresis(**d["hold"])
-        return cls(**d)
-
-    @property
-    def key(self) -> str:
-        return f"{self.region}|{self.category}"
 
 
 def new_province(province: str, category: str, now: float, sc: Scoring) -> ProvinceCell:
