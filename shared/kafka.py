@@ -54,3 +54,19 @@ async def _ensure_topics(bootstrap: str, partitions: int, replication: int, time
             await admin.create_topics(missing)
     finally:
         await admin.close()
+
+
+async def report_lag(consumer, group: str) -> None:
+    """Set pantau_consumer_lag_messages for every partition `consumer` (aiokafka) owns.
+
+    The high watermark comes with each fetch response and the position is local, so this costs
+    no round trip; call it after every batch as well as when idle, or a consumer that never
+    idles would show the lag of its last quiet moment."""
+    from shared import metrics
+
+    for tp in consumer.assignment():
+        hw = consumer.highwater(tp)
+        if hw is None:
+            continue
+        pos = await consumer.position(tp)
+        metrics.CONSUMER_LAG.labels(group, tp.topic, str(tp.partition)).set(max(0, hw - pos))

@@ -24,7 +24,7 @@ from aiokafka.structs import ConsumerRecord
 
 from shared import metrics, topics
 from shared.config import Config
-from shared.kafka import CONSUMER_DEFAULTS, producer_settings
+from shared.kafka import CONSUMER_DEFAULTS, producer_settings, report_lag
 from shared.schemas import ReportEvent, enriched, partition_key, rfc3339, validate_json
 from services.ingest.state import ACCEPTED, PENDING, PENDING_TTL_MS, IntakeState, dedup_key
 
@@ -135,6 +135,7 @@ class Validator:
                     await self.recover(unscanned)
                 await self._process([m for ms in batches.values() for m in ms])
                 await self._commit({tp: ms[-1].offset + 1 for tp, ms in batches.items()})
+            await self._report_lag()
 
     async def _process(self, msgs: list[ConsumerRecord]) -> None:
         now = time.time()
@@ -317,12 +318,7 @@ class Validator:
         return found
 
     async def _report_lag(self) -> None:
-        for tp in self.consumer.assignment():
-            hw = self.consumer.highwater(tp)
-            pos = await self.consumer.position(tp)
-            if hw is not None:
-                metrics.CONSUMER_LAG.labels(self.config.ingest.validator_group, tp.topic, str(tp.partition)).set(
-                    max(0, hw - pos))
+        await report_lag(self.consumer, self.config.ingest.validator_group)
 
 
 class _Listener(ConsumerRebalanceListener):

@@ -26,7 +26,7 @@ from aiokafka.errors import CommitFailedError
 from pydantic import ValidationError
 
 from shared import metrics, topics
-from shared.kafka import CONSUMER_DEFAULTS
+from shared.kafka import CONSUMER_DEFAULTS, report_lag
 from shared.notify_config import Policy
 from services.notify.incidents import (
     K_OUTBOX,
@@ -122,6 +122,7 @@ class ScoreConsumer:
         while not stop.is_set():
             batches = await self.consumer.getmany(timeout_ms=200, max_records=500)
             if not batches:
+                await report_lag(self.consumer, self.group)
                 continue
             for tp, msgs in batches.items():
                 for m in msgs:
@@ -140,6 +141,7 @@ class ScoreConsumer:
                 # A rebalance took the partitions meanwhile; their next owner replays the
                 # batch, which changes nothing already applied.
                 log.warning("offset commit lost to a rebalance; the batch will be replayed")
+            await report_lag(self.consumer, self.group)
 
 
 class EscalationPublisher:

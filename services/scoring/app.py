@@ -192,6 +192,18 @@ def create_app(config: Config) -> faust.App:
         for p in range(partitions):
             await ticks.send(key=None, value=b"", partition=p)
 
+    @app.timer(5.0)
+    async def lag() -> None:
+        """pantau_consumer_lag_messages from the offsets actually applied to the cells (not
+        Faust's fetch position, which runs ahead by its buffers)."""
+        for tp in app.consumer.assignment():
+            scorer = reports if tp.topic == reports.source else rollups if tp.topic == rollups.source else None
+            applied = scorer.expected.get(tp.partition) if scorer is not None else None
+            if applied is not None:
+                hw = app.consumer.highwater(tp)
+                if hw is not None:
+                    metrics.CONSUMER_LAG.labels(APP_ID, tp.topic, str(tp.partition)).set(max(0, hw - applied))
+
     @app.on_partitions_assigned.connect
     async def reassigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         reports.on_assignment()

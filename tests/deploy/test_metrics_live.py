@@ -189,6 +189,15 @@ def test_every_panel_and_rule_evaluates_and_core_ingest_panels_have_data(live):
     assert {"invalid", "unauthorized", "forbidden", "unsupported_media_type"} <= reasons
     dlq = {s["metric"]["reason"] for s in query(api, "sum by (reason) (pantau_dlq_messages_total)")["result"]}
     assert {"invalid_json"} <= dlq and len(dlq) >= 2, dlq
+
+    # Every consumer says how far behind it is, so "is scoring keeping up" has an answer.
+    consumers = {"ingest-validator"} | ({"scoring", "notify"} & set(started))
+
+    def lag_jobs() -> set[str]:
+        got = {s["metric"]["job"] for s in query(api, "pantau_consumer_lag_messages")["result"]}
+        return got if consumers <= got else set()
+
+    wait_for(f"pantau_consumer_lag_messages from {sorted(consumers)}", lag_jobs, timeout_s=30)
     assert not stack.crashed(), f"crashed during the test: {stack.crashed()}"
 
 
