@@ -167,5 +167,150 @@ def backtest(
         raise typer.Exit(2)
 
 
+@app.command()
+def backfill(
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSON Lines or CSV of ReportEvents"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="config file (default: PANTAU_CONFIG)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="validate and count, send nothing"),
+) -> None:
+    """Load historical reports (JSON Lines or CSV) into the scoring baselines."""
+    import asyncio
+
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from cli.backfill import SHOWN_ERRORS, FileProblem, Unreachable, deliver, file_format, plan, read
+    from services.scoring.baseline import Scoring
+    from shared.topics import SCORING_BACKFILL
+
+    cfg = _config_or_exit(config)
+    sc = Scoring.from_settings(cfg.scoring)
+    with file.open("rb") as f:
+        fmt = file_format(file, f.read(64))
+        f.seek(0)
+        try:
+            with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                          TextColumn("{task.fields[rows]:,} rows"), TimeRemainingColumn(), console=err) as bar:
+                task = bar.add_task(f"reading {file.name}", total=file.stat().st_size, rows=0)
+                loaded = read(f, fmt, sc, lambda done, rows: bar.update(task, completed=done, rows=rows))
+        except FileProblem as e:
+            err.print(f"pantau backfill: {file}: {e}", markup=False, highlight=False, soft_wrap=True)
+            raise typer.Exit(2)
+    for row in loaded.bad:
+        err.print(f"{file.name} {row}", markup=False, highlight=False, soft_wrap=True)
+    if loaded.bad_count > len(loaded.bad):
+        err.print(f"... and {loaded.bad_count - SHOWN_ERRORS:,} more bad rows")
+    p = plan(loaded, sc)
+    console.print(f"{file.name}: {loaded.rows:,} rows: {loaded.valid:,} valid ({loaded.agg.duplicates:,} repeating "
+                  f"an earlier source and event_id, counted once), {loaded.bad_count:,} bad (not loaded)")
+    if p.left_out.too_old or p.left_out.running:
+        console.print(f"left out: {p.left_out.too_old:,} reports older than the {sc.history} closed buckets scoring "
+                      f"keeps, {p.left_out.running:,} in the running bucket (live reports count there)")
+    if dry_run:
+        console.print(f"dry run: {len(p.msgs):,} cells (kabupaten/kota × category) to load; nothing sent")
+    elif p.msgs:
+        try:
+            with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                          console=err) as bar:
+                task = bar.add_task(f"sending to {SCORING_BACKFILL}", total=len(p.msgs))
+                asyncio.run(deliver(cfg, p.msgs, lambda n: bar.update(task, completed=n)))
+        except Unreachable as e:
+            err.print(f"pantau backfill: {e}. Run it again when the broker is back: loading a file twice "
+                      f"changes nothing more than loading it once.", markup=False, highlight=False)
+            raise typer.Exit(1)
+        console.print(f"sent {len(p.msgs):,} cells (kabupaten/kota × category) to {SCORING_BACKFILL}; "
+                      f"each scoring worker merges its own into the baselines")
+    if loaded.bad_count:
+        raise typer.Exit(1)
+
+
+# --- operator commands against the notify API (cli/incidents.py) ---------------------------------
+def _notify_client(url: Optional[str], token: Optional[str], config: Optional[Path]):
+    from cli.incidents import EXIT, NotifyClient, base_url
+
+    if not token:
+        err.print("[red]pantau:[/] no operator token: give --token or set PANTAU_OPERATOR_TOKEN", soft_wrap=True)
+        raise typer.Exit(EXIT["usage"])
+    if not url:
+        cfg = _config_or_exit(config)
+        url = base_url(cfg.notify.host, cfg.notify.port)
+    return NotifyClient(url.rstrip("/"), token)
+
+
+def _refused(command: str, e: Exception) -> None:
+    from rich.markup import escape
+
+    err.print(f"[red]pantau {command}:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+
+
+_URL = typer.Option(None, "--url", envvar="PANTAU_NOTIFY_URL",
+                    help="notify API base URL (default: the config's notify.host and notify.port)")
+_TOKEN = typer.Option(None, "--token", envvar="PANTAU_OPERATOR_TOKEN", show_default=False,
+                      help="operator token (better: the PANTAU_OPERATOR_TOKEN environment variable)")
+_CONFIG = typer.Option(None, "--config", "-c", help="config file (default: $PANTAU_CONFIG)")
+
+
+@app.command()
+def incidents(
+    status: str = typer.Option("open", "--status", help="open | acknowledged | resolved | all"),
+    region: Optional[str] = typer.Option(None, "--region", help="region code prefix, e.g. 65 or 65.71"),
+    category: Optional[str] = typer.Option(None, "--category", help="one category, e.g. election_dispute"),
+    limit: int = typer.Option(100, "--limit", min=1, max=1000, help="at most this many, newest first"),
+    as_json: bool = typer.Option(False, "--json", help="print the API's JSON instead of a table"),
+    url: Optional[str] = _URL,
+    token: Optional[str] = _TOKEN,
+    config: Optional[Path] = _CONFIG,
+) -> None:
+    """List incidents from the notify API: id, region, category, level, status, age."""
+    import orjson
+
+    from cli.incidents import EXIT, CliError, table
+
+    if status not in ("open", "acknowledged", "resolved", "all"):
+        _refused("incidents", ValueError(f"--status must be open, acknowledged, resolved or all, not {status!r}"))
+        raise typer.Exit(EXIT["usage"])
+    client = _notify_client(url, token, config)
+    try:
+        body = client.incidents(None if status == "all" else status, region, category, limit)
+    except CliError as e:
+        _refused("incidents", e)
+        raise typer.Exit(e.code)
+    if as_json:
+        sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    found = body.get("incidents", [])
+    what = "" if status == "all" else status + " "
+    if not found:
+        console.print(f"no {what}incidents")
+        return
+    console.print(table(found, f"{len(found)} {what}incident(s)"))
+
+
+@app.command()
+def ack(
+    incident_id: str = typer.Argument(..., metavar="ID", help="the incident id, as `pantau incidents` shows it"),
+    note: Optional[str] = typer.Option(None, "--note", help="a note for the incident's timeline"),
+    as_json: bool = typer.Option(False, "--json", help="print the incident as JSON"),
+    url: Optional[str] = _URL,
+    token: Optional[str] = _TOKEN,
+    config: Optional[Path] = _CONFIG,
+) -> None:
+    """Acknowledge an incident: its escalation stops and everyone paged hears who took it."""
+    import orjson
+
+    from cli.incidents import CliError
+
+    client = _notify_client(url, token, config)
+    try:
+        inc = client.ack(incident_id, note)
+    except CliError as e:
+        _refused("ack", e)
+        raise typer.Exit(e.code)
+    if as_json:
+        sys.stdout.write(orjson.dumps(inc, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    console.print(f"{inc.get('id')}: acknowledged by {inc.get('acknowledged_by')} at {inc.get('acknowledged_at')} "
+                  f"({inc.get('level')}, {inc.get('region_name')})", markup=False, highlight=False)
+
+
 if __name__ == "__main__":
     app()

@@ -103,6 +103,10 @@ TIME_TO_ACKNOWLEDGE = Histogram(
     buckets=TTA_BUCKETS,
 )
 ESCALATION_STEPS = Counter("pantau_escalation_steps_total", "Escalation steps fired (first pages, escalations, reminders)")
+NOTIFY_INHIBITED = Counter(
+    "pantau_notify_inhibited_total",
+    "Kabupaten/kota incidents whose pages a province incident of the same category held back (once per holder)",
+)
 OPEN_INCIDENTS = Gauge("pantau_open_incidents", "Incidents not yet resolved, by current level", ["level"])
 SCORE_UPDATES_REJECTED = Counter(
     "pantau_score_updates_rejected_total", "Messages on pantau.scores.v1 the notify service could not read"

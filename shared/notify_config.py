@@ -21,6 +21,7 @@ Shapes (YAML):
     notify:
       public_url: "https://pantau.example.go.id"
       link_secret: "${PANTAU_LINK_SECRET}"
+      inhibit: {province_over_kabupaten: true, min_kabkota: 2, recheck_s: 60}   # a province incident holds back kabupaten pages
 
 Targets are `contact:<id>`, `oncall:kabkota` (the on-call coordinator of the incident's
 kabupaten/kota, or of its province when the kabupaten/kota has no rotation),
@@ -38,7 +39,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictBool, ValidationError, field_validator, model_validator
 
 from shared.channels_config import CHANNEL_TYPES, ContactConfig, DeliverySettings, channel_config
 from shared.regions import CODE_PATTERN, registry
@@ -160,6 +161,21 @@ class Rotation(_Strict):
         return time(int(h), int(m))
 
 
+class InhibitSettings(_Strict):
+    """Inhibition (services.notify.inhibit): while a province incident of a category is open,
+    the pages of its kabupaten/kota incidents of that category wait, unless they are at a
+    higher level than the province incident."""
+
+    province_over_kabupaten: StrictBool = True
+    # Hold back only while the situation is wider than one kabupaten/kota: this many of its
+    # kabupaten/kota incidents of the category open in the province (1: whenever the province
+    # incident is open, even when it only echoes a single kabupaten/kota).
+    min_kabkota: int = Field(2, ge=1, le=100)
+    # A held incident looks again this often, so it resumes even if the wake-up sent when the
+    # province incident resolved was lost (a notify process killed at that moment).
+    recheck_s: float = Field(60.0, gt=0, le=3600)
+
+
 class NotifySettings(_Strict):
     """The notify service: where it listens, how ack links are made, and its loops."""
 
@@ -186,6 +202,7 @@ class NotifySettings(_Strict):
     timer_poll_s: float = Field(0.5, gt=0, le=10)
     incident_retention_days: int = Field(90, ge=1, le=3650)
     delivery: DeliverySettings = DeliverySettings()
+    inhibit: InhibitSettings = InhibitSettings()
 
     @field_validator("public_url")
     @classmethod
@@ -332,5 +349,5 @@ class NotifyConfig:
 
 __all__ = [
     "LEVELS", "LEVEL_RANK", "AlertLevel", "Target", "PolicyMatch", "Step", "LevelSteps", "Policy",
-    "Override", "Rotation", "NotifySettings", "NotifyConfig",
+    "Override", "Rotation", "InhibitSettings", "NotifySettings", "NotifyConfig",
 ]

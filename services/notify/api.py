@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Any, Awaitable, Callable, Literal, Sequence
 
 import orjson
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -30,7 +30,7 @@ from shared.config import Operator, sha256_hex
 from shared.notify_config import LEVELS, Rotation
 from shared.regions import CODE_PATTERN, registry
 from shared.schemas import CATEGORIES
-from services.notify.consumer import count_change
+from services.notify.consumer import count_change, release_held
 from services.notify.incidents import (
     Conflict,
     Incident,
@@ -160,6 +160,47 @@ def _json(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
+# --- the OpenAPI document: what each operation takes and every answer it can give ------------
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    error: str
+    message: str
+    errors: list[FieldError] | None = None
+
+
+_WHY = {401: "missing or unknown operator token", 403: "the link is malformed, forged or expired",
+        404: "no such incident, silence or rotation", 409: "the incident's state does not allow it",
+        413: "body over 64 KiB", 422: "invalid request; `errors` names every bad field",
+        503: "Redis or the broker unreachable"}
+
+
+def _operator_first(request: Request) -> None:
+    """Authenticate before FastAPI validates query and path parameters, so a caller without a
+    token learns nothing but 401 (dependencies run before parameter errors are raised)."""
+    request.app.state.authenticate(request)
+
+
+def _doc(*codes: int, body: type[BaseModel] | None = None, body_required: bool = True,
+         operator: bool = True) -> dict[str, Any]:
+    """Route keywords documenting the error answers, the JSON body and the operator token."""
+    extra: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {}
+    if operator:
+        extra["security"] = [{"operatorToken": []}]
+        kwargs["dependencies"] = [Depends(_operator_first)]
+    if body is not None:
+        extra["requestBody"] = {"required": body_required, "content": {"application/json": {
+            "schema": {"$ref": f"#/components/schemas/{body.__name__}"}}}}
+    errors = (401, *codes) if operator else codes
+    problem = {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    return {"responses": {c: {"description": _WHY[c], "content": problem} for c in errors}, "openapi_extra": extra,
+            **kwargs}
+
+
 # --- the ack page --------------------------------------------------------------------------------
 _WORDS = {
     "id": {"title": "Konfirmasi insiden", "button": "Saya tangani (konfirmasi)", "done": "Terima kasih: insiden dikonfirmasi.",
@@ -207,6 +248,9 @@ def create_app(ctx: ApiContext) -> FastAPI:
     lang = "en" if ctx.language == "en" else "id"
 
     def operator(request: Request) -> Operator:
+        known = getattr(request.state, "operator", None)
+        if known is not None:
+            return known
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Refusal(401, "unauthorized", "send the operator token as 'Authorization: Bearer <token>'",
@@ -218,7 +262,10 @@ def create_app(ctx: ApiContext) -> FastAPI:
                 found = op
         if found is None:
             raise Refusal(401, "unauthorized", "unknown operator token", {"WWW-Authenticate": "Bearer"})
+        request.state.operator = found
         return found
+
+    app.state.authenticate = operator
 
     async def incident_or_404(incident_id: str) -> Incident:
         inc = await ctx.store.get(incident_id)
@@ -239,7 +286,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _problem(exc.status_code, code, str(exc.detail))
+        # Keep the exception's headers: a 405 must say which methods are allowed (RFC 9110).
+        return _problem(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -253,10 +301,12 @@ def create_app(ctx: ApiContext) -> FastAPI:
         return _problem(500, "internal", "internal error")
 
     # --- incidents ---------------------------------------------------------------------------
-    @app.get("/v1/incidents")
+    @app.get("/v1/incidents", **_doc(422))
     async def list_incidents(request: Request, status: Literal["open", "acknowledged", "resolved"] | None = None,
-                             region: str | None = Query(None, max_length=13),
-                             category: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> Response:
+                             region: str | None = Query(None, max_length=13,
+                                                        json_schema_extra={"pattern": CODE_PATTERN.pattern}),
+                             category: str | None = Query(None, json_schema_extra={"enum": list(CATEGORIES)}),
+                             limit: int = Query(100, ge=1, le=1000)) -> Response:
         """Incidents, newest first; `region` is a prefix (a province takes its kabupaten/kota)."""
         operator(request)
         if region is not None and not CODE_PATTERN.match(region):
@@ -266,7 +316,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         found = await ctx.store.list(status, region, category, limit)
         return _json({"incidents": [i.view() for i in found]})
 
-    @app.get("/v1/incidents/{incident_id}")
+    @app.get("/v1/incidents/{incident_id}", **_doc(404))
     async def get_incident(request: Request, incident_id: str) -> Response:
         """One incident with its timeline: every step, delivery and action."""
         operator(request)
@@ -285,14 +335,14 @@ def create_app(ctx: ApiContext) -> FastAPI:
             ctx.wake()
         return saved
 
-    @app.post("/v1/incidents/{incident_id}/ack")
+    @app.post("/v1/incidents/{incident_id}/ack", **_doc(404, 409, 413, 422, body=NoteBody, body_required=False))
     async def ack(request: Request, incident_id: str) -> Response:
         """Acknowledge: the escalation stops; acknowledging again changes nothing."""
         op = operator(request)
         body = await _body(request, NoteBody, optional=True)
         return _json((await _ack(incident_id, f"operator:{op.id}", "api", body.note)).view())
 
-    @app.post("/v1/incidents/{incident_id}/resolve")
+    @app.post("/v1/incidents/{incident_id}/resolve", **_doc(404, 409, 413, 422, body=NoteBody, body_required=False))
     async def resolve_incident(request: Request, incident_id: str) -> Response:
         """Resolve: everyone who was paged hears it, on every channel they were paged on."""
         op = operator(request)
@@ -305,11 +355,12 @@ def create_app(ctx: ApiContext) -> FastAPI:
         if saved is None:
             raise Refusal(404, "not_found", f"no incident {incident_id!r}")
         count_change(change)
+        await release_held(ctx.store, change, ctx.clock())  # a province incident lets its kabupaten pages go
         ctx.wake()
         return _json(saved.view())
 
     # --- silences ----------------------------------------------------------------------------
-    @app.post("/v1/silences", status_code=201)
+    @app.post("/v1/silences", status_code=201, **_doc(413, 422, body=SilenceBody))
     async def create_silence(request: Request) -> Response:
         """Hold back pages for matching incidents until `ends_at` (audited)."""
         op = operator(request)
@@ -328,7 +379,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         s = await ctx.store.add_silence(matchers, ends, body.reason, f"operator:{op.id}", now)
         return _json(silence_view(s, now), 201)
 
-    @app.get("/v1/silences")
+    @app.get("/v1/silences", **_doc(422))
     async def list_silences(request: Request, all: bool = False) -> Response:
         """Active silences (with `?all=true`, expired and deleted ones too)."""
         operator(request)
@@ -336,7 +387,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         views = [silence_view(s, ctx.clock()) for s in items]
         return _json({"silences": views if all else [v for v in views if v["active"]]})
 
-    @app.delete("/v1/silences/{silence_id}")
+    @app.delete("/v1/silences/{silence_id}", **_doc(404))
     async def delete_silence(request: Request, silence_id: str) -> Response:
         """End a silence now; held-back steps fire at once (audited)."""
         op = operator(request)
@@ -348,7 +399,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         return _json(silence_view(s, ctx.clock()))
 
     # --- on-call -------------------------------------------------------------------------------
-    @app.get("/v1/oncall")
+    @app.get("/v1/oncall", **_doc())
     async def oncall(request: Request) -> Response:
         """Who is on call now in each rotation, and until when."""
         operator(request)
@@ -360,7 +411,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
                         "next_handover": next_handover(r, now).isoformat()})
         return _json({"oncall": out})
 
-    @app.post("/v1/rotations/{region}/overrides", status_code=201)
+    @app.post("/v1/rotations/{region}/overrides", status_code=201, **_doc(404, 413, 422, body=OverrideBody))
     async def add_override(request: Request, region: str) -> Response:
         """Put someone else on call for a while (audited)."""
         op = operator(request)
@@ -389,7 +440,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         except LinkError as e:
             raise Refusal(403, e.reason, str(e)) from None
 
-    @app.get("/ack/{token}", response_class=HTMLResponse)
+    @app.get("/ack/{token}", response_class=HTMLResponse, **_doc(403, 404, operator=False))
     async def ack_page(request: Request, token: str) -> Response:
         """The page a coordinator opens from a message: one button (a GET never acknowledges,
         so link previews and scanners cannot)."""
@@ -404,7 +455,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
             action = f'<form method="post"><button type="submit">{html.escape(w["button"])}</button></form>'
         return _page(w["title"], _incident_html(inc, lang) + action)
 
-    @app.post("/ack/{token}")
+    @app.post("/ack/{token}", **_doc(403, 404, 409, operator=False))
     async def ack_link(request: Request, token: str) -> Response:
         """What the page's button does: acknowledge the incident the token names."""
         claim = _claim(token, ctx.clock())
@@ -420,7 +471,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     async def healthz() -> dict:
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get("/readyz", **_doc(503, operator=False))
     async def readyz() -> Response:
         problems: list[str] = []
         try:
@@ -436,7 +487,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
             return _problem(503, "not_ready", "; ".join(problems), {"Retry-After": "5"})
         return JSONResponse({"status": "ready"})
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=Response)
     async def metrics_endpoint() -> Response:
         try:
             counts = {lv: 0 for lv in LEVELS}
@@ -449,6 +500,40 @@ def create_app(ctx: ApiContext) -> FastAPI:
             log.warning("could not count open incidents for /metrics")
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        from fastapi.openapi.utils import get_openapi
+
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes,
+                             description="Pantau notify API, contract v1")
+        comps = schema.setdefault("components", {})
+        for model in (NoteBody, SilenceBody, OverrideBody, Problem):
+            js = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            comps.setdefault("schemas", {}).update(js.pop("$defs", {}))
+            comps["schemas"][model.__name__] = js
+        # Rules checked in code, written into the document where JSON Schema can say them.
+        bodies = comps["schemas"]
+        bodies["Matchers"]["minProperties"] = 1
+        bodies["Matchers"]["properties"]["region"]["anyOf"][0]["pattern"] = CODE_PATTERN.pattern
+        bodies["Matchers"]["properties"]["category"]["anyOf"][0]["enum"] = list(CATEGORIES)
+        for name, fields in (("SilenceBody", ("ends_at",)), ("OverrideBody", ("start", "end"))):
+            for f in fields:
+                bodies[name]["properties"][f]["format"] = "date-time"
+        comps["securitySchemes"] = {"operatorToken": {"type": "http", "scheme": "bearer",
+                                                      "description": "an operator token"}}
+        # FastAPI documents its own 422 shape ({"detail": ...}); this API answers with Problem.
+        for ops in schema["paths"].values():
+            for op in ops.values():
+                if "422" in op["responses"]:
+                    op["responses"]["422"] = {"description": _WHY[422], "content": {"application/json": {
+                        "schema": {"$ref": "#/components/schemas/Problem"}}}}
+        for name in ("HTTPValidationError", "ValidationError"):
+            comps["schemas"].pop(name, None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from shared import metrics, topics
 from shared.kafka import CONSUMER_DEFAULTS, report_lag
 from shared.notify_config import Policy
+from shared.regions import registry
 from services.notify.incidents import (
     K_OUTBOX,
     Change,
@@ -79,9 +80,28 @@ class ScoreHandler:
             on_open=lambda inc: apply_update(inc, u, self.policies, self.auto_n, now, self.language),
         )
         count_change(change)
-        if change is not None and (change.events or change.incident.broadcasts):
+        woke = await release_held(self.store, change, now)
+        if change is not None and (change.events or change.incident.broadcasts or woke):
             self.wake()
         return change
+
+
+async def release_held(store: IncidentStore, change: Change | None, now: float) -> int:
+    """A province incident that resolved or fell a level, or a kabupaten/kota incident that
+    resolved (the situation may now be narrower than `notify.inhibit.min_kabkota`), may let
+    held kabupaten/kota incidents page again: bring their timers forward so the scheduler
+    decides now (services.notify.inhibit), not at their next recheck."""
+    if change is None or change.incident.kind != "score":
+        return 0
+    inc = change.incident
+    if "." not in inc.region_code:
+        if change.resolved or any(e.get("kind") == "level" for e in change.timeline):
+            return await store.wake_held(inc.id, now)
+        return 0
+    if change.resolved:
+        province_id = await store.open_id(incident_key(registry().province_of(inc.region_code), inc.category))
+        return await store.wake_held(province_id, now) if province_id else 0
+    return 0
 
 
 def parse_update(raw: bytes | None) -> ScoreUpdate | None:

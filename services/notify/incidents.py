@@ -10,6 +10,7 @@ Transitions (pure; each returns a `Change` or None when nothing changes):
   `resolve`         → resolved; everyone paged hears it, on every channel they were paged on
   `fired`           a step went out: record who, advance the escalation
   `broadcast_done`  acknowledged/resolved notices handed to delivery
+  `inhibited` / `released`  a due step held back by a province incident, and let go again
 
 `IncidentStore` keeps incidents, timelines, the open index, step timers and the outbox of
 lifecycle events in Redis, and saves each Change atomically with a version check (Lua), so
@@ -148,6 +149,8 @@ class Incident(BaseModel):
     quiet_buckets: list[float] = Field(default_factory=list)
     acks: int = 0
     rises: int = 0
+    # The province incident holding this one's pages back (services.notify.inhibit), if any.
+    inhibited_by: str | None = None
     version: int = 0
 
     @property
@@ -348,6 +351,7 @@ def acknowledge(inc: Incident, by: str, now: float, via: str = "api", note: str 
     new = inc.model_copy(deep=True)
     new.status = "acknowledged"
     new.acknowledged_at, new.acknowledged_by = now, by
+    new.inhibited_by = None  # nothing is pending any more; a later rise asks again
     new.escalation = stop(inc.escalation)
     new.acks += 1
     new.updated_at = now
@@ -366,6 +370,7 @@ def resolve(inc: Incident, by: str, now: float, how: Literal["manual", "auto"] =
     new = inc.model_copy(deep=True)
     new.status = "resolved"
     new.resolved_at, new.resolved_by, new.resolution = now, by, how
+    new.inhibited_by = None
     new.note = note if note is not None else new.note
     new.escalation = stop(inc.escalation)
     new.updated_at = now
@@ -408,6 +413,30 @@ def deferred(inc: Incident, silence: dict, now: float) -> Change:
     return Change(new, [_entry(now, "silenced", silence_id=silence["id"], until=rfc3339(silence["ends_at"]),
                                step=inc.escalation.step, reason=silence.get("reason"))],
                   timer=silence["ends_at"])
+
+
+def inhibited(inc: Incident, province: Incident, now: float, recheck_at: float) -> Change:
+    """A due step held back by an open province incident (services.notify.inhibit): recorded
+    once per holder; the step stays pending and is looked at again by `recheck_at`."""
+    new = inc.model_copy(deep=True)
+    new.inhibited_by = province.id
+    new.updated_at = now
+    return Change(new, [_entry(now, "inhibited", by=province.id, province_level=province.level,
+                               province_status=province.status, level=inc.level, step=inc.escalation.step,
+                               message=f"pages held back while province incident {province.id} is open")],
+                  timer=recheck_at)
+
+
+def released(inc: Incident, now: float, reason: str) -> Change:
+    """The holder no longer holds: the escalation resumes at the step it was on, due now, and
+    the waits after it count from now (chaining from the old due time would fire every step
+    of a long hold in one burst)."""
+    new = inc.model_copy(deep=True)
+    held_by, new.inhibited_by = new.inhibited_by, None
+    if new.escalation.due is not None:
+        new.escalation = new.escalation.model_copy(update={"due": now})
+    new.updated_at = now
+    return Change(new, [_entry(now, "resumed", by=held_by, reason=reason, step=new.escalation.step)])
 
 
 def broadcast_done(inc: Incident, keys: Sequence[str], sent: Sequence[tuple[str, str, str, str]],
@@ -665,6 +694,16 @@ class IncidentStore:
                                            "silence_id": silence_id}))
             await p.execute()
         return s
+
+    async def wake_held(self, province_id: str, now: float) -> int:
+        """Bring forward the timers of open incidents held back by `province_id` (it resolved
+        or its level fell), so they resume at once rather than at their next recheck."""
+        n = 0
+        for inc in await self.open_incidents():
+            if inc.is_open and inc.inhibited_by == province_id:
+                await self.set_timer(inc.id, now)
+                n += 1
+        return n
 
     async def wake_matching(self, matchers: dict, now: float) -> int:
         """Bring forward the timers of open incidents a lifted silence was holding back."""

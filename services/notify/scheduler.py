@@ -6,7 +6,10 @@ claims due timers in one Lua call that also pushes each one `timer_lease_s` into
 
   1. hands pending acknowledged/resolved notices to delivery, for everyone paged;
   2. asks `policy.next_action` what is due; if a silence covers the incident, the firing
-     waits for the silence to end; else it resolves the step's recipients as of the time
+     waits for the silence to end; if an open province incident of the same category holds
+     it back (`inhibit.inhibitor`), it waits until that no longer holds (re-checked every
+     `notify.inhibit.recheck_s`, woken at once when the province incident resolves) and then
+     resumes at the step it was on; else it resolves the step's recipients as of the time
      the step was due, submits one delivery per (contact, channel) with the firing's
      deterministic event key (`step:<n>:<cycle>.<repeat>:e<epoch>`), and
   3. saves the advanced escalation with its timeline entry, lifecycle event and next timer
@@ -30,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
 from shared import metrics
-from shared.notify_config import Override, Policy, Rotation
+from shared.notify_config import InhibitSettings, Override, Policy, Rotation
 from services.notify.incidents import (
     Incident,
     IncidentStore,
@@ -38,8 +41,12 @@ from services.notify.incidents import (
     broadcast_done,
     deferred,
     fired,
+    incident_key,
+    inhibited,
+    released,
     rfc3339,
 )
+from services.notify.inhibit import inhibitor, province_pair, release_reason
 from services.notify.links import LinkMaker
 from services.notify.messages import Notice
 from services.notify.policy import (
@@ -82,6 +89,7 @@ class Paging:
     shared_channels: Sequence[str] = ()
     watchdog_policy: Policy | None = None
     extra_policies: dict[str, Policy] = field(default_factory=dict)
+    inhibit: InhibitSettings = field(default_factory=InhibitSettings)
 
     def policy(self, policy_id: str | None) -> Policy | None:
         if policy_id is None:
@@ -192,10 +200,43 @@ class Scheduler:
                 if silence is not None:
                     await self.store.save(deferred(inc, silence, now), inc.version)
                     return
+                holder = await self._province_of(inc)
+                rule = self.paging.inhibit
+                # The other open incidents matter only when a province incident is there to hold.
+                others = await self.store.open_incidents() if holder is not None else []
+                held = inhibitor(inc, holder, others, rule.province_over_kabupaten, rule.min_kabkota)
+                if held is not None:
+                    await self._hold(inc, held, now)  # type: ignore[arg-type]
+                    return
+                if inc.inhibited_by is not None:
+                    why = release_reason(inc, holder if holder is not None and holder.id == inc.inhibited_by
+                                         else None, others, rule.province_over_kabupaten, rule.min_kabkota)
+                    await self.store.save(released(inc, now, why), inc.version)
+                    log.info("incident %s: pages resume (%s)", inc.id, why)
+                    continue  # the resumed step is due now: fire it in the next round
                 await self._fire(inc, policy, action, now)  # type: ignore[arg-type]
             except SaveConflict:
                 continue  # someone changed it meanwhile: look again
         await self.store.set_timer(incident_id, self.clock())
+
+    async def _province_of(self, inc: Incident) -> Incident | None:
+        """The open incident of the province and category above `inc`, if there is one."""
+        pair = province_pair(inc.region_code, inc.category)
+        if pair is None or inc.kind != "score":
+            return None
+        pid = await self.store.open_id(incident_key(*pair))
+        return await self.store.get(pid) if pid else None
+
+    async def _hold(self, inc: Incident, province: Incident, now: float) -> None:
+        """Keep the due step pending; the timeline and the metric hear of it once per holder."""
+        recheck = now + self.paging.inhibit.recheck_s
+        if inc.inhibited_by == province.id:
+            await self.store.set_timer(inc.id, recheck)
+            return
+        await self.store.save(inhibited(inc, province, now, recheck), inc.version)
+        metrics.NOTIFY_INHIBITED.inc()
+        log.info("incident %s: step %d held back by province incident %s (%s)", inc.id, inc.escalation.step,
+                 province.id, province.level)
 
     async def _submit(self, inc: Incident, event_key: str, contact: str, channel: str, notice: Notice,
                       fallback: str | None, notes: list[str]) -> str | None:

@@ -70,6 +70,7 @@ def paging_of(nc: NotifyConfig) -> Paging:
         shared_channels=[c.id for c in nc.channels if c.type in ("webhook", "slack")],
         watchdog_policy=watchdog,
         extra_policies={watchdog.id: watchdog},
+        inhibit=nc.settings.inhibit,
     )
 
 
