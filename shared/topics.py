@@ -14,3 +14,4 @@ ALL = (REPORTS_RAW, REPORTS_V1, REPORTS_DLQ, SCORES_V1, ESCALATIONS_V1, NOTIFICA
 # with kafka.partitions partitions, so they are co-partitioned with pantau.reports.v1.
 SCORING_TICKS = "pantau.scoring.ticks"        # one tick per partition: close elapsed buckets
 SCORING_PROVINCE = "pantau.scoring.province"  # kabupaten/kota snapshots keyed by province
+SCORING_BACKFILL = "pantau.scoring.backfill"  # `pantau backfill` history, keyed by kabupaten/kota

@@ -1,4 +1,8 @@
-"""Run the scoring worker: `python -m services.scoring` (config from PANTAU_CONFIG)."""
+"""Run the scoring worker: `python -m services.scoring [--web-port N]` (config from PANTAU_CONFIG).
+
+Several workers share the partitions as one consumer group. On one machine each needs its own
+web port: `--web-port` overrides `scoring.web_port` for this process.
+"""
 
 from __future__ import annotations
 
@@ -32,9 +36,25 @@ async def _check_partitions(config: Config) -> str | None:
     return None
 
 
+USAGE = "usage: python -m services.scoring [--web-port N]"
+
+
+def web_port_of(argv: list[str]) -> int | None:
+    """The `--web-port N` (or `--web-port=N`) override; ValueError for anything else."""
+    if not argv:
+        return None
+    if len(argv) == 1 and argv[0].startswith("--web-port="):
+        argv = ["--web-port", argv[0].split("=", 1)[1]]
+    if len(argv) != 2 or argv[0] != "--web-port" or not argv[1].isdigit() or not 1 <= int(argv[1]) <= 65535:
+        raise ValueError(USAGE)
+    return int(argv[1])
+
+
 def main(argv: list[str]) -> int:
-    if argv:
-        print("usage: python -m services.scoring", file=sys.stderr)
+    try:
+        web_port = web_port_of(argv)
+    except ValueError as e:
+        print(e, file=sys.stderr)
         return 2
     setup_logging()
     try:
@@ -42,6 +62,8 @@ def main(argv: list[str]) -> int:
     except ConfigError as e:
         print(f"pantau scoring: {e}", file=sys.stderr)
         return 2
+    if web_port is not None:
+        config = config.model_copy(update={"scoring": config.scoring.model_copy(update={"web_port": web_port})})
 
     from shared.kafka import ensure_topics
 

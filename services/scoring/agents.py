@@ -1,7 +1,7 @@
 """What the two scoring agents do with one batch of messages, without Kafka in sight.
 
-- `ReportScorer`: `pantau.reports.v1` and ticks → kabupaten/kota cells; score updates for
-  `pantau.scores.v1`, member snapshots for `pantau.scoring.province`.
+- `ReportScorer`: `pantau.reports.v1`, `pantau.scoring.backfill` and ticks → kabupaten/kota
+  cells; score updates for `pantau.scores.v1`, member snapshots for `pantau.scoring.province`.
 - `ProvinceScorer`: `pantau.scoring.province` and ticks → province cells; score updates.
 
 Each `handle(messages, now)` reads cells from the table (a mapping of bytes to bytes), applies
@@ -11,7 +11,8 @@ of every written partition. A tick for partition p closes elapsed buckets of the
 region hashes to p.
 
 Offsets are kept with the state. The table holds, per source partition, the last offset whose
-effects are in the table (`~progress|<p>`), written after the cells. Messages are applied in
+effects are in the table (`~progress|<p>`; `~backfill|<p>` for the backfill topic), written
+after the cells. Messages are applied in
 strict offset order from there: an offset already applied is a redelivery; an offset beyond the
 next one means the consumer skipped messages (Faust can commit past unprocessed messages
 around a rebalance), so the batch asks for a seek back (`Outbox.reseek`) and drops what came
@@ -30,6 +31,7 @@ from typing import Any, Protocol
 import orjson
 from aiokafka.partitioner import murmur2
 
+from services.scoring.backfill import merge
 from services.scoring.baseline import (
     COUNTED, INVALID, LATE, REDELIVERED, Cell, Scoring, ScoreUpdate, add_report, new_cell, reassess, roll,
 )
@@ -69,9 +71,9 @@ def region_of(key: bytes) -> str:
     return key.split(b"|", 1)[0].decode()
 
 
-def progress_key(partition: int) -> bytes:
+def progress_key(partition: int, name: str = "progress") -> bytes:
     """Table key of a source partition's progress; `~` keys live in the partition they name."""
-    return f"~progress|{partition}".encode()
+    return f"~{name}|{partition}".encode()
 
 
 def meta_partition(key: bytes) -> int | None:
@@ -89,19 +91,30 @@ class Outbox:
     snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)  # member snapshots per cell
     writes: dict[bytes, bytes] = field(default_factory=dict)        # table key → encoded cell
     progress: dict[bytes, bytes] = field(default_factory=dict)      # progress key → last applied offset
-    reseek: dict[int, int] = field(default_factory=dict)            # source partition → offset to read next
+    reseek: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition) → offset to read next
     outcomes: Counter = field(default_factory=Counter)
 
+    def province_messages(self) -> list[tuple[bytes, bytes]]:
+        """The snapshots as `pantau.scoring.province` messages: one per province and up to
+        SNAPSHOTS_PER_MESSAGE members, so the province agent pays Faust's per-event cost per
+        province and batch rather than per report."""
+        by_province: dict[str, list[dict[str, Any]]] = {}
+        for snap in self.snapshots.values():
+            by_province.setdefault(province_of(snap["region"]), []).append(snap)
+        return [(province.encode(), orjson.dumps({"region": province, "members": snaps[i:i + SNAPSHOTS_PER_MESSAGE]}))
+                for province, snaps in by_province.items()
+                for i in range(0, len(snaps), SNAPSHOTS_PER_MESSAGE)]
+
+
+# Well under Kafka's default 1 MB message limit even for snapshots with long backfilled histories.
+SNAPSHOTS_PER_MESSAGE = 100
 
 def show_level(region: str, category: str, level: str) -> None:
     """Keep pantau_region_level bounded: provinces always, a kabupaten/kota while ≥ waspada."""
     if len(region) == 2 or level != "normal":
-        metrics.REGION_LEVEL.labels(region, category).set(RANK[level])
+        metrics.REGION_LEVELS.set((region, category), RANK[level])
     else:
-        try:
-            metrics.REGION_LEVEL.remove(region, category)
-        except KeyError:
-            pass
+        metrics.REGION_LEVELS.remove((region, category))
 
 
 class _Scorer:
@@ -109,6 +122,7 @@ class _Scorer:
 
     decode: Any = None
     source: str = ""
+    progress_names: dict[str, str] = {}   # topic read in offset order → name of its progress key
 
     def __init__(self, table: MutableMapping[bytes, bytes], sc: Scoring, partitions: int):
         self.table, self.sc, self.partitions = table, sc, partitions
@@ -116,8 +130,11 @@ class _Scorer:
         # Bucket boundaries fall on whole UTC hours (day or hour buckets, offsets +7/+8/+9),
         # so a partition needs scanning only once per hour, and after an assignment.
         self.scanned: dict[int, int] = {}
-        self.expected: dict[int, int] = {}   # source partition → next offset to apply
-        self.seeking: dict[int, int] = {}    # source partition → offset a seek was asked for
+        self.expected: dict[tuple[str, int], int] = {}   # (topic, partition) → next offset to apply
+        self.seeking: dict[tuple[str, int], int] = {}    # (topic, partition) → offset a seek was asked for
+        # Decoded cells as last written, beside the bytes written: a cell busy in every batch is
+        # decoded once, not once per batch. Valid only while the table still holds those bytes.
+        self.live: dict[bytes, tuple[bytes, Any]] = {}
 
     def partition(self, region: str) -> int:
         p = self._partition.get(region)
@@ -130,37 +147,41 @@ class _Scorer:
         self.scanned.clear()
         self.expected.clear()
         self.seeking.clear()
+        self.live.clear()
 
-    def stored_progress(self, p: int) -> int:
-        raw = self.table.get(progress_key(p))
+    def stored_progress(self, p: int, topic: str | None = None) -> int:
+        raw = self.table.get(progress_key(p, self.progress_names[topic or self.source]))
         return -1 if raw is None else int(raw)
 
-    def next_offset(self, p: int) -> int:
-        exp = self.expected.get(p)
+    def next_offset(self, p: int, topic: str | None = None) -> int:
+        tp = (topic or self.source, p)
+        exp = self.expected.get(tp)
         if exp is None:
-            exp = self.expected[p] = self.stored_progress(p) + 1
+            exp = self.expected[tp] = self.stored_progress(p, tp[0]) + 1
         return exp
 
     def admit(self, m: Message, box: Outbox) -> bool:
         """True when `m` is the next message of its partition; otherwise it is skipped
         (a redelivery) or dropped and a seek back asked for (it came too early)."""
-        exp = self.next_offset(m.partition)
+        tp = (m.topic, m.partition)
+        exp = self.next_offset(m.partition, m.topic)
         if m.offset < exp:
             box.outcomes[REDELIVERED] += 1
             return False
         if m.offset > exp:
             box.outcomes[AHEAD] += 1
-            if self.seeking.get(m.partition) != exp:
-                box.reseek[m.partition] = exp
+            if self.seeking.get(tp) != exp:
+                box.reseek[tp] = exp
             return False
-        self.seeking.pop(m.partition, None)
-        self.expected[m.partition] = exp + 1
+        self.seeking.pop(tp, None)
+        self.expected[tp] = exp + 1
         return True
 
-    def skip_to(self, p: int, offset: int) -> None:
+    def skip_to(self, p: int, offset: int, topic: str | None = None) -> None:
         """The next offset of `p` is `offset` (after a seek, or messages lost to retention)."""
-        self.expected[p] = offset
-        self.seeking[p] = offset
+        tp = (topic or self.source, p)
+        self.expected[tp] = offset
+        self.seeking[tp] = offset
 
     def _roll_due(self, ticks: set[int], now: float, roll_cell: Any, cells: dict[bytes, Any],
                   dirty: set[bytes], box: Outbox) -> list[Any]:
@@ -183,13 +204,22 @@ class _Scorer:
         """Encode the touched cells, and close every written partition with its progress (a
         single record after the cells: see PartitionedTable.write)."""
         box.writes = {key: cells[key].to_bytes() for key in dirty}
-        touched = {self.partition(region_of(k)) for k in dirty} | set(self.expected)
-        for p in touched:
-            box.progress[progress_key(p)] = str(self.next_offset(p) - 1).encode()
+        for key, raw in box.writes.items():
+            self.live[key] = (raw, cells[key])
+        touched = {(self.source, self.partition(region_of(k))) for k in dirty} | set(self.expected)
+        for topic, p in sorted(touched):
+            box.progress[progress_key(p, self.progress_names[topic])] = str(self.next_offset(p, topic) - 1).encode()
 
     def _load(self, key: bytes):
         raw = self.table.get(key)
-        return None if raw is None else self.decode(raw)
+        if raw is None:
+            return None
+        # Taken out while in use: a cell changed but not written (a failed batch) must not
+        # come back; _finish puts back what it writes.
+        held = self.live.pop(key, None)
+        if held is not None and held[0] == raw:
+            return held[1]
+        return self.decode(raw)
 
     def _due(self, ticks: Iterable[int], now: float) -> set[int]:
         hour = int(now // 3600)
@@ -199,6 +229,8 @@ class _Scorer:
         return due
 
     def _keys_of(self, partitions: set[int]) -> list[bytes]:
+        if not partitions:
+            return []  # most batches: no tick due, and the table holds thousands of keys
         return [k for k in list(self.table.keys())
                 if not k.startswith(b"~") and self.partition(region_of(k)) in partitions]
 
@@ -208,6 +240,7 @@ class ReportScorer(_Scorer):
 
     decode = staticmethod(Cell.from_bytes)
     source = topics.REPORTS_V1
+    progress_names = {topics.REPORTS_V1: "progress", topics.SCORING_BACKFILL: "backfill"}
 
     def handle(self, messages: Iterable[Message], now: float) -> Outbox:
         box, cells, dirty, changed, ticks = Outbox(), {}, set(), set(), set()
@@ -217,6 +250,9 @@ class ReportScorer(_Scorer):
                 ticks.add(m.partition)
                 continue
             if not self.admit(m, box):
+                continue
+            if m.topic == topics.SCORING_BACKFILL:
+                self._backfill(m, now, cells, dirty, changed, box)
                 continue
             newest = max(newest, m.timestamp or 0)
             try:
@@ -261,12 +297,41 @@ class ReportScorer(_Scorer):
             metrics.SCORING_LAG.set(0.0)  # a batch of ticks alone: no report was waiting
         return box
 
+    def _backfill(self, m: Message, now: float, cells: dict[bytes, Cell], dirty: set[bytes],
+                  changed: set[bytes], box: Outbox) -> None:
+        """History from `pantau backfill` for one cell. A cell it changes is judged once with
+        the batch's other changed cells, so a backfill sends at most one update per cell."""
+        try:
+            msg = orjson.loads(m.value)
+            region, category = msg["region"], msg["category"]
+            if category not in _CATEGORIES or region != Registry.kabkota_of(region):
+                raise ValueError(f"not a kabupaten/kota cell: {region!r}, {category!r}")
+            key = cell_key(region, category)
+            held = cells.get(key) or self._load(key)
+            cell = held or new_cell(region, category, now, self.sc)
+            bucket = cell.bucket
+            # The history is counted back from the wall clock's bucket, as a live report would be.
+            cell, update = roll(cell, now, self.sc)
+            merged = merge(cell, msg, self.sc)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
+            log.error("skipping %s[%d]@%d: %s", m.topic, m.partition, m.offset, e)
+            return
+        if update is not None:
+            box.updates[cell.key] = update
+        if merged:
+            cell.backfilled = m.offset
+            changed.add(key)
+        if merged or (held is not None and cell.bucket != bucket):
+            cells[key] = cell
+            dirty.add(key)
+
 
 class ProvinceScorer(_Scorer):
     """Applies member snapshots from `pantau.scoring.province` and ticks to province cells."""
 
     decode = staticmethod(ProvinceCell.from_bytes)
     source = topics.SCORING_PROVINCE
+    progress_names = {topics.SCORING_PROVINCE: "progress"}
 
     def handle(self, messages: Iterable[Message], now: float) -> Outbox:
         box, cells, dirty, ticks = Outbox(), {}, set(), set()
@@ -277,18 +342,26 @@ class ProvinceScorer(_Scorer):
             if not self.admit(m, box):
                 continue
             try:
-                snap = orjson.loads(m.value)
-                province, category = province_of(snap["region"]), snap["category"]
-                key = cell_key(province, category)
-                cell = cells.get(key) or self._load(key) or new_province(province, category, now, self.sc)
-                cell, update = apply_member(cell, snap, now, self.sc, evaluate=False)
+                value = orjson.loads(m.value)
+                # A message holds one province's members (Outbox.province_messages); a lone
+                # snapshot is the format written before, still read from older offsets.
+                snaps = value["members"] if "members" in value else [value]
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
                 log.error("skipping %s[%d]@%d: %s", m.topic, m.partition, m.offset, e)
                 continue
-            cells[key] = cell
-            dirty.add(key)
-            if update is not None:
-                box.updates[cell.key] = update
+            for snap in snaps:
+                try:
+                    province, category = province_of(snap["region"]), snap["category"]
+                    key = cell_key(province, category)
+                    cell = cells.get(key) or self._load(key) or new_province(province, category, now, self.sc)
+                    cell, update = apply_member(cell, snap, now, self.sc, evaluate=False)
+                except (KeyError, TypeError, ValueError, AttributeError) as e:
+                    log.error("skipping a member of %s[%d]@%d: %s", m.topic, m.partition, m.offset, e)
+                    continue
+                cells[key] = cell
+                dirty.add(key)
+                if update is not None:
+                    box.updates[cell.key] = update
         for key in dirty:
             update = reassess_province(cells[key], now, self.sc)
             if update is not None:

@@ -2,6 +2,7 @@
 baseline cells in changelogged tables, and writing `pantau.scores.v1`.
 
     reports.v1 ─┐                                 ┌─► scores.v1 (kabupaten/kota)
+    backfill ───┤                                 │
     ticks ──────┴─► score_reports ─► baselines ───┴─► scoring.province ─┐
     ticks ─────────────────────────────────────────────────────────────┴─► score_provinces
                                                      ─► provinces ─► scores.v1 (province)
@@ -32,6 +33,8 @@ Faust constraints this works around (faust-streaming 0.15.3):
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import itertools
 import logging
 import os
 import tempfile
@@ -39,10 +42,9 @@ import time
 from typing import Any
 
 import faust
-import orjson
 from faust.tables.table import Table
 from faust.types import TP
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from services.scoring.agents import Outbox, ProvinceScorer, ReportScorer, meta_partition, partition_of, region_of
 from services.scoring.baseline import Scoring
@@ -76,14 +78,52 @@ class PartitionedTable(Table):
         restores older versions of the cells behind it: each write therefore ends, in every
         partition it touched, with a batch of a single record."""
         send, topic = self.app.producer.send, self.changelog_topic_name
-        for group in (cells, closing):
+        groups = [cells, *self._one_per_partition(closing)]
+        for group in groups:
             futures = [await send(topic, key, value, self.partition_for_key(key), None, None)
                        for key, value in group.items()]
             if futures:
                 await asyncio.gather(*futures)
-        for group in (cells, closing):
+        for group in groups:
             for key, value in group.items():
                 self.data[key] = value
+
+    def _one_per_partition(self, records: dict[bytes, bytes]) -> list[dict[bytes, bytes]]:
+        """Split `records` into rounds holding at most one record per partition, in order, so
+        that each round, sent and awaited alone, ends its partitions with a one-record batch
+        (a partition may close with two progress records: reports and backfill)."""
+        rounds: list[dict[bytes, bytes]] = []
+        used: list[set[int]] = []
+        for key, value in records.items():
+            p = self.partition_for_key(key)
+            i = next((i for i, ps in enumerate(used) if p not in ps), len(rounds))
+            if i == len(rounds):
+                rounds.append({})
+                used.append(set())
+            rounds[i][key] = value
+            used[i].add(p)
+        return rounds
+
+
+_held_locks: list[int] = []
+
+
+def worker_datadir() -> str:
+    """The first `pantau-scoring-<uid>-<n>` that no live worker on this machine holds, locked
+    for the life of the process: two workers never share a datadir (a store that keeps files,
+    such as rocksdb, would break), a restarted worker gets its old one back, and the kernel
+    drops the lock of a worker killed with SIGKILL."""
+    base = os.path.join(tempfile.gettempdir(), f"pantau-scoring-{os.getuid()}")
+    for n in itertools.count():
+        fd = os.open(f"{base}-{n}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        _held_locks.append(fd)
+        return f"{base}-{n}"
+    raise AssertionError("unreachable")
 
 
 def _die(exc: BaseException) -> None:
@@ -117,7 +157,7 @@ def create_app(config: Config) -> faust.App:
         web_tables_enabled=False,
         web_graph_enabled=False,
         web_stats_enabled=False,
-        datadir=os.path.join(tempfile.gettempdir(), f"pantau-scoring-{os.getuid()}"),
+        datadir=worker_datadir(),
     )
     sc = Scoring.from_settings(cfg)
 
@@ -137,20 +177,21 @@ def create_app(config: Config) -> faust.App:
 
     ticks = internal(topics.SCORING_TICKS)
     internal(topics.SCORING_PROVINCE)
+    internal(topics.SCORING_BACKFILL)
 
     async def publish(box: Outbox, scorer: ReportScorer | ProvinceScorer, cells: PartitionedTable) -> None:
         send = app.producer.send
         futures = [await send(topics.SCORES_V1, u.region_code.encode(), u.to_json(), None, None, None)
                    for u in box.updates.values()]
-        futures += [await send(topics.SCORING_PROVINCE, snap["region"][:2].encode(), orjson.dumps(snap),
-                               None, None, None) for snap in box.snapshots.values()]
+        futures += [await send(topics.SCORING_PROVINCE, key, value, None, None, None)
+                    for key, value in box.province_messages()]
         if futures:
             await asyncio.gather(*futures)
         # Only now the cells (a cell never records an update or snapshot that was not sent),
         # and after them the progress (it never runs ahead of the cells).
         await cells.write(box.writes, box.progress)
-        for p, offset in box.reseek.items():
-            await reseek(scorer, p, offset)
+        for (topic, p), offset in box.reseek.items():
+            await reseek(scorer, topic, p, offset)
         metrics.SCORING_LAST_BATCH.set(time.time())
         for u in box.updates.values():
             metrics.SCORE_UPDATES.labels(u.level).inc()
@@ -158,18 +199,18 @@ def create_app(config: Config) -> faust.App:
             for outcome, n in box.outcomes.items():
                 metrics.SCORING_REPORTS.labels(outcome).inc(n)
 
-    async def reseek(scorer: ReportScorer | ProvinceScorer, p: int, offset: int) -> None:
+    async def reseek(scorer: ReportScorer | ProvinceScorer, topic: str, p: int, offset: int) -> None:
         """The consumer went past messages not yet applied: read partition p again from `offset`
         (or from the oldest message the broker still has, if retention took the rest)."""
-        tp = TP(scorer.source, p)
+        tp = TP(topic, p)
         earliest = (await app.consumer.earliest_offsets(tp)).get(tp) or 0
         if earliest > offset:
-            log.error("%s[%d]: offsets %d..%d were deleted before scoring read them", scorer.source, p,
+            log.error("%s[%d]: offsets %d..%d were deleted before scoring read them", topic, p,
                       offset, earliest - 1)
             offset = earliest
         log.warning("%s[%d]: consumer ran ahead of the applied offsets; reading again from %d",
-                    scorer.source, p, offset)
-        scorer.skip_to(p, offset)
+                    topic, p, offset)
+        scorer.skip_to(p, offset, topic)
         await app.consumer.seek(tp, offset)
 
     async def run(stream: Any, scorer: ReportScorer | ProvinceScorer, cells: PartitionedTable) -> None:
@@ -179,7 +220,10 @@ def create_app(config: Config) -> faust.App:
             except Exception as exc:  # noqa: BLE001 — see _die
                 _die(exc)
 
-    @app.agent(app.topic(topics.REPORTS_V1, topics.SCORING_TICKS, key_type=bytes, value_type=bytes))
+    # Backfill comes through the reports' agent, not one of its own: two agents writing the same
+    # cells would interleave their read-modify-writes across the awaited sends.
+    @app.agent(app.topic(topics.REPORTS_V1, topics.SCORING_TICKS, topics.SCORING_BACKFILL,
+                         key_type=bytes, value_type=bytes))
     async def score_reports(stream: Any) -> None:
         await run(stream, reports, baselines)
 
@@ -211,7 +255,7 @@ def create_app(config: Config) -> faust.App:
 
     @app.page("/metrics")
     async def prometheus(web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+        return web.bytes(metrics.exposition(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:

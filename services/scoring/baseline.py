@@ -27,7 +27,7 @@ import orjson
 
 from services.scoring import methods
 from services.scoring.levels import (
-    Bucket, Estimate, Hysteresis, Reason, close_bucket, fell_reason, held_reason, judge, rise,
+    Bucket, Estimate, Hysteresis, Reason, close_bucket, fell_reason, held_reason, judge, level_of, rise,
 )
 from services.scoring.priors import Priors, poisson_upper
 from services.scoring.reasons import render
@@ -63,9 +63,14 @@ class Scoring:
 # --------------------------------------------------------------------------- time
 
 
+_UTC_OFFSET: dict[str, int] = {}   # province code → seconds east of UTC
+
+
 def bucket_start(ts: float, region: str, size: int) -> int:
     """Epoch seconds of the start of the bucket holding `ts`, in the region's local time."""
-    offset = int(Registry.timezone_of(region).utcoffset(None).total_seconds())
+    offset = _UTC_OFFSET.get(region[:2])
+    if offset is None:
+        offset = _UTC_OFFSET[region[:2]] = int(Registry.timezone_of(region).utcoffset(None).total_seconds())
     t = math.floor(ts)
     return t - (t + offset) % size
 
@@ -143,16 +148,18 @@ def estimate(history: list[float], known: int, current: float, region: str, cate
     return Estimate(prior.rate, upper, current > upper, "poisson", prior.source, prior.daily_rate, known)
 
 
-def settle(state: State, bucket: Bucket, est: Estimate, target: str, reasons: list[Reason],
-           report_ids: list[str], now: float, sc: Scoring) -> ScoreUpdate | None:
-    """Raise the held level to `target` if lower, record the alarm, and return a score update
-    when (level, alarm) differs from the last one emitted."""
+def settle(state: State, bucket: Bucket, est: Estimate, target: str, report_ids: list[str],
+           now: float, sc: Scoring) -> ScoreUpdate | None:
+    """Raise the held level to `target` (the level `bucket` and `est` call for) if lower,
+    record the alarm, and return a score update, with its reasons, when (level, alarm) differs
+    from the last one emitted."""
     state.alarm = est.alarm
     rise(state.hold, target)
     level = state.hold.level
     if [level, est.alarm] == state.emitted:
         return None
     s = sc.settings
+    reasons = judge(bucket, est, s)[1]
     before = state.emitted[0]
     state.emitted = [level, est.alarm]
     lead = [r for r in (fell_reason(before, level, s.hysteresis_buckets, s.bucket),
@@ -208,6 +215,7 @@ class Cell(CellCodec):
     report_ids: list[list[Any]] = field(default_factory=list)  # [event_id, severity], ≤ REPORT_IDS
     recent: list[int] = field(default_factory=list)             # hashes of recent (source, event_id)
     offset: int = -1            # highest pantau.reports.v1 offset applied
+    backfilled: int = -1        # pantau.scoring.backfill offset that last changed the history
     hold: Hysteresis = field(default_factory=Hysteresis)
     emitted: list[Any] = field(default_factory=lambda: ["normal", False])  # last (level, alarm) sent
 
@@ -228,12 +236,17 @@ def running(cell: Cell) -> Bucket:
     return Bucket(cell.observed, cell.weighted, cell.severity, cell.casualties)
 
 
-def assess(cell: Cell, sc: Scoring) -> tuple[str, list[Reason], Estimate]:
-    """The level the running bucket calls for, its reasons and the estimate behind them."""
+def appraise(cell: Cell, sc: Scoring) -> tuple[str, Estimate]:
+    """The level the running bucket calls for and the estimate behind it."""
     est = estimate(cell.history, known_history(cell.bucket, cell.since, sc), cell.weighted,
                    cell.region, cell.category, sc)
-    target, reasons = judge(running(cell), est, sc.settings)
-    return target, reasons, est
+    return level_of(running(cell), est, sc.settings), est
+
+
+def assess(cell: Cell, sc: Scoring) -> tuple[str, list[Reason], Estimate]:
+    """The level the running bucket calls for, its reasons and the estimate behind them."""
+    target, est = appraise(cell, sc)
+    return target, judge(running(cell), est, sc.settings)[1], est
 
 
 def report_key(source: str, event_id: str) -> int:
@@ -265,7 +278,7 @@ def _advance(cell: Cell, to_bucket: int, sc: Scoring) -> None:
     hysteresis = sc.settings.hysteresis_buckets
     # Past this many steps the ring is all zeros and the level has settled: skip ahead.
     for _ in range(min(steps, sc.history + 3 * hysteresis + 4)):
-        target = assess(cell, sc)[0]
+        target = appraise(cell, sc)[0]
         close_bucket(cell.hold, target, hysteresis)
         cell.history.append(cell.weighted)
         del cell.history[0]
@@ -336,8 +349,8 @@ def add_report(cell: Cell, report: dict[str, Any], offset: int | None, now: floa
 
 def reassess(cell: Cell, now: float, sc: Scoring) -> ScoreUpdate | None:
     """Score the running bucket as it stands; an update if the state changed."""
-    target, reasons, est = assess(cell, sc)
-    return settle(cell, running(cell), est, target, reasons, _ids(cell), now, sc)
+    target, est = appraise(cell, sc)
+    return settle(cell, running(cell), est, target, _ids(cell), now, sc)
 
 
 def add_reports(cell: Cell, reports: list[dict[str, Any]], now: float, sc: Scoring) -> tuple[Cell, ScoreUpdate | None]:

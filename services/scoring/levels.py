@@ -93,6 +93,24 @@ def judge(bucket: Bucket, est: Estimate, rules: ScoringSettings) -> tuple[str, l
     return level, found
 
 
+def level_of(bucket: Bucket, est: Estimate, rules: ScoringSettings) -> str:
+    """`judge(bucket, est, rules)[0]` without building the reasons: a cell is judged on every
+    batch, and its reasons are needed only when its state changes."""
+    sev = rules.severity
+    rank = 0
+    if bucket.casualties > 0 and sev.casualties != "normal":
+        rank = RANK[sev.casualties]
+    if bucket.severity >= sev.awas_at:
+        rank = 3
+    elif bucket.severity >= sev.siaga_at and rank < 2:
+        rank = 2
+    if est.alarm and rank < 2:
+        rank = 2 if bucket.weighted > rules.surge_factor * est.upper else 1
+    if rank < 2 and len(bucket.alarmed) >= rules.province_alarm_kabkota:
+        rank = 2
+    return LEVELS[rank]
+
+
 @dataclass(slots=True)
 class Hysteresis:
     """The level actually held, and how many quiet buckets it has seen."""

@@ -1,8 +1,8 @@
 """Province cells: every kabupaten/kota rolls up to its province.
 
 Each kabupaten/kota cell publishes a snapshot of itself (running bucket and closed history,
-absolute values, versioned by its `pantau.reports.v1` offset) to `pantau.scoring.province`,
-keyed by province. The province cell keeps the latest snapshot per member (last writer
+absolute values, versioned by its `pantau.reports.v1` offset and then its last backfill) to
+`pantau.scoring.province`, keyed by province. The province cell keeps the latest snapshot per member (last writer
 wins, older versions ignored, so replays are harmless), sums the members bucket by bucket,
 scores the sum against its own baseline, and adds the rule "alarms in the same category in
 `province_alarm_kabkota` or more kabupaten/kota → siaga". Reports filed at province level
@@ -13,13 +13,14 @@ their severity counts towards the province's severity rules.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import zip_longest
 from typing import Any
 
 
 from services.scoring.baseline import (
     Cell, CellCodec, Scoring, ScoreUpdate, bucket_start, estimate, known_history, settle, since_floor,
 )
-from services.scoring.levels import Bucket, Estimate, Hysteresis, Reason, close_bucket, judge
+from services.scoring.levels import Bucket, Estimate, Hysteresis, Reason, close_bucket, judge, level_of
 
 SNAPSHOT_IDS = 5  # report ids a member passes on to its province
 
@@ -33,6 +34,7 @@ def snapshot(cell: Cell) -> dict[str, Any]:
     ids = sorted(cell.report_ids, key=lambda r: -r[1])[:SNAPSHOT_IDS]
     return {
         "region": cell.region, "category": cell.category, "offset": cell.offset,
+        "backfilled": cell.backfilled,
         "bucket": cell.bucket, "since": cell.since, "history": cell.history,
         "observed": cell.observed, "weighted": cell.weighted, "alarm": cell.alarm,
         "severity": cell.severity, "casualties": cell.casualties, "report_ids": [i for i, _ in ids],
@@ -69,7 +71,7 @@ class Summed:
 
 def summed(p: ProvinceCell, sc: Scoring) -> Summed:
     h = sc.history
-    history = [0.0] * h
+    rows: list[list[float]] = []   # each member's buckets, aligned on the province's ring
     known = observed = 0
     weighted = 0.0
     severity = casualties = 0
@@ -81,10 +83,7 @@ def summed(p: ProvinceCell, sc: Scoring) -> Summed:
     for code, m in sorted(p.members.items()):
         lag = (p.bucket - m["bucket"]) // sc.size  # ≥ 0: the province runs at or ahead of members
         series = m["history"] + [m["weighted"]]    # series[h] is the member's running bucket
-        for j in range(max(0, lag), len(series)):
-            i = j - lag
-            if i < h:
-                history[i] += series[j]
+        rows.append(series[lag:lag + h] if lag >= 0 else [0.0] * -lag + series[:h + lag])
         since = m["since"] if floor is None else min(m["since"], floor)
         known = max(known, known_history(p.bucket, since, sc))
         if lag != 0:
@@ -99,6 +98,10 @@ def summed(p: ProvinceCell, sc: Scoring) -> Summed:
             alarm_ids += m["report_ids"]
         else:
             other_ids += m["report_ids"]
+    # Column sums in member order from 0.0, as adding member by member would give; a member
+    # missing a bucket adds 0.0 there, which changes no sum.
+    history = [sum(col, 0.0) for col in zip_longest(*rows, fillvalue=0.0)]
+    history += [0.0] * (h - len(history))
     ids = (direct_ids + alarm_ids + other_ids)[:20]
     return Summed(history, known, Bucket(observed, weighted, severity, casualties, tuple(alarmed)), ids)
 
@@ -110,10 +113,17 @@ def assess(p: ProvinceCell, sc: Scoring) -> tuple[str, list[Reason], Estimate, S
     return target, reasons, est, s
 
 
+def appraise(p: ProvinceCell, sc: Scoring) -> tuple[str, Estimate, Summed]:
+    """The level the province's running bucket calls for, without its reasons."""
+    s = summed(p, sc)
+    est = estimate(s.history, s.known, s.bucket.weighted, p.region, p.category, sc)
+    return level_of(s.bucket, est, sc.settings), est, s
+
+
 def reassess_province(p: ProvinceCell, now: float, sc: Scoring) -> ScoreUpdate | None:
     """Score the province's running bucket as it stands; an update if the state changed."""
-    target, reasons, est, s = assess(p, sc)
-    return settle(p, s.bucket, est, target, reasons, s.report_ids, now, sc)
+    target, est, s = appraise(p, sc)
+    return settle(p, s.bucket, est, target, s.report_ids, now, sc)
 
 
 def _roll_to(p: ProvinceCell, to_bucket: int, now: float, sc: Scoring) -> ScoreUpdate | None:
@@ -122,7 +132,7 @@ def _roll_to(p: ProvinceCell, to_bucket: int, now: float, sc: Scoring) -> ScoreU
     steps = (to_bucket - p.bucket) // sc.size
     hysteresis = sc.settings.hysteresis_buckets
     for _ in range(min(steps, sc.history + 3 * hysteresis + 4)):
-        close_bucket(p.hold, assess(p, sc)[0], hysteresis)
+        close_bucket(p.hold, appraise(p, sc)[0], hysteresis)
         p.bucket += sc.size
     p.bucket = to_bucket
     # A member whose running bucket has left the ring adds nothing any more.
@@ -141,7 +151,8 @@ def apply_member(p: ProvinceCell, snap: dict[str, Any], now: float, sc: Scoring,
     """Take a member's snapshot (ignored if not newer than the one held). With
     `evaluate=False` the level is not reassessed: a batch calls `reassess_province` once."""
     held = p.members.get(snap["region"])
-    if held is not None and snap["offset"] <= held["offset"]:
+    # Both versions only grow: a member's reports.v1 offset, and the backfill that last changed it.
+    if held is not None and (snap["offset"], snap.get("backfilled", -1)) <= (held["offset"], held.get("backfilled", -1)):
         return p, None
     update = _roll_to(p, max(snap["bucket"], bucket_start(now, p.region, sc.size)), now, sc)
     if snap["bucket"] + sc.size * (sc.history + 1) <= p.bucket:

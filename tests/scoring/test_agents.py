@@ -9,7 +9,7 @@ import orjson
 
 from services.scoring.agents import ProvinceScorer, ReportScorer, partition_of, progress_key
 from services.scoring.baseline import Cell
-from shared import topics
+from shared import metrics, topics
 from tests.scoring.builders import at, report, scoring
 
 PARTITIONS = 4
@@ -83,7 +83,7 @@ def test_messages_past_a_gap_are_dropped_until_the_gap_is_read():
     # The consumer skipped offsets 2 and 3 (committed past them): ask to read from 2 again.
     box = scorer.handle(batch[4:], at(0))
     p = partition_of("65.71", PARTITIONS)
-    assert (box.reseek, box.outcomes, box.writes) == ({p: 2}, {"ahead": 2}, {})
+    assert (box.reseek, box.outcomes, box.writes) == ({(topics.REPORTS_V1, p): 2}, {"ahead": 2}, {})
     scorer.skip_to(p, 2)
     assert scorer.handle(batch[5:], at(0)).reseek == {}  # already seeking there: drop quietly
     box = scorer.handle(batch[2:], at(0))
@@ -125,3 +125,51 @@ def test_province_level_reports_speak_through_the_province():
     snap = Msg(topics.SCORING_PROVINCE, partition_of("65", PARTITIONS), 0, orjson.dumps(box.snapshots["65|mass_mobilization"]))
     out = provinces.handle([snap], at(0))
     assert out.updates["65|mass_mobilization"].level == "awas"
+
+
+def test_province_messages_carry_each_province_once_and_score_as_single_snapshots():
+    table: dict[bytes, bytes] = {}
+    scorer = ReportScorer(table, scoring(), PARTITIONS)
+    feed = Feed()
+    regions = ["65.01", "65.71", "65.03", "65", "32.73", "32.04"]
+    box = scorer.handle([feed(report(at(0), region_code=r, severity=4 if r == "65.03" else 2)) for r in regions * 4], at(0))
+    sent = box.province_messages()
+    assert sorted(k for k, _ in sent) == [b"32", b"65"]
+    together = ProvinceScorer({}, scoring(), PARTITIONS).handle(
+        [Msg(topics.SCORING_PROVINCE, partition_of(k.decode(), PARTITIONS), 0, v) for k, v in sent], at(0))
+    # The format before: one message per member snapshot.
+    offsets: dict[int, int] = {}
+    singles = []
+    for snap in box.snapshots.values():
+        p = partition_of(snap["region"][:2], PARTITIONS)
+        singles.append(Msg(topics.SCORING_PROVINCE, p, offsets.get(p, 0), orjson.dumps(snap)))
+        offsets[p] = offsets.get(p, 0) + 1
+    alone = ProvinceScorer({}, scoring(), PARTITIONS).handle(singles, at(0))
+    assert together.writes == alone.writes and together.writes
+    assert {k: u.level for k, u in together.updates.items()} == {k: u.level for k, u in alone.updates.items()}
+
+
+def test_a_cell_whose_write_was_not_applied_is_read_again_from_the_table():
+    table: dict[bytes, bytes] = {}
+    scorer = ReportScorer(table, scoring(), PARTITIONS)
+    feed = Feed()
+    applied(table, scorer.handle([feed(report(at(0), region_code="65.71"))], at(0)))
+    scorer.handle([feed(report(at(0), region_code="65.71"))], at(0))  # its writes never reached the table
+    scorer.expected.clear()  # offsets read again from the table, the decoded cells kept
+    feed.next[partition_of("65.71", PARTITIONS)] = 1
+    box = scorer.handle([feed(report(at(0), region_code="65.71"))], at(0))
+    applied(table, box)
+    assert Cell.from_bytes(table[b"65.71|mass_mobilization"]).observed == 2
+
+
+def test_a_kabupaten_falling_back_to_normal_leaves_the_level_metric():
+    table: dict[bytes, bytes] = {}
+    scorer = ReportScorer(table, scoring(), PARTITIONS)
+    feed = Feed()
+    batch = [feed(report(at(0), region_code="65.04.01", category="land_resource_conflict")) for _ in range(30)]
+    applied(table, scorer.handle(batch, at(0)))
+    series = 'pantau_region_level{category="land_resource_conflict",region="65.04"}'
+    assert f"{series} 2.0\n" in metrics.exposition().decode()
+    box = scorer.handle([tick(partition_of("65.04", PARTITIONS))], at(3))  # two quiet days later
+    assert box.updates["65.04|land_resource_conflict"].level == "normal"
+    assert series not in metrics.exposition().decode()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from services.scoring.levels import Bucket, Estimate, Hysteresis, close_bucket, judge, rise
+from services.scoring.levels import Bucket, Estimate, Hysteresis, close_bucket, judge, level_of, rise
 from shared.config import ConfigError, parse
 from shared.scoring_config import ScoringSettings
 
@@ -32,6 +34,18 @@ def level(bucket: Bucket, est: Estimate = CALM, rules: ScoringSettings = RULES) 
 ])
 def test_default_rules(bucket, est, expected):
     assert level(bucket, est) == expected
+
+
+_RULESETS = [RULES, ScoringSettings(severity={"awas_at": 4, "siaga_at": 3, "casualties": "siaga"}),
+             ScoringSettings(severity={"casualties": "normal"}, surge_factor=1.5, province_alarm_kabkota=1)]
+
+
+@given(st.sampled_from(_RULESETS),
+       st.builds(Bucket, st.integers(0, 30), st.sampled_from([0.0, 0.5, 3.3, 6.6, 6.7, 12.0]), st.integers(0, 5),
+                 st.integers(0, 3), st.lists(st.sampled_from(["65.01", "65.03", "65.71"]), max_size=3).map(tuple)),
+       st.builds(Estimate, st.just(1.7), st.sampled_from([0.0, 3.3, 5.0]), st.booleans(), st.just("ears-c2")))
+def test_the_level_without_reasons_is_the_level_of_the_reasons(rules, bucket, est):
+    assert level_of(bucket, est, rules) == judge(bucket, est, rules)[0]
 
 
 def test_reasons_strongest_first_and_the_count_always_there():
