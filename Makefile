@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install run test bench clean
+.PHONY: install run test test-faults bench soak clean
 
 $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
@@ -21,11 +21,23 @@ run: install
 
 ## make test: the test suite against a real broker, Redis and services started by the tests.
 test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider --ignore=tests/faults
+
+## make test-faults: kill, restart, fail and pause every part of the stack under a steady stream of
+## reports, then reconcile every report and page (prints a table, writes bench/results/faults.md).
+test-faults: install
+	PANTAU_FAULTS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -s tests/faults
 
 ## make bench: throughput and latency per stage, each beside a baseline measured in the same run.
 bench: install
 	$(BIN)/python -m bench
+
+## make soak: the whole pipeline at a steady rate for SOAK_MINUTES (10), sampling every service's
+## memory and every consumer group's lag; prints slopes per minute, writes bench/results/soak.md.
+## Not part of make test or CI. SOAK_ARGS passes more options (e.g. --rate 200 --sample-s 5).
+SOAK_MINUTES ?= 10
+soak: install
+	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

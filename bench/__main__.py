@@ -9,14 +9,17 @@ import sys
 import time
 from pathlib import Path
 
-from bench import ingest, scoring
+from bench import deliveries, ingest, pipeline, scaling, scoring
 from bench.context import FULL, QUICK, Context
 from bench.report import document, load_average, table
 
-# Stage name → module with run(ctx) -> list[Row]; notify joins here later.
+# Stage name → module with run(ctx) -> list[Row], in the order `python -m bench` runs them.
 STAGES = {
     "ingest": ingest,
     "scoring": scoring,
+    "scaling": scaling,
+    "deliveries": deliveries,
+    "pipeline": pipeline,
 }
 
 REPO = Path(__file__).resolve().parent.parent

@@ -6,14 +6,24 @@
 - `pipe ...`: an aiokafka consume → produce loop with the validator's client settings
   (getmany of up to 2,000, produce with acks=all, await the acks, commit): no validation, no
   Redis. It prints one JSON line with what it measured.
+- `chain ...`: the pipeline's I/O skeleton for the end-to-end latency: uvicorn + FastAPI
+  taking POST /v1/reports and answering 202 after producing the body (acks=all) to topic A;
+  a consumer of A producing each message to topic B (as scoring turns a report into a score
+  update); a consumer of B POSTing a small JSON to the webhook receiver (as notify pages).
+  The services' Kafka client settings, no validation, no state, no Redis, one process.
+- `consume ...`: a raw aiokafka consumer in a group (getmany + json decode per message +
+  commit per batch): the ceiling of any consumer of the same workload on this machine.
+- `post ...`: a plain concurrent httpx client POSTing webhook-sized bodies to a receiver with
+  a fixed number in flight: what the delivery stage could do with no Redis and no Kafka.
 
-Both run as their own process, as the services they stand for do.
+Each runs as its own process, as the services they stand for do.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import resource
 import sys
 import time
@@ -86,6 +96,136 @@ async def pipe(bootstrap: str, source: str, dest: str, group: str, n: int, timeo
             "cpu_s": cpu_s}
 
 
+async def chain(port: int, bootstrap: str, topic_a: str, topic_b: str, group: str, receiver: str) -> None:
+    """Serve the skeleton until SIGTERM (see the module docstring)."""
+    import signal
+
+    import httpx
+    import uvicorn
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    from shared.kafka import CONSUMER_DEFAULTS, producer_settings
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_settings(10))
+    await producer.start()
+    app = FastAPI(docs_url=None, redoc_url=None)
+
+    @app.post("/v1/reports")
+    async def one(request: Request) -> Response:
+        body = await request.body()
+        report = orjson.loads(body)
+        await (await producer.send(topic_a, body, key=report["region_code"].encode()))
+        return Response(ONE, status_code=202, media_type="application/json")
+
+    async def hop(source: str, forward) -> None:  # type: ignore[no-untyped-def]
+        consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=f"{group}-{source}",
+                                    **CONSUMER_DEFAULTS)
+        await consumer.start()
+        try:
+            while True:
+                batches = await consumer.getmany(timeout_ms=200, max_records=2000)
+                if not batches:
+                    continue
+                await asyncio.gather(*[forward(m) for ms in batches.values() for m in ms])
+                await consumer.commit({tp: ms[-1].offset + 1 for tp, ms in batches.items()})
+        finally:
+            await consumer.stop()
+
+    async def to_b(m) -> None:  # type: ignore[no-untyped-def]
+        await (await producer.send(topic_b, m.value, key=m.key))
+
+    http = httpx.AsyncClient(limits=httpx.Limits(max_connections=64))
+
+    async def page(m) -> None:  # type: ignore[no-untyped-def]
+        r = orjson.loads(m.value)
+        await http.post(receiver, content=orjson.dumps({
+            "status": "triggered", "region_code": r["region_code"], "category": r["category"],
+            "report_ids": [r["event_id"]]}), headers={"Content-Type": "application/json"})
+
+    class Server(uvicorn.Server):
+        def capture_signals(self):  # type: ignore[no-untyped-def]  # SIGTERM is handled below
+            return contextlib.nullcontext()
+
+    server = Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
+                                   http="httptools", lifespan="off"))
+    hops = [asyncio.create_task(hop(topic_a, to_b)), asyncio.create_task(hop(topic_b, page))]
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, lambda: setattr(server, "should_exit", True))
+    try:
+        await server.serve()
+    finally:
+        for t in hops:
+            t.cancel()
+        await asyncio.gather(*hops, return_exceptions=True)
+        await http.aclose()
+        await producer.stop()
+
+
+async def consume(bootstrap: str, topic: str, group: str, n: int, timeout_s: float) -> dict:
+    """Read `n` messages of `topic` in a group, decoding each; timed from the first batch."""
+    from aiokafka import AIOKafkaConsumer
+
+    from shared.kafka import CONSUMER_DEFAULTS
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, **CONSUMER_DEFAULTS)
+    await consumer.start()
+    done, first_n, t_first, cpu_first = 0, 0, 0.0, 0.0
+    deadline = time.monotonic() + timeout_s
+    try:
+        while done < n and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=200, max_records=2000)
+            if not batches:
+                continue
+            for ms in batches.values():
+                for m in ms:
+                    orjson.loads(m.value)
+                done += len(ms)
+            await consumer.commit({tp: ms[-1].offset + 1 for tp, ms in batches.items()})
+            if not t_first:
+                t_first, first_n, cpu_first = time.perf_counter(), done, _cpu()
+        elapsed = time.perf_counter() - t_first if t_first else 0.0
+        cpu_s = _cpu() - cpu_first if t_first else 0.0
+    finally:
+        await consumer.stop()
+    rate = (done - first_n) / elapsed if elapsed > 0 else 0.0
+    return {"done": done, "timed": done - first_n, "elapsed_s": elapsed, "rate": rate, "complete": done >= n,
+            "cpu_s": cpu_s, "peak_mb": _peak_mb()}
+
+
+async def post(url: str, n: int, concurrency: int, body_bytes: int) -> dict:
+    """POST `n` bodies of `body_bytes` to `url`, `concurrency` in flight, one httpx client
+    with notify's pool size; rate from the first answer to the last."""
+    import httpx
+
+    body = orjson.dumps({"status": "triggered", "summary": "x" * max(0, body_bytes - 40)})
+    http = httpx.AsyncClient(follow_redirects=False, limits=httpx.Limits(max_connections=concurrency))
+    todo = iter(range(n))
+    ok = 0
+    t_first = 0.0
+    cpu0 = _cpu()
+
+    async def worker() -> None:
+        nonlocal ok, t_first
+        for _ in todo:
+            r = await http.post(url, content=body, headers={"Content-Type": "application/json"}, timeout=30)
+            ok += r.status_code == 200
+            if not t_first:
+                t_first = time.perf_counter()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*[worker() for _ in range(concurrency)])
+    end = time.perf_counter()
+    await http.aclose()
+    # Timed like notify: from the first answer to the last, over the answers after the first.
+    elapsed = end - t_first
+    return {"ok": ok, "elapsed_s": elapsed, "rate": (ok - 1) / elapsed if elapsed > 0 else 0.0,
+            "wall_s": end - t0, "cpu_s": _cpu() - cpu0}
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
@@ -103,13 +243,39 @@ def main(argv: list[str]) -> int:
     p.add_argument("--group", required=True)
     p.add_argument("--n", type=int, required=True)
     p.add_argument("--timeout", type=float, default=120)
+    c = sub.add_parser("chain")
+    c.add_argument("--port", type=int, required=True)
+    c.add_argument("--bootstrap", required=True)
+    c.add_argument("--topic-a", required=True)
+    c.add_argument("--topic-b", required=True)
+    c.add_argument("--group", required=True)
+    c.add_argument("--receiver", required=True)
+    k = sub.add_parser("consume")
+    k.add_argument("--bootstrap", required=True)
+    k.add_argument("--topic", required=True)
+    k.add_argument("--group", required=True)
+    k.add_argument("--n", type=int, required=True)
+    k.add_argument("--timeout", type=float, default=120)
+    q = sub.add_parser("post")
+    q.add_argument("--url", required=True)
+    q.add_argument("--n", type=int, required=True)
+    q.add_argument("--concurrency", type=int, required=True)
+    q.add_argument("--body-bytes", type=int, default=700)
     args = ap.parse_args(argv)
     if args.what == "http":
         serve_http(args.port)
         return 0
     import uvloop
 
-    out = uvloop.run(pipe(args.bootstrap, args.source, args.dest, args.group, args.n, args.timeout))
+    if args.what == "chain":
+        uvloop.run(chain(args.port, args.bootstrap, args.topic_a, args.topic_b, args.group, args.receiver))
+        return 0
+    if args.what == "consume":
+        out = uvloop.run(consume(args.bootstrap, args.topic, args.group, args.n, args.timeout))
+    elif args.what == "post":
+        out = uvloop.run(post(args.url, args.n, args.concurrency, args.body_bytes))
+    else:
+        out = uvloop.run(pipe(args.bootstrap, args.source, args.dest, args.group, args.n, args.timeout))
     print(orjson.dumps(out).decode(), flush=True)
     return 0
 

@@ -19,7 +19,7 @@ class Row:
     unit: str  # "req/s" or "reports/s"
     pantau: float
     baseline: float
-    target: float
+    target: float | None  # None: no target given for this measurement
     p50_ms: float | None = None
     p99_ms: float | None = None
     base_p50_ms: float | None = None
@@ -34,7 +34,9 @@ class Row:
         return self.pantau / self.baseline if self.baseline else 0.0
 
     @property
-    def met(self) -> bool:
+    def met(self) -> bool | None:
+        if self.target is None:
+            return None
         return self.pantau < self.target if self.lower_is_better else self.pantau >= self.target
 
 
@@ -54,6 +56,16 @@ def _cpu(mine: float | None, base: float | None) -> str:
     return f"{mine:,.0f} / {base:,.0f} µs"
 
 
+def _target(r: Row) -> str:
+    if r.target is None:
+        return "—"
+    return f"{'<' if r.lower_is_better else '≥'} {_num(r.target)} {r.unit}"
+
+
+def _met(met: bool | None) -> str:
+    return "—" if met is None else "yes" if met else "no"
+
+
 def table(rows: list[Row]) -> str:
     lines = [
         "| stage | pantau | baseline | ratio | pantau p50 / p99 | baseline p50 / p99 "
@@ -64,7 +76,7 @@ def table(rows: list[Row]) -> str:
         lines.append(
             f"| {r.stage} | {_num(r.pantau)} {r.unit} | {_num(r.baseline)} {r.unit} | {r.ratio:.2f} "
             f"| {_lat(r.p50_ms, r.p99_ms)} | {_lat(r.base_p50_ms, r.base_p99_ms)} "
-            f"| {_cpu(r.cpu_us, r.base_cpu_us)} | {'<' if r.lower_is_better else '≥'} {_num(r.target)} {r.unit} | {'yes' if r.met else 'no'} |"
+            f"| {_cpu(r.cpu_us, r.base_cpu_us)} | {_target(r)} | {_met(r.met)} |"
         )
     return "\n".join(lines)
 

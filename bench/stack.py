@@ -19,8 +19,8 @@ from bench.workload import API_KEY, PROVINCES, SOURCE
 PARTITIONS = 4
 
 
-def write_config(path: Path) -> Path:
-    regions = ", ".join(f'"{p}"' for p in PROVINCES)
+def write_config(path: Path, provinces: tuple[str, ...] = PROVINCES) -> Path:
+    regions = ", ".join(f'"{p}"' for p in provinces)
     path.write_text(f"""# Written by python -m bench.
 kafka:
   bootstrap_servers: "127.0.0.1:{free_port()}"
@@ -112,3 +112,53 @@ def create_topic(bootstrap: str, topic: str, partitions: int = PARTITIONS) -> No
             await admin.close()
 
     asyncio.run(go())
+
+
+def read_topic(bootstrap: str, topic: str, timeout_s: float = 60) -> list[tuple[int, bytes | None, bytes]]:
+    """Every message on `topic` as (timestamp in ms, key, value), read to the high watermark
+    that Fetch reports. The timestamp is the producer's CreateTime: when the service writing
+    it sent it, which is what the pipeline's per-stage times are made of."""
+    async def go() -> list[tuple[int, bytes | None, bytes]]:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+                             max_partition_fetch_bytes=4 << 20)
+        await c.start()
+        out: list[tuple[int, bytes | None, bytes]] = []
+        try:
+            await c.topics()
+            tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
+            c.assign(tps)
+            await c.seek_to_beginning(*tps)
+            deadline = time.monotonic() + timeout_s
+            while time.monotonic() < deadline:
+                got = await c.getmany(timeout_ms=500, max_records=10_000)
+                out += [(m.timestamp, m.key, m.value) for ms in got.values() for m in ms]
+                positions = [await c.position(tp) for tp in tps]
+                if all(c.highwater(tp) is not None and pos >= c.highwater(tp) for tp, pos in zip(tps, positions)):
+                    break
+        finally:
+            await c.stop()
+        return out
+
+    return asyncio.run(go())
+
+
+def peak_mb(pid: int) -> float:
+    """VmHWM (peak resident set) of a live process, in MB (0 when it is gone)."""
+    return _status_kb(pid, "VmHWM:") / 1024
+
+
+def rss_mb(pid: int) -> float:
+    """VmRSS (resident set now) of a live process, in MB (0 when it is gone)."""
+    return _status_kb(pid, "VmRSS:") / 1024
+
+
+def _status_kb(pid: int, field: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0

@@ -75,3 +75,84 @@ def raw_messages(tag: str, n: int) -> list[tuple[bytes, bytes]]:
         r = report(tag, i, at)
         out.append((r["region_code"].encode(), orjson.dumps(r)))
     return out
+
+
+# --- the whole pipeline: reports that page ------------------------------------------------------
+def all_provinces() -> tuple[str, ...]:
+    """Every province code: the scope of the pipeline's source (it reports anywhere)."""
+    from shared.regions import registry
+
+    return tuple(registry().codes(1))
+
+
+def local_today(region: str, now: float) -> str:
+    """A time within the region's local today, 30 s ago (never before local midnight)."""
+    from shared.regions import registry
+
+    tz = registry().timezone_of(region)
+    local = datetime.fromtimestamp(now, tz)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    return max(midnight, local - timedelta(seconds=30)).isoformat(timespec="seconds")
+
+
+def cells() -> list[tuple[str, str]]:
+    """Every (kabupaten/kota, category) scoring cell, kabupaten/kota first: consecutive cells
+    are in different regions (and partitions)."""
+    from shared.regions import registry
+
+    kabkota = registry().codes(2)
+    return [(k, c) for c in CATEGORIES for k in kabkota]
+
+
+def paging_requests(tag: str, first: int, n: int) -> list[tuple[str, bytes]]:
+    """(event_id, body) for cells first..first+n-1: one severity-5 report each, which scoring
+    raises to `awas` at once and notify opens an incident for and pages."""
+    import time
+
+    all_cells = cells()
+    if first + n > len(all_cells):
+        raise ValueError(f"only {len(all_cells)} cells; asked for {first}..{first + n - 1}")
+    now = time.time()
+    out = []
+    for i in range(first, first + n):
+        region, category = all_cells[i]
+        eid = f"bench-{tag}-{i:06d}"
+        out.append((eid, orjson.dumps({
+            "event_id": eid, "source": SOURCE, "region_code": region, "category": category, "severity": 5,
+            "occurred_at": local_today(region, now),
+            "title": "Bentrokan antarpendukung calon di depan kantor KPU kabupaten",
+            "description": "Dua kelompok pendukung bentrok setelah rekapitulasi; aparat menengahi. "
+                           "Laporan dari anggota FKDM kecamatan.",
+            "verified": True, "participants": 400, "attributes": {"reporter": "fkdm", "channel": "app"},
+        })))
+    return out
+
+
+def mixed_requests(tag: str, first: int, n: int, page_every: int) -> list[tuple[str, bytes]]:
+    """(event_id, body) for a long steady run: kecamatan all over Indonesia, every category,
+    mostly severity 1-3; one report in `page_every` is severity 5 (pages). Cells repeat, so
+    counts grow and incidents stay open, as on a busy election day."""
+    import time
+
+    from shared.regions import registry
+
+    kec = registry().codes(3)
+    now = time.time()
+    today: dict[str, str] = {}
+    out = []
+    for i in range(first, first + n):
+        region = kec[(i * 7919) % len(kec)]
+        prov = region[:2]
+        if prov not in today:
+            today[prov] = local_today(region, now)
+        eid = f"bench-{tag}-{i:08d}"
+        out.append((eid, orjson.dumps({
+            "event_id": eid, "source": SOURCE, "region_code": region, "category": CATEGORIES[i % len(CATEGORIES)],
+            "severity": 5 if i % page_every == 0 else 1 + i % 3, "occurred_at": today[prov],
+            "title": "Pengerahan massa di depan kantor KPU kabupaten menjelang rekapitulasi suara",
+            "description": "Sekitar 300 orang berkumpul menuntut penghitungan ulang; aparat berjaga, "
+                           "belum ada bentrokan. Laporan dari anggota FKDM kecamatan.",
+            "verified": i % 3 == 0, "participants": 300 + i % 200,
+            "attributes": {"reporter": "fkdm", "channel": "app"},
+        })))
+    return out
