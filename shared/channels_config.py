@@ -157,11 +157,22 @@ class EmailChannelConfig(_ChannelBase):
 
 
 class TelegramChannelConfig(_ChannelBase):
-    """Telegram Bot API `sendMessage`."""
+    """Telegram Bot API `sendMessage`; with `poll_replies`, also `getUpdates`, so that a reply
+    to a page ("ack", "ok", "terima", "siap") acknowledges its incident (services.notify.replies)."""
 
     type: Literal["telegram"]
     bot_token: SecretStr
     base_url: str = "https://api.telegram.org"
+    # Read replies to pages with getUpdates (long polling). Leave it off when something else
+    # reads this bot's updates (a webhook set on the bot, another program): Telegram gives a
+    # bot's updates to one reader only.
+    poll_replies: bool = False
+    # How long one getUpdates call waits for a reply to arrive (Telegram allows up to 50 s);
+    # the HTTP timeout of that call is this plus `timeout_s`.
+    poll_timeout_s: int = Field(25, ge=1, le=50)
+    # Answer each recognised reply with one short line (in the replier's language) saying
+    # whether it took the incident, or who already had, or that it is resolved.
+    confirm_replies: bool = True
 
     @field_validator("base_url")
     @classmethod

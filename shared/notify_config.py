@@ -276,6 +276,16 @@ class NotifyConfig:
             raise ConfigError(problems)
         out = cls(settings, tuple(policies), tuple(rotations), tuple(contacts), tuple(channels))
         problems = out.cross_check([c.id for c in contacts], [c.id for c in channels])
+        # Telegram answers a second getUpdates reader of the same bot with 409 Conflict: two
+        # polling channels on one bot would keep knocking each other off.
+        polled: dict[str, str] = {}
+        for i, ch in enumerate(channels):
+            if getattr(ch, "type", None) == "telegram" and ch.poll_replies:
+                token = ch.bot_token.get_secret_value()
+                if token in polled:
+                    problems.append(f"channels[{i}].poll_replies: channel {polled[token]!r} already polls this "
+                                    f"bot's replies (Telegram allows one getUpdates reader per bot)")
+                polled.setdefault(token, ch.id)
         watched = [i for i, src in enumerate(getattr(config, "sources", None) or [])
                    if getattr(src, "silent_after_minutes", None)]
         if watched and not settings.watchdog_policy and not settings.operator_contacts:

@@ -4,6 +4,7 @@
     pantau.reports.v1 ─▶ Watchdog ─────┘        │                │
                                             outbox ─▶ EscalationPublisher ─▶ pantau.escalations.v1
     HTTP API (ack, resolve, silences, ack links) ─┘
+    Telegram getUpdates ─▶ ReplyPoller (a reply "terima" acks) ─┘   (channels with poll_replies)
 
 Every loop runs until SIGTERM/SIGINT; if one of them fails, the process stops with status 1,
 so a supervisor restarts it and the timers, deliveries and offsets resume from Redis and Kafka.
@@ -17,12 +18,15 @@ import logging
 import secrets
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
 import uvicorn
 from aiokafka import AIOKafkaProducer
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from shared.config import Config
 from shared.kafka import producer_settings
@@ -34,6 +38,7 @@ from services.notify.delivery import Deliverer
 from services.notify.incidents import IncidentStore
 from services.notify.links import LinkMaker
 from services.notify.policy import reach
+from services.notify.replies import ReplyPoller, reply_pollers
 from services.notify.rotations import OverrideStore
 from services.notify.scheduler import Paging, Scheduler
 from services.notify.watchdog import Watchdog, builtin_policy
@@ -88,6 +93,8 @@ class Parts:
     watchdog: Watchdog
     app: Any
     channels: Any
+    # One per Telegram channel with `poll_replies` (services.notify.replies).
+    replies: list[ReplyPoller] = field(default_factory=list)
 
 
 async def _start_producer(bootstrap: str, timeout_s: float = 30.0) -> AIOKafkaProducer:
@@ -106,7 +113,13 @@ async def _start_producer(bootstrap: str, timeout_s: float = 30.0) -> AIOKafkaPr
 
 async def build(config: Config, nc: NotifyConfig) -> Parts:
     s = nc.settings
-    r = aioredis.from_url(config.redis.url, socket_timeout=5, socket_connect_timeout=5)
+    # After a Redis restart every pooled connection is dead but still looks usable, and a
+    # client made by from_url retries nothing: the first command on each would fail (an ack
+    # answering 500, a delivery recorded late and so sent twice). A few quick retries on a
+    # fresh connection ride over that. Only connection errors: a Redis that is down still
+    # fails at once (refused), and a hung one after one socket timeout, not four.
+    retry = Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.5), 3, supported_errors=(RedisConnectionError,))
+    r = aioredis.from_url(config.redis.url, socket_timeout=5, socket_connect_timeout=5, retry=retry)
     links = LinkMaker(await link_secret(r, nc), s.public_url, s.link_ttl_minutes * 60.0)
     store = IncidentStore(r, ack_url=lambda incident_id: links.url(incident_id, time.time()),
                           retention_days=s.incident_retention_days)
@@ -135,7 +148,8 @@ async def build(config: Config, nc: NotifyConfig) -> Parts:
     app = create_app(ApiContext(store=store, links=links, operators=config.operators, wake=scheduler.wake,
                                 ready=ready, rotations=nc.rotations, overrides=overrides,
                                 contact_ids=[c.id for c in nc.contacts], language=s.language))
-    return Parts(r, producer, store, deliverer, scheduler, consumer, publisher, watchdog, app, channels)
+    replies = reply_pollers(r, channels, nc.contacts, store, scheduler.wake, s.incident_retention_days * 86400)
+    return Parts(r, producer, store, deliverer, scheduler, consumer, publisher, watchdog, app, channels, replies)
 
 
 async def serve(config: Config, nc: NotifyConfig) -> int:
@@ -159,6 +173,7 @@ async def serve(config: Config, nc: NotifyConfig) -> int:
         "delivery": parts.deliverer.run(stop),
         "publisher": parts.publisher.run(stop),
         "watchdog": parts.watchdog.run(stop),
+        **{f"replies-{p.channel.id}": p.run(stop) for p in parts.replies},
         "api": server.serve(),
     }
     tasks = {asyncio.create_task(coro, name=f"notify-{name}"): name for name, coro in loops.items()}

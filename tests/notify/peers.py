@@ -1,5 +1,6 @@
 """Real protocol peers on loopback for the notify tests: an HTTP receiver (webhooks, Slack,
-SMS gateways), a Telegram Bot API server speaking `sendMessage`, and an SMTP server.
+SMS gateways), a Telegram Bot API server speaking `sendMessage` and `getUpdates`, and an SMTP
+server.
 
 Each runs in its own thread, records everything it receives, can be told how to answer the
 next requests (fail, rate-limit, refuse, hold), and lets a test wait for a condition on
@@ -174,17 +175,91 @@ class HttpReceiver(HttpPeer):
 
 
 class TelegramBotApi(HttpPeer):
-    """The Bot API's `sendMessage` as Telegram speaks it: `POST /bot<token>/sendMessage` with
-    JSON `{chat_id, text}`, answering `{"ok": true, "result": Message}` or `{"ok": false,
-    "error_code", "description"[, "parameters": {"retry_after"}]}`."""
+    """The Bot API's `sendMessage` and `getUpdates` as Telegram speaks them: `POST
+    /bot<token>/<method>` with JSON, answering `{"ok": true, "result": ...}` or `{"ok": false,
+    "error_code", "description"[, "parameters": {"retry_after"}]}`.
+
+    `getUpdates` keeps a queue of updates the test pushes (`reply`, `push_message`): a call
+    with `offset` confirms (forgets) every update below it, returns the rest, and when there
+    is none waits up to its `timeout` for one (long polling). As Telegram does, a second
+    getUpdates while one is waiting ends the first with 409 Conflict (counted in `conflicts`)."""
 
     def __init__(self, token: str, chats: set[int | str]):
         self.token = token
+        self.bot_id = int(token.split(":", 1)[0])
         self.chats = set(chats)
         self.sent = _Recorder()  # (chat_id, text) of every message accepted
+        self.messages: dict[int, dict[str, Any]] = {}  # message_id → the Message sent
         self._floods: deque[int] = deque()
         self._message_id = 0
+        self._updates: list[dict[str, Any]] = []  # pushed, not yet confirmed
+        self.pushed: dict[int, dict[str, Any]] = {}  # update_id → every update ever pushed
+        self._update_id = 1000
+        self._updates_cond = threading.Condition()
+        self._poll_generation = 0
+        self._closing = False
+        self.conflicts = 0
         super().__init__()
+
+    def push_message(self, chat_id: int, text: str, reply_to: int | None = None, from_id: int | None = None,
+                     chat_type: str = "private", is_bot: bool = False) -> int:
+        """A message from a user arrives for the bot; returns its update_id."""
+        with self._updates_cond:
+            self._update_id += 1
+            self._message_id += 1
+            sender = from_id if from_id is not None else chat_id
+            msg: dict[str, Any] = {"message_id": self._message_id, "date": int(time.time()), "text": text,
+                                   "from": {"id": sender, "is_bot": is_bot, "first_name": "Koordinator"},
+                                   "chat": {"id": chat_id, "type": chat_type}}
+            if reply_to is not None:
+                msg["reply_to_message"] = self.messages.get(reply_to) or {
+                    "message_id": reply_to, "date": int(time.time()), "chat": {"id": chat_id, "type": chat_type}}
+            update = {"update_id": self._update_id, "message": msg}
+            self._updates.append(update)
+            self.pushed[self._update_id] = update
+            self._updates_cond.notify_all()
+            return self._update_id
+
+    def reply(self, message_id: int, text: str, chat_id: int | None = None, **kw: Any) -> int:
+        """A reply to the bot's message `message_id`, from its chat unless `chat_id` is given."""
+        chat = chat_id if chat_id is not None else self.messages[message_id]["chat"]["id"]
+        return self.push_message(chat, text, reply_to=message_id, **kw)
+
+    def sent_to(self, chat_id: int) -> list[dict[str, Any]]:
+        """The messages the bot sent to `chat_id`, oldest first."""
+        with self._updates_cond:
+            return [m for m in self.messages.values() if m["chat"]["id"] == chat_id]
+
+    def polls(self) -> list[dict[str, Any]]:
+        """The JSON body of every getUpdates call, in order."""
+        return [r.json() for r in self.requests if r.path.endswith("/getUpdates")]
+
+    def _get_updates(self, payload: dict[str, Any]) -> Answer:
+        offset, limit = payload.get("offset"), int(payload.get("limit") or 100)
+        deadline = time.monotonic() + min(float(payload.get("timeout") or 0), HOLD_LIMIT_S)
+        with self._updates_cond:
+            self._poll_generation += 1
+            me = self._poll_generation
+            self._updates_cond.notify_all()
+            if isinstance(offset, int):
+                self._updates = [u for u in self._updates if u["update_id"] >= offset]
+            while not self._updates and not self._closing and self._poll_generation == me:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._updates_cond.wait(left)
+            if self._poll_generation != me:
+                self.conflicts += 1
+                return self._error(409, "Conflict: terminated by other getUpdates request; make sure that only "
+                                        "one bot instance is running")
+            result = self._updates[:limit]
+        return Answer(200, json.dumps({"ok": True, "result": result}).encode(), {"Content-Type": "application/json"})
+
+    def close(self) -> None:
+        with self._updates_cond:
+            self._closing = True
+            self._updates_cond.notify_all()
+        super().close()
 
     def flood_next(self, n: int, retry_after: int) -> None:
         """The next `n` sendMessage calls hit flood control (429 with retry_after)."""
@@ -201,7 +276,7 @@ class TelegramBotApi(HttpPeer):
         prefix, _, method = req.path.rpartition("/")
         if not prefix.startswith("/bot") or prefix[4:] != self.token:
             return self._error(401, "Unauthorized")
-        if method != "sendMessage":
+        if method not in ("sendMessage", "getUpdates"):
             return self._error(404, "Not Found")
         if req.method != "POST" or not req.headers.get("content-type", "").startswith("application/json"):
             return self._error(400, "Bad Request: message text is empty")
@@ -209,6 +284,8 @@ class TelegramBotApi(HttpPeer):
             payload = req.json()
         except ValueError:
             return self._error(400, "Bad Request: can't parse JSON")
+        if method == "getUpdates":
+            return self._get_updates(payload)
         if self._floods:
             after = self._floods.popleft()
             return self._error(429, f"Too Many Requests: retry after {after}", retry_after=after)
@@ -219,10 +296,13 @@ class TelegramBotApi(HttpPeer):
             return self._error(400, "Bad Request: chat not found")
         if len(text) > 4096:
             return self._error(400, "Bad Request: message is too long")
-        self._message_id += 1
+        with self._updates_cond:
+            self._message_id += 1
+            result = {"message_id": self._message_id, "date": int(time.time()), "text": text,
+                      "from": {"id": self.bot_id, "is_bot": True, "first_name": "Pantau"},
+                      "chat": {"id": chat_id, "type": "private"}}
+            self.messages[self._message_id] = result
         self.sent.add((chat_id, text))
-        result = {"message_id": self._message_id, "date": int(time.time()), "text": text,
-                  "chat": {"id": chat_id, "type": "private"}}
         return Answer(200, json.dumps({"ok": True, "result": result}).encode(), {"Content-Type": "application/json"})
 
 
