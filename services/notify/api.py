@@ -111,9 +111,13 @@ class SilenceBody(_Strict):
     @classmethod
     def _ts(cls, v: str) -> str:
         try:
-            parse_ts(v)
+            ts = parse_ts(v)
         except ValueError:
             raise ValueError("must be an RFC 3339 time with offset, e.g. 2024-11-28T08:00:00+08:00") from None
+        try:
+            rfc3339(ts)  # 9999-12-31T23:59:59-14:00 is year 10000 in UTC: it could be stored, never shown
+        except (ValueError, OverflowError):
+            raise ValueError("is out of range: it must fall before 9999-12-31T23:59:59Z") from None
         return v
 
 
@@ -311,6 +315,9 @@ def create_app(ctx: ApiContext) -> FastAPI:
         operator(request)
         if region is not None and not CODE_PATTERN.match(region):
             raise Refusal(422, "invalid", "invalid query", errors=[{"field": "region", "message": "must be a region code prefix such as 65 or 65.71"}])
+        if region is not None and not registry().exists(region):
+            # A mistyped region would otherwise read as "no incidents there".
+            raise Refusal(422, "invalid", "invalid query", errors=[{"field": "region", "message": f"unknown region code {region!r}"}])
         if category is not None and category not in CATEGORIES:
             raise Refusal(422, "invalid", "invalid query", errors=[{"field": "category", "message": f"must be one of {', '.join(CATEGORIES)}"}])
         found = await ctx.store.list(status, region, category, limit)
