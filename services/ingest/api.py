@@ -24,10 +24,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from shared import metrics
 from shared.config import Config, Source, sha256_hex
 from shared.kafka import producer_settings
-from shared.regions import in_scope
+from shared.regions import CODE_PATTERN, in_scope
 from shared.schemas import ReportEvent, validate_obj
 from services.ingest.intake import Intake, RateLimited, Unavailable
-from services.ingest.state import IntakeState
+from services.ingest.state import IntakeState, claim_lease_s
 
 log = logging.getLogger("pantau.ingest")
 
@@ -83,7 +83,8 @@ _PROBLEMS = {
     415: {"model": Problem, "description": "not application/json"},
     422: {"model": Invalid, "description": "invalid report; every bad field is listed"},
     429: {"model": Problem, "description": "over the source's rate limit; see Retry-After"},
-    503: {"model": Problem, "description": "broker or state store unreachable; nothing was accepted"},
+    503: {"model": Problem, "description": "broker or state store unreachable; retry with the same event_id "
+                                           "(the message says whether the report may have been accepted)"},
 }
 
 
@@ -155,7 +156,8 @@ def _scope_errors(source: Source, report: ReportEvent) -> list[dict[str, str]]:
     if report.source != source.id:
         errors.append({"field": "source", "message": f"this API key publishes as {source.id!r} only"})
     if not in_scope(report.region_code, source.regions):
-        errors.append({"field": "region_code", "message": "outside the regions this API key may report on"})
+        errors.append({"field": "region_code", "message": f"{report.region_code!r} is outside the regions this API key "
+                                                          f"may report on ({', '.join(source.regions)})"})
     return errors
 
 
@@ -173,13 +175,15 @@ def create_app(config: Config) -> FastAPI:
             bootstrap_servers=config.kafka.bootstrap_servers, **producer_settings(config.ingest.send_timeout_s)
         )
         await gw.producer.start()
-        pending_ttl_s = 2 * config.ingest.send_timeout_s + 5
-        gw.intake = Intake(gw.producer, IntakeState(gw.redis, config.ingest.dedup_ttl_days * 86400,
-                                                    int(pending_ttl_s * 1000)),
-                           wait_for_peer_s=pending_ttl_s + 1)
+        lease_s = claim_lease_s(config.ingest.send_timeout_s)
+        gw.intake = Intake(gw.producer, IntakeState(gw.redis, config.ingest.dedup_ttl_days * 86400),
+                           config.kafka.bootstrap_servers, config.ingest.send_timeout_s, lease_s,
+                           wait_for_peer_s=lease_s + 1)
+        await gw.intake.start()
         try:
             yield
         finally:
+            await gw.intake.close()
             await gw.producer.stop()
             await gw.redis.aclose()
 
@@ -194,7 +198,8 @@ def create_app(config: Config) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _problem(exc.status_code, "http_error", str(exc.detail))
+        # Keep the exception's headers: a 405 must say which methods are allowed (RFC 9110).
+        return _problem(exc.status_code, "http_error", str(exc.detail), getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -218,7 +223,11 @@ def create_app(config: Config) -> FastAPI:
                           {"Retry-After": str(e.retry_after_s)}) from None
         except Unavailable as e:
             _count_rejected(source.id, "unavailable", len(reports))
-            raise Refusal(503, "unavailable", f"{e}; nothing was accepted, retry later",
+            # After an ambiguous failure the report may be on the topic: saying "nothing was
+            # accepted" would be a guess. The retry with the same event_id learns the outcome.
+            outcome = ("it may have been accepted: retry with the same event_id to learn the outcome "
+                       "(it is never published twice)" if e.maybe_accepted else "nothing was accepted, retry later")
+            raise Refusal(503, "unavailable", f"{e}; {outcome}",
                           {"Retry-After": str(RETRY_AFTER_UNAVAILABLE_S)}) from None
 
     def _count_outcomes(source: str, outcomes) -> None:
@@ -347,6 +356,22 @@ def create_app(config: Config) -> FastAPI:
             js = model.model_json_schema(ref_template="#/components/schemas/{model}")
             comps.update(js.pop("$defs", {}))
             comps[model.__name__] = js
+        # Publishing needs the source's API key; the document says so, so clients and tools know.
+        schema["components"]["securitySchemes"] = {"sourceApiKey": {
+            "type": "http", "scheme": "bearer", "description": "the source's API key"}}
+        for path in ("/v1/reports", "/v1/reports:batch"):
+            schema["paths"][path]["post"]["security"] = [{"sourceApiKey": []}]
+        # Rules the validator applies in code, written into the document where JSON Schema can say them.
+        fields = comps["ReportEvent"]["properties"]
+        fields["region_code"].update(pattern=CODE_PATTERN.pattern,
+                                     description="a Kemendagri region code in the registry, at any level")
+        fields["occurred_at"].update(format="date-time",
+                                     description="RFC 3339 with offset; not before 1970, at most 5 minutes ahead")
+        attributes = fields["attributes"]["anyOf"][0]
+        attributes.update(maxProperties=32, propertyNames={"minLength": 1, "maxLength": 64})
+        attributes["additionalProperties"]["maxLength"] = 500
+        comps["BatchBody"]["properties"]["reports"].update(minItems=1, maxItems=MAX_BATCH)
+        comps["BatchBody"]["additionalProperties"] = False
         app.openapi_schema = schema
         return schema
 

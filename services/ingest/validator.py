@@ -16,6 +16,7 @@ import logging
 import signal
 import time
 from collections import Counter, defaultdict
+from typing import Awaitable, Callable, TypeVar
 
 import orjson
 import redis.asyncio as aioredis
@@ -26,12 +27,16 @@ from shared import metrics, topics
 from shared.config import Config
 from shared.kafka import CONSUMER_DEFAULTS, producer_settings, report_lag
 from shared.schemas import ReportEvent, enriched, partition_key, rfc3339, validate_json
-from services.ingest.state import ACCEPTED, PENDING, PENDING_TTL_MS, IntakeState, dedup_key
+from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
+
+from services.ingest.scan import Finder, ingest_id, read_to_high_watermark
+from services.ingest.state import ACCEPTED, PENDING, PENDING_TTL_MS, Attempt, IntakeState, claim_lease_s, dedup_key
 
 log = logging.getLogger("pantau.validator")
 
 CHECKPOINT = "pantau:validator:checkpoint:{}"
 OUTPUT_TOPICS = (topics.REPORTS_V1, topics.REPORTS_DLQ)
+T = TypeVar("T")
 
 
 def origin_id(partition: int, offset: int) -> str:
@@ -67,6 +72,7 @@ class Validator:
         self.config = config
         self.known_sources = frozenset(s.id for s in config.sources)
         self.max_bytes = config.ingest.max_body_bytes
+        self.lease_s = claim_lease_s(config.ingest.send_timeout_s)
         self.lock = asyncio.Lock()
         self.stopping = asyncio.Event()
         # For each output partition, an offset no later than anything we produce from now on.
@@ -95,6 +101,7 @@ class Validator:
         # complete while start() is still awaiting.
         self.scanner = AIOKafkaConsumer(bootstrap_servers=cfg.kafka.bootstrap_servers, enable_auto_commit=False)
         await self.scanner.start()
+        self.finder = Finder(self.scanner, cfg.ingest.send_timeout_s, topics.REPORTS_V1)
         # Today's end offsets bound everything this process will write, so a checkpoint
         # never sends the next owner scanning from the start of an output partition.
         tps = [TopicPartition(t, p) for t in OUTPUT_TOPICS for p in await self._partitions(t)]
@@ -159,7 +166,10 @@ class Validator:
         # itself applies back-pressure), so the source argument is only a placeholder.
         keys = [dedup_key(r.source, r.event_id) for _, r in valid]
         origins = [origin_id(m.partition, m.offset) for m, _ in valid]
-        claim = await self.state.claim(None, None, keys, [PENDING + o for o in origins], int(now * 1000))
+        # Retried as a whole: a claim that Redis applied before the connection broke comes
+        # back as our own pending value, which is written like a new one.
+        claim = await self._redis(lambda: self.state.claim(None, None, keys, [PENDING + o for o in origins],
+                                                           int(now * 1000)))
         to_write: list[int] = []
         duplicates: list[int] = []
         waiting: list[int] = []
@@ -199,7 +209,8 @@ class Validator:
         for md in await asyncio.gather(*futs):
             tp = (md.topic, md.partition)
             self.low_water[tp] = max(self.low_water.get(tp, 0), md.offset + 1)
-        await self.state.accept([keys[i] for i in to_write], [ACCEPTED + origins[i] for i in to_write])
+        await self._redis(lambda: self.state.accept([keys[i] for i in to_write],
+                                                    [ACCEPTED + origins[i] for i in to_write]))
 
         self._count(valid, to_write, duplicates, dlq, now)
         newest = max((m.timestamp for m in msgs), default=0) / 1000
@@ -224,17 +235,64 @@ class Validator:
             metrics.DLQ_MESSAGES.labels(reason).inc(n)
             metrics.REPORTS_REJECTED.labels("other", reason).inc(n)
 
-    async def _wait_for_peer(self, key: str, mine: str, timeout_s: float = PENDING_TTL_MS / 1000 + 1) -> bool:
-        """True when the in-flight peer got the report accepted; False when we claimed it."""
+    async def _wait_for_peer(self, key: str, mine: str) -> bool:
+        """True when the in-flight peer got the report accepted; False when we claimed it.
+
+        A gateway claim left to be resolved (its produce may or may not have reached the
+        broker, see intake.py) is taken over and resolved here as the gateway would: if the
+        gateway's copy is on reports.v1 this is a duplicate, otherwise we write ours."""
+        timeout_s = max(PENDING_TTL_MS / 1000, self.lease_s) + 1
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            v = await self.state.get(key)
+            v = await self._redis(lambda: self.state.get(key))
             if v is not None and v.startswith(ACCEPTED):
                 return True
-            if v is None and await self.redis.set(key, mine, nx=True, px=60_000):
+            if v == mine:
+                return False  # our SET below was applied, but its answer was lost
+            if v is None and await self._redis(lambda: self.redis.set(key, mine, nx=True, px=PENDING_TTL_MS)):
                 return False
+            now_ms = int(time.time() * 1000)
+            attempt = Attempt.resolvable(v, now_ms) if v is not None else None
+            if attempt is not None:
+                held = attempt.pending(now_ms + int(self.lease_s * 1000))
+                if await self._redis(lambda: self.state.swap(key, v, held)):
+                    resolved = await self._resolve(key, attempt, held, mine)
+                    if resolved is not None:
+                        return resolved
             await asyncio.sleep(0.01)
         raise RuntimeError(f"claim {key} stayed pending for {timeout_s}s")
+
+    async def _resolve(self, key: str, attempt: Attempt, held: str, mine: str) -> bool | None:
+        """Like _wait_for_peer, for a gateway claim we hold; None if another request took it
+        over meanwhile (our lease ran out), and we wait for that one."""
+        send_timeout_s = self.config.ingest.send_timeout_s
+        since = attempt.claimed_ms - int(send_timeout_s * 1000)
+        try:
+            found = await self.finder.find({attempt.partition: (since, {attempt.ingest_id})})
+        except BaseException:
+            await self._redis(lambda: self.state.swap(key, held, attempt.uncertain()))
+            raise
+        if found:
+            await self._redis(lambda: self.state.accept([key], [attempt.accepted()]))
+            return True
+        if not await self._redis(lambda: self.state.swap(key, held, mine, PENDING_TTL_MS)):
+            return None
+        return False
+
+    async def _redis(self, op: Callable[[], Awaitable[T]]) -> T:
+        """Run a Redis operation until Redis answers: a Redis restart pauses the validator
+        instead of ending it, and nothing is committed before the batch is done. Every
+        operation retried this way is idempotent or a compare-and-swap."""
+        delay = 0.1
+        while True:
+            try:
+                return await op()
+            except (RedisConnectionError, RedisTimeoutError) as e:
+                if self.stopping.is_set():
+                    raise
+                log.warning("redis unavailable (%s); retrying in %.1fs", e, delay)
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 2.0)
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         # Offsets first, checkpoint second: a checkpoint must never point past output of a
@@ -243,18 +301,25 @@ class Validator:
         # next owner scans a little more.
         await self.consumer.commit(offsets)
         water = {f"{t}/{p}": o for (t, p), o in self.low_water.items()}
-        async with self.redis.pipeline(transaction=False) as p:
-            for tp, committed in offsets.items():
-                cp = water
-                inherited = self.inherited.get(tp.partition)
-                if inherited is not None:
-                    last, floor = inherited
-                    if committed > last:
-                        del self.inherited[tp.partition]
-                    else:
-                        cp = {k: min(o, floor.get(k, o)) for k, o in water.items()}
-                p.set(CHECKPOINT.format(tp.partition), orjson.dumps(cp))
-            await p.execute()
+        checkpoints: dict[int, bytes] = {}
+        for tp, committed in offsets.items():
+            cp = water
+            inherited = self.inherited.get(tp.partition)
+            if inherited is not None:
+                last, floor = inherited
+                if committed > last:
+                    del self.inherited[tp.partition]
+                else:
+                    cp = {k: min(o, floor.get(k, o)) for k, o in water.items()}
+            checkpoints[tp.partition] = orjson.dumps(cp)
+
+        async def write() -> None:
+            async with self.redis.pipeline(transaction=False) as p:
+                for part, cp in checkpoints.items():
+                    p.set(CHECKPOINT.format(part), cp)
+                await p.execute()
+
+        await self._redis(write)
 
     async def recover(self, partitions: list[TopicPartition]) -> None:
         """Find output that a previous owner of these raw partitions wrote after its last
@@ -262,7 +327,7 @@ class Validator:
         raw_parts = {tp.partition for tp in partitions}
         start: dict[tuple[str, int], int] = {}
         for part in raw_parts:
-            cp = await self.redis.get(CHECKPOINT.format(part))
+            cp = await self._redis(lambda: self.redis.get(CHECKPOINT.format(part)))
             if cp is None:
                 # Never checkpointed: anything on the output topics may be ours; scan it all.
                 cp_map: dict[str, int] = {}
@@ -290,31 +355,14 @@ class Validator:
         return self.producer.client.cluster.partitions_for_topic(topic) or set()
 
     async def _scan(self, start: dict[tuple[str, int], int], raw_parts: set[int]) -> set[str]:
-        tps = [TopicPartition(t, p) for t, p in start]
-        if not tps:
-            return set()
-        self.scanner.assign(tps)
-        for tp in tps:
-            self.scanner.seek(tp, start[(tp.topic, tp.partition)])
         found: set[str] = set()
-        # Read until each partition's high watermark as its fetch responses report it:
-        # Tansu 0.6 answers ListOffsets (end_offsets) with the last batch's base offset + 1,
-        # which would end the scan early and let output be written twice.
-        remaining = set(tps)
-        while remaining:
-            got = await self.scanner.getmany(*remaining, timeout_ms=500, max_records=5000)
-            for tp, ms in got.items():
-                for m in ms:
-                    try:
-                        ingest_id = orjson.loads(m.value).get("ingest_id", "")
-                    except (orjson.JSONDecodeError, AttributeError):
-                        continue
-                    if ingest_id.startswith("raw-") and int(ingest_id.split("-")[1]) in raw_parts:
-                        found.add(ingest_id)
-            for tp in list(remaining):
-                hw = self.scanner.highwater(tp)
-                if hw is not None and await self.scanner.position(tp) >= hw:
-                    remaining.discard(tp)
+
+        def take(m: ConsumerRecord) -> None:
+            i = ingest_id(m)
+            if i.startswith("raw-") and int(i.split("-")[1]) in raw_parts:
+                found.add(i)
+
+        await read_to_high_watermark(self.scanner, {TopicPartition(t, p): o for (t, p), o in start.items()}, take)
         return found
 
     async def _report_lag(self) -> None:

@@ -1,19 +1,23 @@
-"""The ingest gateway when the broker or Redis is gone (contract: 503 with Retry-After, and
-nothing accepted), and once they are back; each test on a private stack it may break."""
+"""The ingest gateway when the broker or Redis is gone or stalls (contract: 503 with
+Retry-After, and no report half-accepted), and once they are back; each test on a private
+stack it may break."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import orjson
 import pytest
 import redis
 
+from services.ingest.state import dedup_key
 from shared.kafka import ensure_topics
-from tests.ingest.test_http import check_json, check_problem, copies_on_topic, on_topic, retry_after
+from tests.ingest.test_http import _fire, check_json, check_problem, copies_on_topic, on_topic, retry_after
 from tests.utils import auth, report
 
 pytestmark = pytest.mark.slow
@@ -124,3 +128,82 @@ def test_publisher_that_gave_up_during_a_broker_stall_can_retry_safely(own_stack
         retry = check_json(_post(c, r), 200)  # the first attempt went through after all
         assert retry == {"event_id": r["event_id"], "status": "duplicate"}
     assert copies_on_topic(bootstrap, r) == {r["event_id"]: 1}
+
+
+def _maybe_accepted(resp: httpx.Response) -> str:
+    """A 503 after an ambiguous failure: it must not claim that nothing was accepted."""
+    message = check_problem(resp, 503, "unavailable")["message"]
+    assert "may have been accepted" in message and "nothing was accepted" not in message, message
+    assert retry_after(resp) >= 1
+    return message
+
+
+def _wait_until(condition, what: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} did not happen within {timeout_s}s"
+        time.sleep(0.01)
+
+
+def test_broker_paused_mid_produce_is_503_and_racing_retries_publish_each_report_once(own_stack):
+    """The produce times out while the broker is stopped, with the request in its socket
+    buffer; the broker appends it when continued. The retries (two at the same instant, sent
+    as soon as the broker runs again, racing that append) must find that copy, not write
+    another, and exactly one of them answers `accepted`."""
+    bootstrap = own_stack.config.kafka.bootstrap_servers
+    broker = own_stack.children["broker"].proc
+    single, pair = report(), [report(), report(region_code="65.01.01")]
+    with _client(own_stack) as c:
+        check_json(_post(c, report()), 202)  # connected, metadata known: only the produce stalls
+        os.killpg(broker.pid, signal.SIGSTOP)
+        try:
+            first = _post(c, single)
+            first_batch = _post(c, {"reports": pair}, "/v1/reports:batch")
+        finally:
+            os.killpg(broker.pid, signal.SIGCONT)
+        assert "broker" in _maybe_accepted(first)
+        _maybe_accepted(first_batch)
+
+        retries = asyncio.run(_fire(str(c.base_url), [("/v1/reports", orjson.dumps(single))] * 2
+                                    + [("/v1/reports:batch", orjson.dumps({"reports": pair}))] * 2))
+    answers = sorted((resp.status_code, check_json(resp, resp.status_code)["status"]) for resp in retries[:2])
+    assert answers == [(200, "duplicate"), (202, "accepted")]
+    per_report = {r["event_id"]: [] for r in pair}
+    for resp in retries[2:]:
+        for x in check_json(resp, 200)["results"]:
+            per_report[x["event_id"]].append(x["status"])
+    assert {e: sorted(s) for e, s in per_report.items()} == {r["event_id"]: ["accepted", "duplicate"] for r in pair}
+    assert copies_on_topic(bootstrap, single, *pair) == {r["event_id"]: 1 for r in (single, *pair)}
+    assert own_stack.crashed() == []
+
+
+def test_redis_failing_after_the_broker_acknowledged_is_503_and_the_retry_is_accepted_once(own_stack):
+    """The broker has the report but Redis is gone before the claim is marked accepted: the
+    claim (on disk) comes back with Redis, the retry waits for its lease to run out, finds the
+    report on the topic and answers `accepted` without publishing it again."""
+    bootstrap = own_stack.config.kafka.bootstrap_servers
+    broker = own_stack.children["broker"].proc
+    r = report()
+    key = dedup_key(r["source"], r["event_id"])
+    with _client(own_stack) as c, ThreadPoolExecutor(1) as pool:
+        check_json(_post(c, report()), 202)
+        os.killpg(broker.pid, signal.SIGSTOP)
+        try:
+            pending = pool.submit(_post, c, r)
+            # Claimed, so its produce is waiting on the stopped broker: kill Redis (the claim
+            # fsynced first), then let the broker acknowledge. Marking it accepted then fails.
+            with redis.Redis.from_url(own_stack.config.redis.url) as red:
+                _wait_until(lambda: red.exists(key), "the claim")
+            _fsync_redis(own_stack)
+            own_stack.kill("redis")
+        finally:
+            os.killpg(broker.pid, signal.SIGCONT)
+        assert "state store" in _maybe_accepted(pending.result())
+        on_topic(bootstrap, r)  # published all the same
+
+        own_stack.restart("redis")
+        _wait_ready(c)
+        assert check_json(_post(c, r), 202) == {"event_id": r["event_id"], "status": "accepted"}
+        assert check_json(_post(c, r), 200) == {"event_id": r["event_id"], "status": "duplicate"}
+    assert copies_on_topic(bootstrap, r) == {r["event_id"]: 1}
+    assert own_stack.crashed() == []
