@@ -7,6 +7,7 @@ web port: `--web-port` overrides `scoring.web_port` for this process.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
 
@@ -83,6 +84,12 @@ def main(argv: list[str]) -> int:
     asyncio.set_event_loop(asyncio.new_event_loop())
     worker = faust.Worker(app, loglevel=level, quiet=True)
     worker.spinner = None  # a log file is no terminal
+    # Faust's events, decoded reports and cells' updates are containers by the hundred
+    # thousand: at the default threshold (700) the collector ran ~1,200 times per 50,000
+    # reports, and its full passes over the long-lived objects (Faust's, the region registry's)
+    # took ~10% of the worker's CPU. What exists now lives as long as the process: freeze it.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 10)
     worker.execute_from_commandline()
     return 0
 

@@ -26,6 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Protocol
 
 import orjson
@@ -57,6 +58,7 @@ class Message(Protocol):
     value: bytes | None
 
 
+@lru_cache(maxsize=4096)  # murmur2 is pure Python, and every written cell asks for its partition
 def partition_of(region: str, partitions: int) -> int:
     """The partition Kafka's default partitioner picks for key `region` (murmur2), i.e. the
     partition of `pantau.reports.v1` carrying that region's reports."""
@@ -108,6 +110,7 @@ class Outbox:
 
 # Well under Kafka's default 1 MB message limit even for snapshots with long backfilled histories.
 SNAPSHOTS_PER_MESSAGE = 100
+
 
 def show_level(region: str, category: str, level: str) -> None:
     """Keep pantau_region_level bounded: provinces always, a kabupaten/kota while ≥ waspada."""

@@ -78,8 +78,9 @@ class PartitionedTable(Table):
         restores older versions of the cells behind it: each write therefore ends, in every
         partition it touched, with a batch of a single record."""
         send, topic = self.app.producer.send, self.changelog_topic_name
+        await self._send_in_batches(cells)
         groups = [cells, *self._one_per_partition(closing)]
-        for group in groups:
+        for group in groups[1:]:
             futures = [await send(topic, key, value, self.partition_for_key(key), None, None)
                        for key, value in group.items()]
             if futures:
@@ -87,6 +88,27 @@ class PartitionedTable(Table):
         for group in groups:
             for key, value in group.items():
                 self.data[key] = value
+
+    async def _send_in_batches(self, records: dict[bytes, bytes]) -> None:
+        """Send records to the changelog as whole record batches, one future per batch: sent
+        one by one, each cell of a busy batch cost as much as the rest of its report's work."""
+        producer = self.app.producer._ensure_producer()  # aiokafka's own, for send_batch
+        topic = self.changelog_topic_name
+        batches: dict[int, Any] = {}
+        futures = []
+        for key, value in records.items():
+            p = self.partition_for_key(key)
+            batch = batches.get(p)
+            if batch is None:
+                batch = batches[p] = producer.create_batch()
+            if batch.append(key=key, value=value, timestamp=None) is None:  # full: a first record always fits
+                futures.append(await producer.send_batch(batch, topic, partition=p))
+                batch = batches[p] = producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None)
+        for p, batch in batches.items():
+            futures.append(await producer.send_batch(batch, topic, partition=p))
+        if futures:
+            await asyncio.gather(*futures)
 
     def _one_per_partition(self, records: dict[bytes, bytes]) -> list[dict[bytes, bytes]]:
         """Split `records` into rounds holding at most one record per partition, in order, so
@@ -241,8 +263,7 @@ def create_app(config: Config) -> faust.App:
         """pantau_consumer_lag_messages from the offsets actually applied to the cells (not
         Faust's fetch position, which runs ahead by its buffers)."""
         for tp in app.consumer.assignment():
-            scorer = reports if tp.topic == reports.source else rollups if tp.topic == rollups.source else None
-            applied = scorer.expected.get(tp.partition) if scorer is not None else None
+            applied = reports.expected.get((tp.topic, tp.partition), rollups.expected.get((tp.topic, tp.partition)))
             if applied is not None:
                 hw = app.consumer.highwater(tp)
                 if hw is not None:

@@ -18,10 +18,12 @@ A score update is produced only when the state (level or alarm) changes.
 from __future__ import annotations
 
 import math
+from base64 import b64decode, b64encode
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from hashlib import blake2b
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import orjson
 
@@ -36,6 +38,7 @@ from shared.schemas import rfc3339
 from shared.scoring_config import ScoringSettings
 
 RECENT_IDS = 256   # (source, event_id) hashes kept per cell against repeats
+ID_BYTES = 6       # bytes of one such hash
 REPORT_IDS = 20    # event ids of the running bucket kept for `report_ids`
 
 # What happened to one report (the `outcome` label of pantau_scoring_reports_total).
@@ -80,6 +83,7 @@ def local_time(ts: float, region: str) -> str:
     return datetime.fromtimestamp(ts, Registry.timezone_of(region)).isoformat(timespec="seconds")
 
 
+@lru_cache(maxsize=4096)  # a burst of reports shares a handful of occurred_at values
 def parse_time(text: str) -> float:
     """Epoch seconds of an RFC 3339 timestamp with offset (as validated by the schema)."""
     try:
@@ -148,11 +152,11 @@ def estimate(history: list[float], known: int, current: float, region: str, cate
     return Estimate(prior.rate, upper, current > upper, "poisson", prior.source, prior.daily_rate, known)
 
 
-def settle(state: State, bucket: Bucket, est: Estimate, target: str, report_ids: list[str],
+def settle(state: State, bucket: Bucket, est: Estimate, target: str, report_ids: Callable[[], list[str]],
            now: float, sc: Scoring) -> ScoreUpdate | None:
     """Raise the held level to `target` (the level `bucket` and `est` call for) if lower,
-    record the alarm, and return a score update, with its reasons, when (level, alarm) differs
-    from the last one emitted."""
+    record the alarm, and return a score update, with its reasons and `report_ids()`, when
+    (level, alarm) differs from the last one emitted."""
     state.alarm = est.alarm
     rise(state.hold, target)
     level = state.hold.level
@@ -172,7 +176,7 @@ def settle(state: State, bucket: Bucket, est: Estimate, target: str, report_ids:
         expected=round(est.expected, 4), upper=round(est.upper, 4),
         method=est.method if est.prior is None else f"poisson:{est.prior}",
         alarm=est.alarm, level=level, reasons=render(lead + reasons, s.language),
-        report_ids=report_ids, computed_at=rfc3339(now),
+        report_ids=report_ids(), computed_at=rfc3339(now),
     )
 
 
@@ -185,17 +189,32 @@ class CellCodec:
     __slots__ = ()
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(self)
+        return orjson.dumps(self, default=_encode_blob)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Any:
         d = orjson.loads(raw)
         d["hold"] = Hysteresis(**d["hold"])
+        if "recent" in d:
+            d["recent"] = _recent_blob(d["recent"])
         return cls(**d)
 
     @property
     def key(self) -> str:
         return f"{self.region}|{self.category}"  # type: ignore[attr-defined]
+
+
+def _encode_blob(value: Any) -> str:
+    if isinstance(value, bytes):
+        return b64encode(value).decode()
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def _recent_blob(stored: str | list[int]) -> bytes:
+    """`recent` as stored: base64 of the ids, or (cells written before) a list of ints."""
+    if isinstance(stored, str):
+        return b64decode(stored)
+    return b"".join(i.to_bytes(ID_BYTES, "big") for i in stored)
 
 
 @dataclass(slots=True)
@@ -213,7 +232,7 @@ class Cell(CellCodec):
     casualties: int = 0         # most casualties in one report of the running bucket
     alarm: bool = False         # statistical alarm of the running bucket
     report_ids: list[list[Any]] = field(default_factory=list)  # [event_id, severity], ≤ REPORT_IDS
-    recent: list[int] = field(default_factory=list)             # hashes of recent (source, event_id)
+    recent: bytes = b""         # hashes of recent (source, event_id), ID_BYTES each, oldest first
     offset: int = -1            # highest pantau.reports.v1 offset applied
     backfilled: int = -1        # pantau.scoring.backfill offset that last changed the history
     hold: Hysteresis = field(default_factory=Hysteresis)
@@ -249,9 +268,19 @@ def assess(cell: Cell, sc: Scoring) -> tuple[str, list[Reason], Estimate]:
     return target, judge(running(cell), est, sc.settings)[1], est
 
 
-def report_key(source: str, event_id: str) -> int:
+def report_key(source: str, event_id: str) -> bytes:
     """A 48-bit hash of (source, event_id): small in the cell, collisions negligible in 256."""
-    return int.from_bytes(blake2b(f"{source}\x1f{event_id}".encode(), digest_size=6).digest(), "big")
+    return blake2b(f"{source}\x1f{event_id}".encode(), digest_size=ID_BYTES).digest()
+
+
+def _seen(recent: bytes, ident: bytes) -> bool:
+    """Whether `ident` is one of the ids in `recent` (a match across two ids does not count)."""
+    at = recent.find(ident)
+    while at >= 0:
+        if at % ID_BYTES == 0:
+            return True
+        at = recent.find(ident, at + 1)
+    return False
 
 
 def _keep_id(cell: Cell, event_id: str, severity: int) -> None:
@@ -312,11 +341,11 @@ def add_report(cell: Cell, report: dict[str, Any], offset: int | None, now: floa
             return cell, None, REDELIVERED
         cell.offset = offset
     ident = report_key(report["source"], report["event_id"])
-    if ident in cell.recent:
+    if _seen(cell.recent, ident):
         return cell, None, DUPLICATE
-    cell.recent.append(ident)
-    if len(cell.recent) > RECENT_IDS:
-        del cell.recent[0]
+    # One bytes blob rather than a list of ints: a full cell encodes 256 ids in 2 KB of base64
+    # instead of 256 JSON numbers.
+    cell.recent = (cell.recent + ident)[-RECENT_IDS * ID_BYTES:]
 
     s = sc.settings
     rb = bucket_start(parse_time(report["occurred_at"]), cell.region, sc.size)
@@ -350,7 +379,7 @@ def add_report(cell: Cell, report: dict[str, Any], offset: int | None, now: floa
 def reassess(cell: Cell, now: float, sc: Scoring) -> ScoreUpdate | None:
     """Score the running bucket as it stands; an update if the state changed."""
     target, est = appraise(cell, sc)
-    return settle(cell, running(cell), est, target, _ids(cell), now, sc)
+    return settle(cell, running(cell), est, target, lambda: _ids(cell), now, sc)
 
 
 def add_reports(cell: Cell, reports: list[dict[str, Any]], now: float, sc: Scoring) -> tuple[Cell, ScoreUpdate | None]:

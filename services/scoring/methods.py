@@ -134,6 +134,36 @@ def _c2_statistic(values: Sequence[float], i: int, baseline: int, min_sigma: flo
     return diff / sigma
 
 
+def _ears_c3_parts(
+    values: Sequence[float], t: int, baseline: int, z: float, min_sigma: float
+) -> tuple[float, float] | None:
+    """What the C3 bound of bucket t adds to its count, and the C2 reference mean; None
+    without enough history. Uses the C2 statistics of buckets t-2 and t-1."""
+    if t - 2 - _EARS_GUARD - baseline < 0:
+        return None
+    lag2 = max(0.0, _c2_statistic(values, t - 2, baseline, min_sigma) - 1.0)
+    lag1 = max(0.0, _c2_statistic(values, t - 1, baseline, min_sigma) - 1.0)
+    mean, sd = _mean_sd(_ears_ref(values, t, baseline, _EARS_GUARD))
+    sigma = max(sd, min_sigma)
+    # With no spread at all the bound is the count itself (what R returns for any finite
+    # lag); this also avoids 0 * (z - inf), which R turns into NaN.
+    spread = 0.0 if sigma == 0.0 else sigma * (z - (lag2 + lag1))
+    return spread, mean
+
+
+def _ears_c3_bound(parts: tuple[float, float] | None, current: float | None) -> Bound:
+    if parts is None:
+        return NO_BOUND
+    if current is None:
+        raise ValueError(
+            "ears-c3 needs the current count: surveillance::earsC computes its upper bound "
+            "as y_t + sigma*(z - lags), so pass current="
+        )
+    spread, mean = parts
+    upper = max(0.0, current + spread)
+    return Bound(expected=mean, upper=upper, alarm=current > upper)
+
+
 def _ears_c3_at(
     values: Sequence[float],
     t: int,
@@ -142,23 +172,8 @@ def _ears_c3_at(
     z: float,
     min_sigma: float,
 ) -> Bound:
-    """C3 bound for bucket t; needs the C2 statistics of buckets t-2 and t-1."""
-    if t - 2 - _EARS_GUARD - baseline < 0:
-        return NO_BOUND
-    if current is None:
-        raise ValueError(
-            "ears-c3 needs the current count: surveillance::earsC computes its upper bound "
-            "as y_t + sigma*(z - lags), so pass current="
-        )
-    lag2 = max(0.0, _c2_statistic(values, t - 2, baseline, min_sigma) - 1.0)
-    lag1 = max(0.0, _c2_statistic(values, t - 1, baseline, min_sigma) - 1.0)
-    mean, sd = _mean_sd(_ears_ref(values, t, baseline, _EARS_GUARD))
-    sigma = max(sd, min_sigma)
-    # With no spread at all the bound is the count itself (what R returns for any finite
-    # lag); this also avoids 0 * (z - inf), which R turns into NaN.
-    spread = 0.0 if sigma == 0.0 else sigma * (z - (lag2 + lag1))
-    upper = max(0.0, current + spread)
-    return Bound(expected=mean, upper=upper, alarm=current > upper)
+    """C3 bound for bucket t."""
+    return _ears_c3_bound(_ears_c3_parts(values, t, baseline, z, min_sigma), current)
 
 
 def ears_c1(
@@ -503,56 +518,66 @@ def ewma(
 # --------------------------------------------------------------------------- dispatch
 
 
-def _ears_bound(guard: int | None) -> Callable[..., Bound]:
-    def bound(
+# Each `_*_next` reads the history once and returns the bound of the next bucket as a
+# function of its running count, so a history's work is done once however often it is asked.
+Next = Callable[[float | None], Bound]
+
+
+def _no_bound(current: float | None) -> Bound:
+    return NO_BOUND
+
+
+def _ears_next(guard: int | None) -> Callable[..., Next]:
+    def prepare(
         history: Sequence[float],
-        current: float | None,
         baseline: int = 7,
         alpha: float = 0.001,
         min_sigma: float = 0.0,
-    ) -> Bound:
+    ) -> Next:
         baseline = _check_ears(baseline, min_sigma)
         z = _z_alpha(alpha)
         if guard is None:
             values = _tail(history, baseline + 2 + _EARS_GUARD)
-            return _ears_c3_at(values, len(values), current, baseline, z, min_sigma)
+            parts = _ears_c3_parts(values, len(values), baseline, z, min_sigma)
+            return lambda current: _ears_c3_bound(parts, current)
         values = _tail(history, baseline + guard)
-        return _ears_c12_at(values, len(values), current, baseline, z, min_sigma, guard)
+        b = _ears_c12_at(values, len(values), None, baseline, z, min_sigma, guard)
+        if b is NO_BOUND:
+            return _no_bound
+        return lambda current: Bound(b.expected, b.upper, alarm=current is not None and current > b.upper)
 
-    return bound
+    return prepare
 
 
-def _cusum_bound(
+def _cusum_next(
     history: Sequence[float],
-    current: float | None,
     k: float = 1.04,
     h: float = 2.26,
     m: float | None = None,
     start: int = 7,
-) -> Bound:
+) -> Next:
     start = _check_cusum(k, h, m, start)
     _, s, mean = _cusum_run(_as_counts(history, "history"), k, h, m, start)
     if mean is None:
-        return NO_BOUND
-    return _cusum_step(s, current, mean, k, h)[1]
+        return _no_bound
+    return lambda current: _cusum_step(s, current, mean, k, h)[1]
 
 
-def _ewma_bound(
+def _ewma_next(
     history: Sequence[float],
-    current: float | None,
     baseline: int = 28,
     guard: int = 2,
     w: float = 0.4,
     min_baseline: int = 11,
     red_p: float = 0.01,
     yellow_p: float = 0.05,
-) -> Bound:
+) -> Next:
     p = _ewma_params(baseline, guard, w, min_baseline, red_p, yellow_p)
     values = _as_counts(history, "history")
     _, z = _ewma_run(values, p)
     if z is None or len(values) < p.first:
-        return NO_BOUND
-    return _ewma_step(values, len(values), z, current, p)[1]
+        return _no_bound
+    return lambda current: _ewma_step(values, len(values), z, current, p)[1]
 
 
 _SERIES: dict[str, Callable[..., list[Bound]]] = {
@@ -562,12 +587,12 @@ _SERIES: dict[str, Callable[..., list[Bound]]] = {
     "cusum": cusum,
     "ewma": ewma,
 }
-_NEXT: dict[str, Callable[..., Bound]] = {
-    "ears-c1": _ears_bound(0),
-    "ears-c2": _ears_bound(_EARS_GUARD),
-    "ears-c3": _ears_bound(None),
-    "cusum": _cusum_bound,
-    "ewma": _ewma_bound,
+_NEXT: dict[str, Callable[..., Next]] = {
+    "ears-c1": _ears_next(0),
+    "ears-c2": _ears_next(_EARS_GUARD),
+    "ears-c3": _ears_next(None),
+    "cusum": _cusum_next,
+    "ewma": _ewma_next,
 }
 
 
@@ -604,5 +629,13 @@ def upper_bound(
     first value's weight decays as (1-w)^n); for CUSUM m comes from the first `start`
     buckets given, so pass the history from the training period on, or pass m itself.
     """
-    bound_next = _lookup(_NEXT, method)
-    return bound_next(history, _as_current(current), **params)
+    _lookup(_NEXT, method)
+    value = _as_current(current)
+    return _next_of(method, tuple(history), tuple(sorted(params.items())))(value)
+
+
+@lru_cache(maxsize=8192)
+def _next_of(method: str, history: tuple[float, ...], params: tuple[tuple[str, float], ...]) -> Next:
+    """A closed history changes once per bucket, while its running bucket is scored on every
+    batch: its bound is computed once (CUSUM and EWMA replay the whole history)."""
+    return _NEXT[method](history, **dict(params))

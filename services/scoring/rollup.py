@@ -123,7 +123,7 @@ def appraise(p: ProvinceCell, sc: Scoring) -> tuple[str, Estimate, Summed]:
 def reassess_province(p: ProvinceCell, now: float, sc: Scoring) -> ScoreUpdate | None:
     """Score the province's running bucket as it stands; an update if the state changed."""
     target, est, s = appraise(p, sc)
-    return settle(p, s.bucket, est, target, s.report_ids, now, sc)
+    return settle(p, s.bucket, est, target, lambda: s.report_ids, now, sc)
 
 
 def _roll_to(p: ProvinceCell, to_bucket: int, now: float, sc: Scoring) -> ScoreUpdate | None:

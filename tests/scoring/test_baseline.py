@@ -3,10 +3,12 @@ repeated reports, hysteresis, cold start, and the score update it emits."""
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from services.scoring.baseline import (
-    COUNTED, DUPLICATE, LATE, REDELIVERED, TOO_OLD, Cell, add_report, assess, bucket_start, new_cell, roll,
+    COUNTED, DUPLICATE, LATE, RECENT_IDS, REDELIVERED, TOO_OLD, Cell, add_report, assess, bucket_start, new_cell,
+    report_key, roll,
 )
 from tests.scoring.builders import WIB, at, report, scoring, seeded
 
@@ -136,6 +138,36 @@ def test_repeated_report_id_is_not_counted():
     cell, _, third = add_report(cell, other_source, 3, at(0), sc)
     assert (first, repeat, third) == (COUNTED, DUPLICATE, COUNTED)
     assert cell.observed == 2
+
+
+def test_the_last_256_report_ids_are_remembered_across_encoding():
+    sc = scoring()
+    cell = new_cell("65.71", "mass_mobilization", at(0), sc)
+    reports = [report(at(0)) for _ in range(RECENT_IDS + 1)]
+    for r in reports:
+        cell, _, _ = add_report(cell, r, None, at(0), sc)
+    cell = Cell.from_bytes(cell.to_bytes())
+    assert add_report(cell, reports[-1], None, at(0), sc)[2] == DUPLICATE
+    assert add_report(cell, reports[0], None, at(0), sc)[2] == COUNTED  # the oldest was let go
+
+
+def test_a_cell_written_with_report_ids_as_numbers_still_knows_them():
+    sc = scoring()
+    r = report(at(0))
+    cell, _, _ = add_report(new_cell("65.71", "mass_mobilization", at(0), sc), r, None, at(0), sc)
+    before = orjson.loads(cell.to_bytes())
+    before["recent"] = [int.from_bytes(report_key(r["source"], r["event_id"]), "big")]  # the earlier format
+    cell = Cell.from_bytes(orjson.dumps(before))
+    assert add_report(cell, dict(r), None, at(0), sc)[2] == DUPLICATE
+
+
+def test_a_report_id_straddling_two_stored_ids_is_not_a_repeat():
+    sc = scoring()
+    cell = new_cell("65.71", "mass_mobilization", at(0), sc)
+    r = report(at(0))
+    ident = report_key(r["source"], r["event_id"])
+    cell.recent = b"\0\0\0" + ident + b"\0\0\0"  # the id's bytes, but not at an id's place
+    assert add_report(cell, r, None, at(0), sc)[2] == COUNTED
 
 
 def test_severity_5_is_awas_at_once():
