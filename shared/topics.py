@@ -15,3 +15,8 @@ ALL = (REPORTS_RAW, REPORTS_V1, REPORTS_DLQ, SCORES_V1, ESCALATIONS_V1, NOTIFICA
 SCORING_TICKS = "pantau.scoring.ticks"        # one tick per partition: close elapsed buckets
 SCORING_PROVINCE = "pantau.scoring.province"  # kabupaten/kota snapshots keyed by province
 SCORING_BACKFILL = "pantau.scoring.backfill"  # `pantau backfill` history, keyed by kabupaten/kota
+
+# --- message headers (beside the contract bodies, which they do not change) ------------------
+# On pantau.scores.v1: the earliest `received_at` of the reports whose batch produced the
+# update, so notify can observe pantau_end_to_end_seconds (report received → first page).
+RECEIVED_AT_HEADER = "pantau-received-at"

@@ -95,6 +95,10 @@ class Outbox:
     progress: dict[bytes, bytes] = field(default_factory=dict)      # progress key → last applied offset
     reseek: dict[tuple[str, int], int] = field(default_factory=dict)  # (topic, partition) → offset to read next
     outcomes: Counter = field(default_factory=Counter)
+    # Per cell: the earliest `received_at` (RFC 3339 UTC, so it sorts as text) of the reports
+    # this batch counted. An update carries it in a header so notify can measure report
+    # received → first page delivered (pantau_end_to_end_seconds), batching wait included.
+    received: dict[str, str] = field(default_factory=dict)
 
     def province_messages(self) -> list[tuple[bytes, bytes]]:
         """The snapshots as `pantau.scoring.province` messages: one per province and up to
@@ -276,6 +280,9 @@ class ReportScorer(_Scorer):
                 dirty.add(key)
             if outcome in (COUNTED, LATE):
                 changed.add(key)
+                got = report.get("received_at")
+                if isinstance(got, str) and (cell.key not in box.received or got < box.received[cell.key]):
+                    box.received[cell.key] = got
             if update is not None:
                 box.updates[cell.key] = update
         # The level once per touched cell and batch: counts only grow within a bucket, so the

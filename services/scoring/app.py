@@ -148,6 +148,10 @@ def worker_datadir() -> str:
     raise AssertionError("unreachable")
 
 
+def received_header(received_at: str | None) -> list[tuple[str, bytes]] | None:
+    return None if received_at is None else [(topics.RECEIVED_AT_HEADER, received_at.encode())]
+
+
 def _die(exc: BaseException) -> None:
     """An I/O failure mid-batch: stop hard, before Faust acks the batch and commits past it.
     The supervisor restarts the worker, which replays from the last commit; the cells'
@@ -203,8 +207,9 @@ def create_app(config: Config) -> faust.App:
 
     async def publish(box: Outbox, scorer: ReportScorer | ProvinceScorer, cells: PartitionedTable) -> None:
         send = app.producer.send
-        futures = [await send(topics.SCORES_V1, u.region_code.encode(), u.to_json(), None, None, None)
-                   for u in box.updates.values()]
+        futures = [await send(topics.SCORES_V1, u.region_code.encode(), u.to_json(), None, None,
+                              received_header(box.received.get(key)))
+                   for key, u in box.updates.items()]
         futures += [await send(topics.SCORING_PROVINCE, key, value, None, None, None)
                     for key, value in box.province_messages()]
         if futures:

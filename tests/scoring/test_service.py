@@ -3,6 +3,7 @@ from pantau.scores.v1. Each test owns its categories, so they share one stack.""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from shared import topics
 from shared.config import Config
 from tests.scoring.conftest import of, post, scores
 from tests.scoring.test_agents import Msg
-from tests.utils import report
+from tests.utils import collect, report, value
 
 WITA = timezone(timedelta(hours=8))  # Kalimantan Utara
 
@@ -69,6 +70,18 @@ def test_a_severity_5_report_is_awas_at_once(scoring_stack, gateway):
     assert u["report_ids"] == [r["event_id"]]
     assert set(u) == {"region_code", "category", "bucket_start", "bucket_end", "observed", "weighted", "expected",
                       "upper", "method", "alarm", "level", "reasons", "report_ids", "computed_at"}
+
+
+def test_an_update_carries_the_received_at_of_the_report_that_raised_it(scoring_stack, gateway):
+    """Notify measures report received → first page from this header (pantau_end_to_end_seconds)."""
+    r = report(region_code="65.03", category="security_threat", severity=5, occurred_at=now_local())
+    post(gateway, [r])
+    boot = scoring_stack.config.kafka.bootstrap_servers
+    [accepted] = asyncio.run(collect(boot, [topics.REPORTS_V1], lambda ms: len(ms) == 1,
+                                     where=lambda m: value(m)["event_id"] == r["event_id"]))
+    [update] = asyncio.run(collect(boot, [topics.SCORES_V1], lambda ms: len(ms) == 1,
+                                   where=lambda m: value(m)["report_ids"] == [r["event_id"]]))
+    assert dict(update.headers)[topics.RECEIVED_AT_HEADER].decode() == value(accepted)["received_at"]
 
 
 def test_alarms_in_two_kabupaten_make_the_province_siaga(scoring_stack, gateway):
