@@ -13,8 +13,9 @@
   The services' Kafka client settings, no validation, no state, no Redis, one process.
 - `consume ...`: a raw aiokafka consumer in a group (getmany + json decode per message +
   commit per batch): the ceiling of any consumer of the same workload on this machine.
-- `post ...`: a plain concurrent httpx client POSTing webhook-sized bodies to a receiver with
-  a fixed number in flight: what the delivery stage could do with no Redis and no Kafka.
+- `post ...`: notify's HTTP client alone (httpx, services.notify.channels.HttpPool) POSTing
+  webhook-sized bodies to a receiver with a fixed number in flight: what the delivery stage
+  could do with no Redis and no Kafka.
 
 Each runs as its own process, as the services they stand for do.
 """
@@ -100,7 +101,6 @@ async def chain(port: int, bootstrap: str, topic_a: str, topic_b: str, group: st
     """Serve the skeleton until SIGTERM (see the module docstring)."""
     import signal
 
-    import httpx
     import uvicorn
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -134,7 +134,10 @@ async def chain(port: int, bootstrap: str, topic_a: str, topic_b: str, group: st
     async def to_b(m) -> None:  # type: ignore[no-untyped-def]
         await (await producer.send(topic_b, m.value, key=m.key))
 
-    http = httpx.AsyncClient(limits=httpx.Limits(max_connections=64))
+    # notify's own HTTP client (several small httpx pools), so the baseline pays what notify pays.
+    from services.notify.channels import HttpPool
+
+    http = HttpPool(64)
 
     async def page(m) -> None:  # type: ignore[no-untyped-def]
         r = orjson.loads(m.value)
@@ -193,12 +196,13 @@ async def consume(bootstrap: str, topic: str, group: str, n: int, timeout_s: flo
 
 
 async def post(url: str, n: int, concurrency: int, body_bytes: int) -> dict:
-    """POST `n` bodies of `body_bytes` to `url`, `concurrency` in flight, one httpx client
-    with notify's pool size; rate from the first answer to the last."""
-    import httpx
+    """POST `n` bodies of `body_bytes` to `url`, `concurrency` in flight, through notify's own
+    HTTP client (services.notify.channels.HttpPool: httpx, several small pools) of notify's pool
+    size; rate from the first answer to the last."""
+    from services.notify.channels import HttpPool
 
     body = orjson.dumps({"status": "triggered", "summary": "x" * max(0, body_bytes - 40)})
-    http = httpx.AsyncClient(follow_redirects=False, limits=httpx.Limits(max_connections=concurrency))
+    http = HttpPool(concurrency)
     todo = iter(range(n))
     ok = 0
     t_first = 0.0

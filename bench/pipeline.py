@@ -43,6 +43,7 @@ from bench import workload
 from bench.context import Context
 from bench.cpu import CpuMeter
 from bench.openloop import OpenResult, OpenSpec, pct, run_open
+from bench.profile import sampled
 from bench.report import Row
 from bench.stack import PARTITIONS, create_topic, peak_mb, read_topic, wait_http_ready, write_config
 from cli.stack import Child, EmbeddedStack, free_port, wait_port
@@ -285,7 +286,7 @@ def run(ctx: Context) -> list[Row]:
         ctx.log(f"pipeline: warm-up paged {got:,} of {warm:,}; {n:,} reports at {RATE:g}/s")
         base_count = receiver.count()
         requests = workload.paging_requests("pipe", warm, n)
-        with CpuMeter(all_pids) as cpu:
+        with sampled(all_pids["notify"], ctx.profile_dir, "notify-pipeline"), CpuMeter(all_pids) as cpu:
             t0 = time.perf_counter()
             res = run_open(_spec(gw_port, "/v1/reports", partial(workload.paging_requests, "pipe", warm, n)))
             receiver.wait_count(base_count + n, settle_s)

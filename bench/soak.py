@@ -12,7 +12,8 @@ group's lag, to show that neither grows. Not part of `make bench` and not for CI
   webhook receiver), and consumer lag per group two ways: `pantau_consumer_lag_messages`
   summed from the services' /metrics ("metrics": what each service says of itself), and the
   broker's end offsets minus the group's committed offsets ("committed": what the broker
-  says; scoring, notify, its watchdog and the validator).
+  says; scoring, notify and the validator; notify's watchdog keeps its positions in Redis, not
+  in a group, so only its metric shows its lag).
 - At the end: the series as a table, and per series the least-squares slope per minute over
   the whole run and over its second half (start-up growth is in the first half); flat means
   a slope near 0 MB/min and lag that stays near 0 messages. Written to bench/results/soak.md
@@ -137,8 +138,7 @@ def _broker_lags(stack) -> dict[str, float]:  # type: ignore[no-untyped-def]
     cfg = stack.config
     groups = {cfg.ingest.validator_group: (topics.REPORTS_RAW,),
               "pantau-scoring": (topics.REPORTS_V1, topics.SCORING_PROVINCE),
-              cfg.notify.consumer_group: (topics.SCORES_V1,),
-              cfg.notify.watchdog_group: (topics.REPORTS_V1,)}
+              cfg.notify.consumer_group: (topics.SCORES_V1,)}
     try:
         return asyncio.run(_committed_lag(cfg.kafka.bootstrap_servers, groups))
     except Exception as e:  # noqa: BLE001 — a sample is skipped, the soak goes on

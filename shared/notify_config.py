@@ -197,6 +197,8 @@ class NotifySettings(_Strict):
     watchdog_policy: str | None = None
     watchdog_reminder_minutes: float = Field(60.0, gt=0, le=24 * 60)
     consumer_group: str = "pantau-notify"
+    # The watchdog reads reports.v1 without a consumer group (its positions are in Redis):
+    # this names it only in `pantau_consumer_lag_messages`.
     watchdog_group: str = "pantau-notify-watchdog"
     timer_lease_s: float = Field(30.0, ge=1, le=3600)
     timer_poll_s: float = Field(0.5, gt=0, le=10)

@@ -129,7 +129,8 @@ return 1
 
 # KEYS: due, outbox. ARGV: limit, at (RFC 3339), record key prefix, worker name.
 # Returns {now_ms, next_due_ms or -1, then per claimed job: id, attempt, previous state,
-# interrupted-event JSON or ''}. A job found 'sending' is one whose lease expired.
+# interrupted-event JSON or '', the record as claimed (HGETALL: the attempt needs no read of
+# its own)}. A job found 'sending' is one whose lease expired.
 _CLAIM = _LIB + """
 local now = now_ms()
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
@@ -155,6 +156,7 @@ for _, id in ipairs(ids) do
     out[#out + 1] = attempt
     out[#out + 1] = state
     out[#out + 1] = lost
+    out[#out + 1] = redis.call('HGETALL', key)
   else
     redis.call('ZREM', KEYS[1], id)
   end
@@ -251,6 +253,7 @@ class Job:
     id: str
     attempt: int
     previous: str
+    record: dict[str, str] | None = None  # its fields as claimed (None: read them when attempting)
 
 
 def _s(v: Any) -> str:
@@ -391,8 +394,10 @@ class Deliverer:
         res = await self._claim(keys=[DUE_KEY, OUTBOX_KEY], args=[limit, rfc3339(self.clock()), PREFIX, self.worker])
         now_ms, next_ms = int(res[0]), int(res[1])
         jobs = []
-        for i in range(2, len(res), 4):
-            job = Job(_s(res[i]), int(res[i + 1]), _s(res[i + 2]))
+        for i in range(2, len(res), 5):
+            flat = res[i + 4]
+            job = Job(_s(res[i]), int(res[i + 1]), _s(res[i + 2]),
+                      {_s(flat[j]): _s(flat[j + 1]) for j in range(0, len(flat), 2)})
             jobs.append(job)
             lost = _s(res[i + 3])
             if lost:
@@ -416,7 +421,7 @@ class Deliverer:
     async def attempt(self, job: Job) -> str | None:
         """Send one claimed attempt and record its outcome; returns the recorded outcome, or
         None when the attempt was no longer ours."""
-        rec = {_s(k): _s(v) for k, v in (await self.redis.hgetall(record_key(job.id))).items()}
+        rec = job.record or {_s(k): _s(v) for k, v in (await self.redis.hgetall(record_key(job.id))).items()}
         if not rec:
             return None
         channel = self.channels.get(rec["channel_id"])

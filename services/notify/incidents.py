@@ -19,6 +19,7 @@ concurrent writers (consumer, scheduler, API, several processes) never lose an u
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -518,6 +519,46 @@ return ids
 """
 
 
+# The incident open for a pair, else how the pair's last one was resolved: one round trip
+# instead of three (open index, document, closed index).
+# KEYS: open index, closed index. ARGV: pair. Returns {doc or '', closed marker or ''}.
+_LOAD = """
+local id = redis.call('HGET', KEYS[1], ARGV[1])
+if id then
+  local doc = redis.call('HGET', 'pantau:incident:' .. id, 'doc')
+  if doc then return {doc, ''} end
+end
+return {'', redis.call('HGET', KEYS[2], ARGV[1]) or ''}
+"""
+
+# The open incident of a province and category, and which of the province's kabupaten/kota
+# have an incident of that category in the open index (inhibition needs no more of them).
+# KEYS: open index. ARGV: the province's pair, then the kabupaten/kota pairs.
+# Returns {province doc or '', the open kabupaten/kota pairs}.
+_PROVINCE = """
+local id = redis.call('HGET', KEYS[1], ARGV[1])
+local doc = ''
+if id then doc = redis.call('HGET', 'pantau:incident:' .. id, 'doc') or '' end
+local open = {}
+for i = 2, #ARGV do
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then open[#open + 1] = ARGV[i] end
+end
+return {doc, open}
+"""
+
+
+@dataclass(frozen=True)
+class OpenPair:
+    """An entry of the open index seen without its document: enough for `inhibit.spread`
+    (the index holds only incidents not yet resolved; source incidents never match a pair)."""
+
+    region_code: str
+    category: str
+    id: str = ""
+    kind: str = "score"
+    status: str = "triggered"
+
+
 class SaveConflict(Exception):
     """Someone else changed the incident (or opened one for the same pair) first."""
 
@@ -532,11 +573,49 @@ class IncidentStore:
         self.retention_s = retention_days * 86400
         self._save = r.register_script(_SAVE)
         self._claim = r.register_script(_CLAIM)
+        self._load = r.register_script(_LOAD)
+        self._province = r.register_script(_PROVINCE)
 
     # reads
     async def get(self, incident_id: str) -> Incident | None:
         doc = await self.r.hget(K_INCIDENT.format(incident_id), "doc")
         return None if doc is None else Incident.model_validate_json(doc)
+
+    async def get_many(self, ids: Sequence[str]) -> list[Incident | None]:
+        """Several incidents in one round trip, in the order asked."""
+        if not ids:
+            return []
+        async with self.r.pipeline(transaction=False) as p:
+            for i in ids:
+                p.hget(K_INCIDENT.format(i), "doc")
+            docs = await p.execute()
+        return [None if d is None else Incident.model_validate_json(d) for d in docs]
+
+    async def load(self, key: str) -> tuple[Incident | None, dict | None]:
+        """The open incident of a pair, else the pair's closed marker (see `closed`)."""
+        doc, closed = await self._load(keys=[K_OPEN, K_CLOSED], args=[key])
+        return _loaded(doc, closed)
+
+    async def load_many(self, keys: Sequence[str]) -> list[tuple[Incident | None, dict | None]]:
+        """`load` for several pairs in one round trip."""
+        async with self.r.pipeline(transaction=False) as p:
+            for k in keys:
+                await self._load(keys=[K_OPEN, K_CLOSED], args=[k], client=p)
+            got = await p.execute()
+        return [_loaded(doc, closed) for doc, closed in got]
+
+    async def province_view(self, province: str, category: str,
+                            kabkota: Sequence[str]) -> tuple[Incident | None, list[OpenPair]]:
+        """The open incident of (province, category), if any, and the open incidents of that
+        category among `kabkota` (the province's kabupaten/kota), in one round trip."""
+        doc, open_pairs = await self._province(
+            keys=[K_OPEN], args=[incident_key(province, category), *(incident_key(k, category) for k in kabkota)])
+        holder = Incident.model_validate_json(doc) if doc else None
+        pairs = []
+        for raw in open_pairs:
+            region, _, cat = (raw.decode() if isinstance(raw, bytes) else raw).partition("|")
+            pairs.append(OpenPair(region, cat))
+        return holder, pairs
 
     async def open_id(self, key: str) -> str | None:
         v = await self.r.hget(K_OPEN, key)
@@ -592,6 +671,24 @@ class IncidentStore:
     # writes
     async def save(self, change: Change, expected_version: int) -> Incident:
         """Write the change if the incident is still at `expected_version`; else SaveConflict."""
+        inc, keys, args = self._save_call(change, expected_version)
+        if int(await self._save(keys=keys, args=args)) != 1:
+            raise SaveConflict(inc.id)
+        return inc
+
+    async def save_many(self, saves: Sequence[tuple[Change, int]]) -> list[Incident | None]:
+        """`save` for several incidents in one round trip (each checked on its own); None
+        where that one's version had moved on (the caller retries it alone)."""
+        if not saves:
+            return []
+        calls = [self._save_call(change, version) for change, version in saves]
+        async with self.r.pipeline(transaction=False) as p:
+            for _, keys, args in calls:
+                await self._save(keys=keys, args=args, client=p)
+            res = await p.execute()
+        return [inc if int(r) == 1 else None for (inc, _, _), r in zip(calls, res)]
+
+    def _save_call(self, change: Change, expected_version: int) -> tuple[Incident, list[str], list[Any]]:
         inc = change.incident.model_copy(update={"version": expected_version + 1})
         if expected_version == 0:
             open_action = "set"
@@ -603,15 +700,11 @@ class IncidentStore:
         events = [orjson.dumps(lifecycle_event(inc, status, step, self.ack_url(inc.id))) for status, step in change.events]
         ttl = self.retention_s if inc.status == "resolved" and not inc.broadcasts else 0
         closed = orjson.dumps({"id": inc.id, "level": inc.level, "bucket": inc.last_alert_bucket})
-        res = await self._save(
-            keys=[K_INCIDENT.format(inc.id), K_TIMELINE.format(inc.id), K_OPEN, K_ALL, K_TIMERS, K_OUTBOX, K_CLOSED],
-            args=[inc.id, str(expected_version), str(expected_version + 1), inc.model_dump_json(), inc.key,
-                  open_action, "" if timer is None else repr(float(timer)), repr(inc.opened_at), ttl, closed,
-                  len(change.timeline), *[orjson.dumps(e) for e in change.timeline], *events],
-        )
-        if int(res) != 1:
-            raise SaveConflict(inc.id)
-        return inc
+        keys = [K_INCIDENT.format(inc.id), K_TIMELINE.format(inc.id), K_OPEN, K_ALL, K_TIMERS, K_OUTBOX, K_CLOSED]
+        args = [inc.id, str(expected_version), str(expected_version + 1), inc.model_dump_json(), inc.key,
+                open_action, "" if timer is None else repr(float(timer)), repr(inc.opened_at), ttl, closed,
+                len(change.timeline), *[orjson.dumps(e) for e in change.timeline], *events]
+        return inc, keys, args
 
     async def mutate(self, incident_id: str, fn: Callable[[Incident], Change | None],
                      attempts: int = 20) -> tuple[Incident | None, Change | None]:
@@ -640,9 +733,8 @@ class IncidentStore:
         """Update the open incident for `key`, or open one (`on_new` gets the pair's closed
         marker); safe against a concurrent opener."""
         for _ in range(attempts):
-            oid = await self.open_id(key)
-            inc = await self.get(oid) if oid else None
-            change = on_open(inc) if inc is not None else on_new(await self.closed(key))
+            inc, closed = await self.load(key)
+            change = on_open(inc) if inc is not None else on_new(closed)
             if change is None:
                 return inc, None
             try:
@@ -695,11 +787,21 @@ class IncidentStore:
             await p.execute()
         return s
 
-    async def wake_held(self, province_id: str, now: float) -> int:
+    async def wake_held(self, province_id: str, now: float, region: str | None = None,
+                        category: str | None = None) -> int:
         """Bring forward the timers of open incidents held back by `province_id` (it resolved
-        or its level fell), so they resume at once rather than at their next recheck."""
+        or its level fell), so they resume at once rather than at their next recheck. With the
+        province's `region` and `category`, only its kabupaten/kota incidents are read, not
+        every open incident."""
+        if region is not None and category is not None:
+            _, pairs = await self.province_view(region, category, kabkota_of_province(region))
+            ids = [i for i in await self.r.hmget(K_OPEN, [incident_key(p.region_code, p.category) for p in pairs])
+                   if i is not None] if pairs else []
+            candidates = [i for i in await self.get_many([_str(i) for i in ids]) if i is not None]
+        else:
+            candidates = await self.open_incidents()
         n = 0
-        for inc in await self.open_incidents():
+        for inc in candidates:
             if inc.is_open and inc.inhibited_by == province_id:
                 await self.set_timer(inc.id, now)
                 n += 1
@@ -717,6 +819,21 @@ class IncidentStore:
                     await self.set_timer(inc.id, min(due, now))
                     n += 1
         return n
+
+
+@functools.lru_cache(maxsize=64)
+def kabkota_of_province(province: str) -> tuple[str, ...]:
+    """The kabupaten/kota codes of a province (the registry scans every code to find them)."""
+    return tuple(registry().children(province))
+
+
+def _str(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def _loaded(doc: Any, closed: Any) -> tuple[Incident | None, dict | None]:
+    inc = Incident.model_validate_json(doc) if doc else None
+    return inc, (orjson.loads(closed) if not inc and closed else None)
 
 
 def silence_view(s: dict, now: float) -> dict:

@@ -11,7 +11,7 @@ numbers, e-mail addresses and the like into partial masks (`B*** S***`, `6571***
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, Literal
@@ -63,8 +63,9 @@ class Notice:
 
     def to_dict(self) -> dict[str, Any]:
         """The contract JSON object, in contract order."""
-        d = asdict(self)
-        return {k: list(d[k]) if k in ("reasons", "report_ids") else d[k] for k in _FIELDS}
+        # Every field is a str, an int or a tuple of str: asdict's recursive deep copy cost
+        # ~0.5 ms with a full list of report ids, twice per delivery, for nothing.
+        return {k: list(v) if isinstance(v := getattr(self, k), tuple) else v for k in _FIELDS}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Notice":

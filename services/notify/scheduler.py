@@ -23,6 +23,7 @@ the same deliveries: every due step fires, none twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import inspect
 import logging
@@ -34,15 +35,17 @@ from typing import Any, Callable, Protocol, Sequence
 
 from shared import metrics
 from shared.notify_config import InhibitSettings, Override, Policy, Rotation
+from shared.regions import registry
 from services.notify.incidents import (
     Incident,
     IncidentStore,
+    OpenPair,
     SaveConflict,
     broadcast_done,
     deferred,
     fired,
-    incident_key,
     inhibited,
+    kabkota_of_province,
     released,
     rfc3339,
 )
@@ -120,11 +123,15 @@ def _fault(point: str, subject: str) -> None:
 
 
 class Scheduler:
-    """Claims due timers and fires what is due; `wake()` brings a look forward."""
+    """Claims due timers and fires what is due; `wake()` brings a look forward.
+
+    Due incidents are processed side by side (`concurrency` at a time): each
+    waits mostly on Redis and on delivery submits, and they touch different incidents, whose
+    saves are version-checked anyway (as between several notify processes)."""
 
     def __init__(self, store: IncidentStore, deliverer: Submitter, paging: Paging, links: LinkMaker,
                  overrides: OverrideStore | None = None, lease_s: float = 30.0, poll_s: float = 0.5,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, concurrency: int = 32):
         self.store = store
         self.deliverer = deliverer
         self.paging = paging
@@ -133,77 +140,129 @@ class Scheduler:
         self.lease_s = lease_s
         self.poll_s = poll_s
         self.clock = clock
+        self.concurrency = concurrency
         self._wake = asyncio.Event()
+        self._overdue_at = 0.0
 
     def wake(self) -> None:
         self._wake.set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                n = await self.tick()
-                await self._report_overdue()
-            except Exception:
-                log.exception("scheduler tick failed; retrying")
-                n = 0
-            if n:
-                continue
-            nxt = None
-            try:
-                nxt = await self.store.next_timer()
-            except Exception:
-                pass
-            delay = self.poll_s if nxt is None else max(0.0, min(self.poll_s, nxt - self.clock()))
-            self._wake.clear()
-            waiter = asyncio.ensure_future(self._wake.wait())
-            stopper = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({waiter, stopper}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
+        """Claim due timers whenever a slot is free, until `stop`. No tick waits for the
+        slowest incident of the one before: a new incident is claimed as soon as it is saved
+        (its wake()) and a slot is free."""
+        inflight: set[asyncio.Task] = set()
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                # Cleared before the look, not after: a wake() that comes while claiming (a
+                # new incident saved meanwhile) then ends the wait below at once, not lost.
+                self._wake.clear()
+                free = self.concurrency - len(inflight)
+                claimed = 0
+                if free > 0:
+                    try:
+                        claimed = await self._start(free, inflight)
+                    except Exception:
+                        log.exception("scheduler claim failed; retrying")
+                if free <= 0 or claimed >= free:
+                    # Every slot is busy and more may be due: go on as soon as one frees; the
+                    # overdue gauge still moves, once a second.
+                    if time.monotonic() - self._overdue_at >= 1.0:
+                        with contextlib.suppress(Exception):
+                            await self._report_overdue()
+                    await asyncio.wait({stopper, *inflight}, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                nxt = None
+                with contextlib.suppress(Exception):
+                    nxt = await self._report_overdue()
+                delay = self.poll_s if nxt is None else max(0.0, min(self.poll_s, nxt - self.clock()))
+                waiter = asyncio.ensure_future(self._wake.wait())
+                await asyncio.wait({waiter, stopper}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+                waiter.cancel()
+            if inflight:  # stopping: let the incidents being processed finish (each is short)
+                await asyncio.gather(*inflight, return_exceptions=True)
+        finally:
             stopper.cancel()
+            for t in list(inflight):  # cancelled instead: their leases run out and they fire again
+                t.cancel()
 
     async def tick(self) -> int:
-        """Process every timer due now; returns how many incidents were looked at."""
-        ids = await self.store.claim_due(self.clock(), self.lease_s)
-        for incident_id in ids:
-            try:
-                await self.process(incident_id)
-            except Exception:
-                # The lease stays: the timer comes due again after `lease_s`.
-                log.exception("incident %s: processing failed; retrying after the lease", incident_id)
+        """Process every timer due now (up to `concurrency` of them) and wait for them;
+        returns how many incidents were looked at. (`run` does the same without waiting.)"""
+        inflight: set[asyncio.Task] = set()
+        n = await self._start(self.concurrency, inflight)
+        await asyncio.gather(*inflight)
+        return n
+
+    async def _start(self, limit: int, inflight: set[asyncio.Task]) -> int:
+        """Claim up to `limit` due timers and start processing each in a task of `inflight`."""
+        ids = await self.store.claim_due(self.clock(), self.lease_s, limit=limit)
+        if not ids:
+            return 0
+        # One round trip for all the claimed incidents and one for the silences, instead of
+        # one each per incident: a silence added now counts from the next claim.
+        first = await self.store.get_many(ids)
+        silences = await self.store.silences()
+        for incident_id, inc in zip(ids, first):
+            t = asyncio.create_task(self._process_safely(incident_id, inc, silences), name=f"notify-fire-{incident_id}")
+            inflight.add(t)
+            t.add_done_callback(inflight.discard)
         return len(ids)
 
-    async def _report_overdue(self) -> None:
-        nxt = await self.store.next_timer()
-        metrics.ESCALATION_OVERDUE.set(0.0 if nxt is None else max(0.0, self.clock() - nxt))
+    async def _process_safely(self, incident_id: str, inc: Incident | None, silences: list[dict]) -> None:
+        try:
+            await self.process(incident_id, first=inc, silences=silences)
+        except Exception:
+            # The lease stays: the timer comes due again after `lease_s`.
+            log.exception("incident %s: processing failed; retrying after the lease", incident_id)
 
-    async def process(self, incident_id: str, max_rounds: int = 50) -> None:
-        """Bring one incident up to date: pending notices, then every firing now due."""
+    async def _report_overdue(self) -> float | None:
+        """Set the overdue gauge; returns the earliest timer (None: none)."""
+        nxt = await self.store.next_timer()
+        self._overdue_at = time.monotonic()
+        metrics.ESCALATION_OVERDUE.set(0.0 if nxt is None else max(0.0, self.clock() - nxt))
+        return nxt
+
+    async def process(self, incident_id: str, max_rounds: int = 50, *, first: Incident | None = None,
+                      silences: list[dict] | None = None) -> None:
+        """Bring one incident up to date: pending notices, then every firing now due.
+
+        `first` is the incident as just read (the tick reads all it claimed at once) and
+        `silences` the silences as read for the tick; without them both are read here."""
+        known = first
+        # True while `known` is what this loop itself just saved with its timer set from
+        # `wakeup()` (Change.timer "auto"): then a Wait or Idle finds that timer already in place.
+        timer_saved = False
         for _ in range(max_rounds):
             now = self.clock()
-            inc = await self.store.get(incident_id)
+            inc = known if known is not None else await self.store.get(incident_id)
+            fresh, known, timer_saved = timer_saved and known is not None, None, False
             if inc is None:
                 await self.store.set_timer(incident_id, None)
                 return
             try:
                 if inc.broadcasts:
-                    await self._broadcast(inc, now)
+                    known, timer_saved = await self._broadcast(inc, now), True
                     continue
                 policy = self.paging.policy(inc.escalation.policy_id)
                 action = next_action(inc.escalation, policy, now) if inc.is_open else Idle("not open")
                 if isinstance(action, Wait):
-                    await self.store.set_timer(incident_id, action.until)
+                    if not (fresh and inc.wakeup() == action.until):
+                        await self.store.set_timer(incident_id, action.until)
                     return
                 if isinstance(action, Idle):
-                    await self.store.set_timer(incident_id, inc.wakeup())
+                    if not fresh:
+                        await self.store.set_timer(incident_id, inc.wakeup())
                     return
-                silence = silenced_by(await self.store.silences(), inc.region_code, inc.category, now)
+                if silences is None:
+                    silences = await self.store.silences()
+                silence = silenced_by(silences, inc.region_code, inc.category, now)
                 if silence is not None:
                     await self.store.save(deferred(inc, silence, now), inc.version)
                     return
-                holder = await self._province_of(inc)
+                holder, others = await self._province_of(inc)
                 rule = self.paging.inhibit
-                # The other open incidents matter only when a province incident is there to hold.
-                others = await self.store.open_incidents() if holder is not None else []
                 held = inhibitor(inc, holder, others, rule.province_over_kabupaten, rule.min_kabkota)
                 if held is not None:
                     await self._hold(inc, held, now)  # type: ignore[arg-type]
@@ -211,21 +270,22 @@ class Scheduler:
                 if inc.inhibited_by is not None:
                     why = release_reason(inc, holder if holder is not None and holder.id == inc.inhibited_by
                                          else None, others, rule.province_over_kabupaten, rule.min_kabkota)
-                    await self.store.save(released(inc, now, why), inc.version)
+                    known, timer_saved = await self.store.save(released(inc, now, why), inc.version), True
                     log.info("incident %s: pages resume (%s)", inc.id, why)
                     continue  # the resumed step is due now: fire it in the next round
-                await self._fire(inc, policy, action, now)  # type: ignore[arg-type]
+                known, timer_saved = await self._fire(inc, policy, action, now), True  # type: ignore[arg-type]
             except SaveConflict:
                 continue  # someone changed it meanwhile: look again
         await self.store.set_timer(incident_id, self.clock())
 
-    async def _province_of(self, inc: Incident) -> Incident | None:
-        """The open incident of the province and category above `inc`, if there is one."""
+    async def _province_of(self, inc: Incident) -> tuple[Incident | None, list[OpenPair]]:
+        """The open incident of the province and category above `inc`, if there is one, and
+        the open kabupaten/kota incidents of that province and category (all `inhibit` needs
+        of the others). Nothing is read while inhibition is switched off."""
         pair = province_pair(inc.region_code, inc.category)
-        if pair is None or inc.kind != "score":
-            return None
-        pid = await self.store.open_id(incident_key(*pair))
-        return await self.store.get(pid) if pid else None
+        if pair is None or inc.kind != "score" or not self.paging.inhibit.province_over_kabupaten:
+            return None, []
+        return await self.store.province_view(pair[0], pair[1], kabkota_of_province(pair[0]))
 
     async def _hold(self, inc: Incident, province: Incident, now: float) -> None:
         """Keep the due step pending; the timeline and the metric hear of it once per holder."""
@@ -249,7 +309,7 @@ class Scheduler:
             notes.append(f"{contact} on {channel}: not sent ({e})")
             return None
 
-    async def _broadcast(self, inc: Incident, now: float) -> None:
+    async def _broadcast(self, inc: Incident, now: float) -> Incident:
         sent: list[tuple[str, str, str, str]] = []
         notes: list[str] = []
         step = inc.escalation.last_step if inc.escalation.last_step is not None else inc.escalation.step
@@ -262,16 +322,20 @@ class Scheduler:
         change = broadcast_done(inc, [b.key for b in inc.broadcasts], sent, now)
         if notes:
             change.timeline[-1]["notes"] = notes
-        await self.store.save(change, inc.version)
+        return await self.store.save(change, inc.version)
 
-    async def _fire(self, inc: Incident, policy: Policy, fire: Fire, now: float) -> None:
+    async def _fire(self, inc: Incident, policy: Policy, fire: Fire, now: float) -> Incident:
         _fault("due", f"{inc.id}/{fire.event_key}")
         step = policy.steps[fire.step]
         at = as_datetime(fire.at)
         extra: dict[str, list[Override]] = {}
         if self.overrides is not None:
+            # Only the incident's own kabupaten/kota and province rotations can be asked
+            # (policy.resolve_targets): reading every rotation's overrides cost a round trip each.
+            mine = {registry().kabkota_of(inc.region_code), registry().province_of(inc.region_code)}
             for r in self.paging.rotations:
-                extra[r.region] = await self.overrides.overrides(r.region, at)
+                if r.region in mine:
+                    extra[r.region] = await self.overrides.overrides(r.region, at)
         contacts, notes = resolve_targets(step, inc.region_code, self.paging.rotations, self.paging.operator_contacts,
                                           at, extra)
         recips, more = recipients(step, contacts, self.paging.reaches, self.paging.shared_channels)
@@ -285,9 +349,11 @@ class Scheduler:
                 sent.append((r, did))
         _fault("after_submit", f"{inc.id}/{fire.event_key}")
         change = fired(inc, fire, sent, notes, now)
-        await self.store.save(change, inc.version)
+        saved = await self.store.save(change, inc.version)
         metrics.ESCALATION_STEPS.inc()
         log.info("incident %s: step %d fired (%s, %s) to %d deliveries", inc.id, fire.step, fire.status,
                  fire.event_key, len(sent))
         if not sent:
             log.warning("incident %s: step %d reached nobody: %s", inc.id, fire.step, "; ".join(notes))
+        return saved
+

@@ -1,12 +1,21 @@
 """The watchdog: a source that falls silent is noticed, not mistaken for calm.
 
-Where "last heard" comes from: the notify service reads `pantau.reports.v1` itself, in its own
-consumer group, keeping only `source` and `received_at` of each report (the newest per source
-goes to a Redis hash with a max-only Lua write). The alternatives do not work: score updates
+Where "last heard" comes from: the notify service reads `pantau.reports.v1` itself, keeping
+only `source` and `received_at` of each report (the newest per source goes to a Redis hash with
+a max-only Lua write). The alternatives do not work: score updates
 carry report ids but not sources (scoring aggregates sources away), and the ingest metric
 `pantau_source_last_report_timestamp_seconds` is per process and reachable only over HTTP,
 while services talk to each other only through Kafka. Reading the topic is cheap (an aiokafka
 consumer decodes ~200,000 reports/s on these machines) and sees raw and HTTP reports alike.
+
+Where it is in the topic lives in Redis, not in a consumer group: the same Lua call that
+raises the last-heard times raises the stored position of each partition (max-only too), so
+a restart resumes exactly after what is already counted, and nothing is ever committed
+elsewhere that could disagree. A consumer group would add nothing: the writes are max-only,
+so notify processes need not split the topic (each reads all of it), and a group that nobody
+reads from (no source has `silent_after_minutes`) only showed up on the broker as lag that
+grew for ever. Its lag is `pantau_consumer_lag_messages` with `group` =
+`notify.watchdog_group`.
 
 A configured source with `silent_after_minutes` that has sent nothing for that long (counted
 from the watchdog's first start for a source never heard from) raises an incident of its own,
@@ -25,11 +34,10 @@ from typing import Callable, Sequence
 
 import orjson
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import CommitFailedError
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared import metrics, topics
-from shared.kafka import CONSUMER_DEFAULTS
+from shared.kafka import CONSUMER_DEFAULTS, report_lag
 from shared.notify_config import Policy, Step
 from services.notify.consumer import count_change
 from services.notify.incidents import IncidentStore, open_source_incident, resolve, source_key
@@ -38,12 +46,18 @@ log = logging.getLogger("pantau.notify.watchdog")
 
 K_LAST_SEEN = "pantau:watchdog:last_seen"
 K_STARTED = "pantau:watchdog:started"
+K_POSITIONS = "pantau:watchdog:positions"  # partition of reports.v1 → next offset to read
 
+# KEYS: last seen, positions. ARGV: n, then n source/time pairs, then partition/offset pairs.
+# Both max-only: replaying a batch, or another notify process reading the same one, is harmless.
 _MAX = """
-for i = 1, #ARGV, 2 do
-  local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
-  if tonumber(ARGV[i + 1]) > cur then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local function raise(key, field, value)
+  local cur = tonumber(redis.call('HGET', key, field) or '-1')
+  if tonumber(value) > cur then redis.call('HSET', key, field, value) end
 end
+local n = tonumber(ARGV[1])
+for i = 2, 2 * n, 2 do raise(KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 2 * n + 2, #ARGV, 2 do raise(KEYS[2], ARGV[i], ARGV[i + 1]) end
 return 1
 """
 
@@ -113,13 +127,15 @@ class Watchdog:
         await asyncio.gather(self._tail(stop), self._check_loop(stop))
 
     async def _tail(self, stop: asyncio.Event) -> None:
-        self.consumer = AIOKafkaConsumer(topics.REPORTS_V1, bootstrap_servers=self.bootstrap, group_id=self.group,
-                                         **CONSUMER_DEFAULTS)
+        # `group` is only the label of the lag metric: no group_id, positions are in Redis.
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, **CONSUMER_DEFAULTS)
         await self.consumer.start()
+        await self._assign(stop)
         while not stop.is_set():
             batches = await self.consumer.getmany(timeout_ms=500, max_records=5000)
             if not batches:
                 self.caught_up.set()
+                await report_lag(self.consumer, self.group)
                 continue
             newest: dict[str, float] = {}
             for msgs in batches.values():
@@ -127,15 +143,34 @@ class Watchdog:
                     got = _received(m.value)
                     if got is not None and got[1] > newest.get(got[0], 0.0):
                         newest[got[0]] = got[1]
-            if newest:
-                args: list[str] = []
-                for s, at in newest.items():
-                    args += [s, repr(at)]
-                await self._max(keys=[K_LAST_SEEN], args=args)
-            try:
-                await self.consumer.commit({tp: msgs[-1].offset + 1 for tp, msgs in batches.items()})
-            except CommitFailedError:
-                log.info("offset commit lost to a rebalance; the next owner re-reads (max-only, harmless)")
+            args: list[str] = [str(len(newest))]
+            for s, at in newest.items():
+                args += [s, repr(at)]
+            for tp, msgs in batches.items():
+                args += [str(tp.partition), str(msgs[-1].offset + 1)]
+            await self._max(keys=[K_LAST_SEEN, K_POSITIONS], args=args)
+            await report_lag(self.consumer, self.group)
+
+    async def _assign(self, stop: asyncio.Event) -> None:
+        """Every partition of reports.v1, each from its position in Redis (from the start of
+        the topic when there is none yet)."""
+        assert self.consumer is not None
+        while not stop.is_set():
+            await self.consumer.topics()  # refreshes the metadata
+            parts = self.consumer.partitions_for_topic(topics.REPORTS_V1)
+            if parts:
+                break
+            await asyncio.sleep(1.0)  # the topic is not there yet
+        else:
+            return
+        tps = [TopicPartition(topics.REPORTS_V1, p) for p in sorted(parts)]
+        self.consumer.assign(tps)
+        stored = {int(k): int(v) for k, v in (await self.r.hgetall(K_POSITIONS)).items()}
+        for tp in tps:
+            if tp.partition in stored:
+                self.consumer.seek(tp, stored[tp.partition])
+            else:
+                await self.consumer.seek_to_beginning(tp)
 
     async def _check_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
