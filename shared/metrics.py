@@ -186,12 +186,14 @@ def exposition() -> bytes:
     """The /metrics page of a process: the registered metrics, then pantau_region_level."""
     return generate_latest() + REGION_LEVELS.render()
 
-# --- end to end (added with deploy/: defined here, not yet observed by any service) ---------
-# To be observed once per incident by notify, at the first `delivered` attempt of its first
-# page: delivery time minus the earliest `received_at` (pantau.reports.v1) of the reports that
-# opened it. No labels: an incident id or a region would be unbounded or per-event.
+# --- end to end ------------------------------------------------------------------------------
+# Observed once per incident by notify, at the first `delivered` attempt of its first page:
+# delivery time minus the earliest `received_at` of the reports in the scoring batch whose
+# update opened it (header pantau-received-at on pantau.scores.v1). Incidents opened by a
+# province roll-up or the watchdog have no such report and are not observed. No labels: an
+# incident id or a region would be unbounded or per-event.
 END_TO_END_SECONDS = Histogram(
     "pantau_end_to_end_seconds",
-    "From the first report of an incident received by ingest to the incident's first delivered notification",
+    "From ingest receiving the report behind a kabupaten/kota incident to the incident's first delivered page",
     buckets=DELIVERY_SECONDS_BUCKETS,
 )

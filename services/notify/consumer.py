@@ -18,6 +18,7 @@ import logging
 import time
 import uuid
 from collections import deque
+from datetime import datetime
 from typing import Any, Callable, Sequence
 
 import orjson
@@ -28,6 +29,7 @@ from pydantic import ValidationError
 
 from shared import metrics, topics
 from shared.kafka import CONSUMER_DEFAULTS, report_lag
+from services.notify.delivery import e2e_key
 from shared.notify_config import Policy
 from shared.regions import registry
 from services.notify.incidents import (
@@ -181,7 +183,7 @@ class ScoreConsumer:
             if not batches:
                 await report_lag(self.consumer, self.group)
                 continue
-            updates = []
+            updates, received = [], []
             for tp, msgs in batches.items():
                 for m in msgs:
                     u = parse_update(m.value)
@@ -191,8 +193,10 @@ class ScoreConsumer:
                                     m.offset)
                         continue
                     updates.append(u)
+                    received.append(received_at(m.headers))
             # Each pair's updates are applied in the order this loop once applied them one by one.
-            await self.handler.handle_batch(updates)
+            changes = await self.handler.handle_batch(updates)
+            await self.note_received(changes, received)
             self.processed += len(updates)
             # State is in Redis: only now may the offsets move on.
             try:
@@ -202,6 +206,30 @@ class ScoreConsumer:
                 # batch, which changes nothing already applied.
                 log.warning("offset commit lost to a rebalance; the batch will be replayed")
             await report_lag(self.consumer, self.group)
+
+
+    async def note_received(self, changes: Sequence[Change | None], received: Sequence[float | None]) -> None:
+        """Remember when the report behind each newly opened incident was received, for the
+        delivery worker to observe pantau_end_to_end_seconds at its first delivered page. A
+        metric, not a guarantee: a crash right here, or a page delivered before this lands,
+        only leaves that one incident unmeasured."""
+        opened = [(c.incident.id, t) for c, t in zip(changes, received) if c is not None and c.opened and t]
+        if opened:
+            async with self.handler.store.r.pipeline(transaction=False) as pipe:
+                for incident_id, t in opened:
+                    pipe.set(e2e_key(incident_id), repr(t), nx=True, ex=86400)
+                await pipe.execute()
+
+
+def received_at(headers: Sequence[tuple[str, bytes]] | None) -> float | None:
+    """The pantau-received-at header that scoring puts on an update, as epoch seconds."""
+    for name, v in headers or ():
+        if name == topics.RECEIVED_AT_HEADER:
+            try:
+                return datetime.fromisoformat(v.decode()).timestamp()
+            except (UnicodeDecodeError, ValueError):
+                return None
+    return None
 
 
 class EscalationPublisher:

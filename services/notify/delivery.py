@@ -245,6 +245,12 @@ return 0
 """
 
 
+def e2e_key(incident_id: str) -> str:
+    """When the report that opened an incident was received by ingest (epoch seconds), kept
+    until the incident's first page is delivered: pantau_end_to_end_seconds."""
+    return f"pantau:notify:e2e:{incident_id}"
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     """One claimed attempt: `previous` is the job's state before the claim (`sending` means
@@ -466,6 +472,10 @@ class Deliverer:
             metrics.NOTIFICATION_FAILURES.labels(ctype, result.reason.value).inc()
         if final == "delivered":
             metrics.NOTIFICATION_DELIVERY_SECONDS.labels(ctype).observe(max(0.0, (now_ms - origin_ms) / 1000))
+            # GETDEL: only the incident's first delivered page is observed, whichever worker sends it.
+            received = await self.redis.getdel(e2e_key(rec["incident_id"]))
+            if received is not None:
+                metrics.END_TO_END_SECONDS.observe(max(0.0, now_ms / 1000 - float(received)))
         elif final == "retry":
             metrics.NOTIFICATION_RETRIES.labels(ctype).inc()
         elif final == "dead":

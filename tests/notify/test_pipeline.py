@@ -186,6 +186,18 @@ def open_witness(gateway: httpx.Client, hook: HttpReceiver, category: str) -> Re
 # --------------------------------------------------------------------------- the pipeline
 
 
+def wait_metric(api: httpx.Client, name: str, timeout_s: float = 30) -> float:
+    """The value of an unlabelled sample on notify's /metrics, once it is there and above 0
+    (the delivery is recorded just after the receiver answers, so poll; do not sleep)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for line in api.get("/metrics").text.splitlines():
+            if line.startswith(name + " ") and float(line.split()[1]) > 0:
+                return float(line.split()[1])
+        time.sleep(0.1)
+    raise AssertionError(f"{name} stayed 0 or absent for {timeout_s}s")
+
+
 def test_report_over_http_pages_escalates_stops_on_ack_and_resolves(stack: EmbeddedStack, gateway: httpx.Client,
                                                                     api: httpx.Client, hook: HttpReceiver):
     cat = FAST_CATEGORY
@@ -200,6 +212,8 @@ def test_report_over_http_pages_escalates_stops_on_ack_and_resolves(stack: Embed
     assert event_id in b["report_ids"]
     assert b["reasons"] and b["ack_url"].startswith(f"http://127.0.0.1:{stack.config.notify.port}/ack/")
     incident = b["incident_id"]
+    # ...and notify measured it from ingest's receipt of the report to this delivery, once.
+    assert wait_metric(api, "pantau_end_to_end_seconds_count") >= 1
 
     # 2. nobody acknowledges: after the wait, the province on-call is paged for the same incident
     second = wait_page(hook, "prov", cat, "escalated", step=1)
