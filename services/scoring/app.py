@@ -55,7 +55,10 @@ log = logging.getLogger("pantau.scoring")
 
 APP_ID = "pantau-scoring"
 BATCH_SIZE = 2000
-BATCH_WITHIN_S = 0.5
+# Faust's take_events waits this long after each batch whatever the rate, so it is a floor on
+# an alert's latency: 0.1 s instead of 0.5 s cut reports.v1 → scores.v1 p50 from ~770 to ~500 ms
+# at 200 reports/s for ~7% more CPU per report (README, Benchmarks).
+BATCH_WITHIN_S = 0.1
 
 
 class PartitionedTable(Table):
