@@ -16,42 +16,18 @@ then by two (same machine, same broker), beside a raw aiokafka consumer of the s
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
-import tempfile
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Iterator
 
 import orjson
 
 from bench.context import Context
 from bench.cpu import cpu_seconds
 from bench.report import Row
-from bench.scoring import N_FULL, N_QUICK, SCORING_POLL_S, _produce, _scored, follow, messages, peak_mb
-from bench.stack import scrape, write_config
+from bench.scoring import N_FULL, N_QUICK, SCORING_POLL_S, _produce, _scored, follow, messages, stack_with_scoring
+from bench.stack import peak_mb, scrape
 from cli.stack import SERVICES, Child, EmbeddedStack, free_port, wait_port
 from shared import topics
-
-
-@contextmanager
-def bare_stack(keep: bool, tag: str) -> Iterator[EmbeddedStack]:
-    workdir = Path(tempfile.mkdtemp(prefix=f"pantau-bench-scaling-{tag}-"))
-    cfg = write_config(workdir / "pantau.yaml")
-    cfg.write_text(cfg.read_text() + f"scoring:\n  web_port: {free_port()}\n")
-    stack = EmbeddedStack(cfg, workdir, ())
-    failed = True
-    try:
-        stack.start_infra()
-        yield stack
-        failed = False
-    finally:
-        stack.stop()
-        if failed or keep:
-            print(f"bench: stack folder with logs kept at {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def workers(stack: EmbeddedStack, k: int) -> list[tuple[Child, int]]:
@@ -73,7 +49,7 @@ def workers(stack: EmbeddedStack, k: int) -> list[tuple[Child, int]]:
 
 
 def _run_workers(ctx: Context, k: int, n: int, timeout_s: float, with_baseline: bool) -> tuple[dict, dict | None]:
-    with bare_stack(ctx.keep, f"{k}w") as stack:
+    with stack_with_scoring(ctx.keep, f"scaling-{k}w") as stack:
         bootstrap = stack.config.kafka.bootstrap_servers
         _produce(bootstrap, topics.REPORTS_V1, messages(f"scale{k}", n))
         base = None

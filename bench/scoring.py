@@ -35,7 +35,7 @@ from bench.context import Context
 from bench.cpu import CpuMeter
 from bench.profile import sampled
 from bench.report import Row
-from bench.stack import PARTITIONS, create_topic, metric, scrape, write_config
+from bench.stack import PARTITIONS, create_topic, metric, peak_mb, scrape, write_config
 from cli.stack import Child, EmbeddedStack, free_port
 from shared import topics
 
@@ -93,22 +93,11 @@ def messages(tag: str, n: int) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def peak_mb(pid: int) -> float:
-    """VmHWM (peak resident set) of a live process, in MB."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 # --- stage ---------------------------------------------------------------------------------------
 @contextmanager
-def stack_with_scoring(keep: bool) -> Iterator[EmbeddedStack]:
+def stack_with_scoring(keep: bool, tag: str = "scoring") -> Iterator[EmbeddedStack]:
     """Broker and Redis; scoring's web port free. Scoring itself is started by the stage."""
-    workdir = Path(tempfile.mkdtemp(prefix="pantau-bench-scoring-"))
+    workdir = Path(tempfile.mkdtemp(prefix=f"pantau-bench-{tag}-"))
     cfg = write_config(workdir / "pantau.yaml")
     cfg.write_text(cfg.read_text() + f"scoring:\n  web_port: {free_port()}\n")
     stack = EmbeddedStack(cfg, workdir, ())

@@ -367,3 +367,35 @@ class SmtpServer:
 
     def close(self) -> None:
         self.controller.stop()
+
+
+def kaltara_people_yaml(receiver: str, op_token: str, hook_secret: str, max_attempts: int = 5,
+                        backoff_max_s: float = 0.2) -> str:
+    """The operators, contacts and webhook channel the notify stack tests share: one operator,
+    the Tarakan (kab), Kaltara (prov) and operator (ops) contacts, each paged at its own path
+    of `receiver` through one signed webhook channel."""
+    return f"""
+operators:
+  - id: op-kesbangpol
+    name: Piket Kesbangpol Kaltara
+    token: "{op_token}"
+contacts:
+  - id: kab-tarakan
+    name: Koordinator Kota Tarakan
+    webhook: "{receiver}/kab"
+  - id: prov-kaltara
+    name: Koordinator Provinsi Kaltara
+    webhook: "{receiver}/prov"
+  - id: piket-ops
+    name: Piket Operator
+    webhook: "{receiver}/ops"
+channels:
+  - id: hook
+    type: webhook
+    url: "{receiver}/default"
+    secret: "{hook_secret}"
+    timeout_s: 2
+    max_attempts: {max_attempts}
+    backoff_initial_s: 0.05
+    backoff_max_s: {backoff_max_s}
+"""

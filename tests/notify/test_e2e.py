@@ -30,7 +30,7 @@ from shared.config import Config
 from services.notify.channels.webhook import verify as verify_signature
 from services.notify.scheduler import FAULT_ENV
 from tests.conftest import write_config
-from tests.notify.peers import HttpReceiver, Request
+from tests.notify.peers import HttpReceiver, Request, kaltara_people_yaml
 from tests.utils import collect, produce, value
 
 pytestmark = pytest.mark.slow
@@ -60,29 +60,7 @@ def _rotations_yaml() -> tuple[str, str]:
 def notify_yaml(receiver: str, port: int) -> str:
     top, nested = _rotations_yaml()
     return f"""
-operators:
-  - id: op-kesbangpol
-    name: Piket Kesbangpol Kaltara
-    token: "{OP_TOKEN}"
-contacts:
-  - id: kab-tarakan
-    name: Koordinator Kota Tarakan
-    webhook: "{receiver}/kab"
-  - id: prov-kaltara
-    name: Koordinator Provinsi Kaltara
-    webhook: "{receiver}/prov"
-  - id: piket-ops
-    name: Piket Operator
-    webhook: "{receiver}/ops"
-channels:
-  - id: hook
-    type: webhook
-    url: "{receiver}/default"
-    secret: "{HOOK_SECRET}"
-    timeout_s: 2
-    max_attempts: 5
-    backoff_initial_s: 0.05
-    backoff_max_s: 0.2
+{kaltara_people_yaml(receiver, OP_TOKEN, HOOK_SECRET)}
 policies:
   - id: kaltara
     match: {{region: "65"}}

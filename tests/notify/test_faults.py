@@ -32,7 +32,7 @@ from cli.stack import EmbeddedStack, free_port
 from services.notify.channels.webhook import verify as verify_signature
 from shared import topics
 from tests.conftest import write_config
-from tests.notify.peers import Answer, HttpReceiver, Request
+from tests.notify.peers import Answer, HttpReceiver, Request, kaltara_people_yaml
 from tests.utils import collect, produce, value
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -48,30 +48,8 @@ LONG_MIN = 30  # steps after the one under test never come due during the test
 
 def faults_yaml(receiver: str, port: int) -> str:
     return f"""
-operators:
-  - id: op-kesbangpol
-    name: Piket Kesbangpol Kaltara
-    token: "{OP_TOKEN}"
-contacts:
-  - id: kab-tarakan
-    name: Koordinator Kota Tarakan
-    webhook: "{receiver}/kab"
-  - id: prov-kaltara
-    name: Koordinator Provinsi Kaltara
-    webhook: "{receiver}/prov"
-  - id: piket-ops
-    name: Piket Operator
-    webhook: "{receiver}/ops"
-channels:
-  - id: hook
-    type: webhook
-    url: "{receiver}/default"
-    secret: "{HOOK_SECRET}"
-    timeout_s: 2
-    # enough attempts that the receiver's refusals never dead-letter a delivery here
-    max_attempts: 40
-    backoff_initial_s: 0.05
-    backoff_max_s: 0.3
+# enough attempts that the receiver's refusals never dead-letter a delivery here
+{kaltara_people_yaml(receiver, OP_TOKEN, HOOK_SECRET, max_attempts=40, backoff_max_s=0.3)}
 policies:
   - id: restart
     match: {{region: "65.71", categories: [{RESTART_CAT}]}}

@@ -33,7 +33,7 @@ from services.notify.links import make_token
 from services.notify.messages import category_name
 from tests.conftest import write_config
 from tests.deploy import in_ci
-from tests.notify.peers import HttpReceiver, Request
+from tests.notify.peers import HttpReceiver, Request, kaltara_people_yaml
 from tests.utils import auth, report
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -52,29 +52,7 @@ FAST_CATEGORY = "communal_clash"  # the pipeline test's incident: the policy wit
 def pipeline_yaml(receiver: str) -> str:
     notify_port = free_port()
     return f"""
-operators:
-  - id: op-kesbangpol
-    name: Piket Kesbangpol Kaltara
-    token: "{OP_TOKEN}"
-contacts:
-  - id: kab-tarakan
-    name: Koordinator Kota Tarakan
-    webhook: "{receiver}/kab"
-  - id: prov-kaltara
-    name: Koordinator Provinsi Kaltara
-    webhook: "{receiver}/prov"
-  - id: piket-ops
-    name: Piket Operator
-    webhook: "{receiver}/ops"
-channels:
-  - id: hook
-    type: webhook
-    url: "{receiver}/default"
-    secret: "{HOOK_SECRET}"
-    timeout_s: 2
-    max_attempts: 5
-    backoff_initial_s: 0.05
-    backoff_max_s: 0.2
+{kaltara_people_yaml(receiver, OP_TOKEN, HOOK_SECRET)}
 # Only Kota Tarakan pages: a province score the rollup may write opens no second paging flow.
 policies:
   - id: tarakan-fast
