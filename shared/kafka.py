@@ -12,7 +12,15 @@ import time
 
 from shared import topics
 
+# How long a fetch waits on the broker for new records. Tansu often holds a waiting fetch
+# until this runs out although records have arrived, so each consumer hop cost p50 ~150 ms at
+# aiokafka's default 500 ms (Faust's is 1,500) against ~7 ms at 50 (measured 2026-11-28,
+# README, Benchmarks). Apache Kafka answers at once either way; idle, this is 20 small
+# fetches a second per consumer.
+FETCH_MAX_WAIT_MS = 50
+
 CONSUMER_DEFAULTS = dict(
+    fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
     session_timeout_ms=6000,
     heartbeat_interval_ms=1000,
     enable_auto_commit=False,

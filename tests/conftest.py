@@ -71,3 +71,19 @@ def own_stack(tmp_path: Path) -> Iterator[EmbeddedStack]:
 def ingest(stack: EmbeddedStack) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=f"http://127.0.0.1:{stack.config.ingest.port}", timeout=30) as c:
         yield c
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[pytest.TestReport]:
+    """A failed test that ran on an embedded stack carries the end of each service's log in
+    its report: CI keeps nothing else, and "no update came" says nothing about why."""
+    report = yield
+    if report.failed and call.when == "call":
+        for value in getattr(item, "funcargs", {}).values():
+            if isinstance(value, EmbeddedStack):
+                for log in sorted(value.logdir.glob("*.log")):
+                    if log.name in ("broker.log", "redis.log"):
+                        continue
+                    tail = log.read_bytes()[-6000:].decode("utf-8", "replace")
+                    report.sections.append((f"service log {log.name} (last 6 kB)", tail))
+    return report

@@ -261,7 +261,7 @@ class ReportScorer(_Scorer):
             if m.topic == topics.SCORING_BACKFILL:
                 self._backfill(m, now, cells, dirty, changed, box)
                 continue
-            newest = max(newest, m.timestamp or 0)
+            newest = max(newest, m.timestamp or 0)  # a Kafka record's: milliseconds
             try:
                 report = orjson.loads(m.value)
                 region, category = Registry.kabkota_of(report["region_code"]), report["category"]
@@ -302,7 +302,7 @@ class ReportScorer(_Scorer):
             box.snapshots[cells[key].key] = snapshot(cells[key])
         self._finish(box, cells, dirty)
         if newest:
-            metrics.SCORING_LAG.set(max(0.0, time.time() - newest))
+            metrics.SCORING_LAG.set(max(0.0, time.time() - newest / 1000))
         elif ticks:
             metrics.SCORING_LAG.set(0.0)  # a batch of ticks alone: no report was waiting
         return box

@@ -43,13 +43,16 @@ from typing import Any
 
 import faust
 from faust.tables.table import Table
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from services.scoring.agents import Outbox, ProvinceScorer, ReportScorer, meta_partition, partition_of, region_of
 from services.scoring.baseline import Scoring
+from services.scoring.intake import BulkIntake
 from shared import metrics, topics
 from shared.config import Config
+from shared.kafka import FETCH_MAX_WAIT_MS
 
 log = logging.getLogger("pantau.scoring")
 
@@ -130,6 +133,23 @@ class PartitionedTable(Table):
         return rounds
 
 
+def _short_fetch_wait() -> None:
+    """Faust builds its aiokafka consumer with `fetch_max_wait_ms=1500` and no setting to
+    change it; on Tansu that wait is paid on most hops (shared/kafka.py), so a report sat up
+    to 1.5 s before scoring saw it. Set before the consumer starts, when its fetcher reads it."""
+    create = AIOKafkaConsumerThread._create_worker_consumer
+    if getattr(create, "pantau_patched", False):
+        return
+
+    def create_worker_consumer(self: AIOKafkaConsumerThread, transport: Any) -> Any:
+        consumer = create(self, transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
+        return consumer
+
+    create_worker_consumer.pantau_patched = True  # type: ignore[attr-defined]
+    AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
+
+
 _held_locks: list[int] = []
 
 
@@ -167,6 +187,7 @@ def _die(exc: BaseException) -> None:
 def create_app(config: Config) -> faust.App:
     cfg = config.scoring
     partitions = config.kafka.partitions
+    _short_fetch_wait()
     app = faust.App(
         APP_ID,
         broker=[f"kafka://{b.strip()}" for b in config.kafka.bootstrap_servers.split(",")],
@@ -243,19 +264,34 @@ def create_app(config: Config) -> faust.App:
         scorer.skip_to(p, offset, topic)
         await app.consumer.seek(tp, offset)
 
-    async def run(stream: Any, scorer: ReportScorer | ProvinceScorer, cells: PartitionedTable) -> None:
-        async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
-            try:
-                await publish(scorer.handle([e.message for e in events], time.time()), scorer, cells)
-            except Exception as exc:  # noqa: BLE001 — see _die
-                _die(exc)
+    async def apply(messages: list[Any], scorer: ReportScorer | ProvinceScorer, cells: PartitionedTable) -> None:
+        try:
+            await publish(scorer.handle(messages, time.time()), scorer, cells)
+        except Exception as exc:  # noqa: BLE001 — see _die
+            _die(exc)
 
-    # Backfill comes through the reports' agent, not one of its own: two agents writing the same
-    # cells would interleave their read-modify-writes across the awaited sends.
+    async def score_fetched(records: list[Any]) -> None:
+        await apply(records, reports, baselines)
+
+    # Reports and backfill skip Faust's per-event path (services/scoring/intake.py); ticks
+    # still come as events, and take the same lock, since they write the same cells.
+    intake = BulkIntake(app, (topics.REPORTS_V1, topics.SCORING_BACKFILL), score_fetched, BATCH_SIZE)
+
+    async def run(stream: Any, scorer: ReportScorer | ProvinceScorer, cells: PartitionedTable,
+                  lock: asyncio.Lock | None = None) -> None:
+        async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN_S):
+            if lock is None:
+                await apply([e.message for e in events], scorer, cells)
+            else:
+                async with lock:
+                    await apply([e.message for e in events], scorer, cells)
+
+    # Subscribed here so that Faust assigns reports.v1 and backfill with the ticks and the
+    # cells' changelog; their records never reach this stream.
     @app.agent(app.topic(topics.REPORTS_V1, topics.SCORING_TICKS, topics.SCORING_BACKFILL,
                          key_type=bytes, value_type=bytes))
     async def score_reports(stream: Any) -> None:
-        await run(stream, reports, baselines)
+        await run(stream, reports, baselines, intake.lock)
 
     @app.agent(app.topic(topics.SCORING_PROVINCE, topics.SCORING_TICKS, key_type=bytes, value_type=bytes))
     async def score_provinces(stream: Any) -> None:
@@ -269,13 +305,21 @@ def create_app(config: Config) -> faust.App:
     @app.timer(5.0)
     async def lag() -> None:
         """pantau_consumer_lag_messages from the offsets actually applied to the cells (not
-        Faust's fetch position, which runs ahead by its buffers)."""
+        Faust's fetch position, which runs ahead by its buffers); and the commit of those
+        offsets, so that a restart does not read from the start."""
+        async with intake.lock:
+            applied = dict(reports.expected)
+        await intake.commit(applied)
         for tp in app.consumer.assignment():
             applied = reports.expected.get((tp.topic, tp.partition), rollups.expected.get((tp.topic, tp.partition)))
             if applied is not None:
                 hw = app.consumer.highwater(tp)
                 if hw is not None:
                     metrics.CONSUMER_LAG.labels(APP_ID, tp.topic, str(tp.partition)).set(max(0, hw - applied))
+
+    @app.on_partitions_revoked.connect
+    async def revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
+        await intake.on_revoked()
 
     @app.on_partitions_assigned.connect
     async def reassigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
@@ -295,4 +339,5 @@ def create_app(config: Config) -> faust.App:
         ready = app.tables.recovery.completed.is_set() and not app.rebalancing
         return web.json({"status": "ready" if ready else "starting"}, status=200 if ready else 503)
 
+    intake.install()
     return app

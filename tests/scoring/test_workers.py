@@ -84,40 +84,73 @@ def body(region: str, **kw) -> dict:
     return report(region_code=region, source=source, category=CAT, verified=True, occurred_at=now_local(), **kw)
 
 
+def halves() -> tuple[list[dict], list[dict]]:
+    bodies = {r: [body(r) for _ in range(n)] for r, n in PLAN.items()}
+    return ([x for r, n in PLAN.items() for x in bodies[r][: n // 2]],
+            [x for r, n in PLAN.items() for x in bodies[r][n // 2:]])
+
+
+def assert_as_if_uninterrupted(stack: EmbeddedStack, gateway: httpx.Client, sent: list[dict]) -> None:
+    """The levels are those of a run that never stopped; then one grave report per region,
+    whose update carries the day's exact count: nothing was lost and nothing counted twice."""
+    expected = uninterrupted(sent, stack.config)
+    assert expected == {"65.71": "siaga", "32.73": "siaga", "65.03": "siaga", "32.04": "siaga",
+                        "65.01": "siaga", "65.02": "waspada"}  # 65.04 (3 reports): normal
+
+    def last_levels(us: list[dict]) -> dict[str, str]:
+        return {u["region_code"]: u["level"] for u in us if len(u["region_code"]) > 2}
+
+    settled = scores(stack, lambda us: last_levels(us) == expected, CAT, timeout_s=120)
+    assert of(settled, "65.04") == []
+    post_all(gateway, [body(r, severity=5) for r in PLAN])
+    updates = scores(stack, lambda us: {u["region_code"] for u in us if u["level"] == "awas"} >= set(PLAN), CAT,
+                     timeout_s=120)
+    for region, n in PLAN.items():
+        awas = [u for u in of(updates, region) if u["level"] == "awas"][0]
+        assert (awas["observed"], awas["weighted"]) == (n + 1, n + 1.0), region
+
+
 @pytest.mark.slow
 def test_a_killed_worker_s_partitions_move_to_the_other_and_nothing_counts_twice(two_workers):
     stack, ((a, a_port), (b, b_port)) = two_workers
     assert {partition_of(r, stack.config.kafka.partitions) for r in PLAN} == {0, 1, 2, 3}
     for port in (a_port, b_port):
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").json() == {"status": "ok"}
-    bodies = {r: [body(r) for _ in range(n)] for r, n in PLAN.items()}
-    first = [x for r, n in PLAN.items() for x in bodies[r][: n // 2]]
-    second = [x for r, n in PLAN.items() for x in bodies[r][n // 2:]]
+    first, second = halves()
     with httpx.Client(base_url=f"http://127.0.0.1:{stack.config.ingest.port}", timeout=30) as gateway:
         post_all(gateway, first)
         scores(stack, lambda us: len(us) > 0, CAT)  # the workers are busy with them: now
         a.kill()
         post_all(gateway, second)
-
-        expected = uninterrupted(first + second, stack.config)
-        assert expected == {"65.71": "siaga", "32.73": "siaga", "65.03": "siaga", "32.04": "siaga",
-                            "65.01": "siaga", "65.02": "waspada"}  # 65.04 (3 reports): normal
-
-        def last_levels(us: list[dict]) -> dict[str, str]:
-            return {u["region_code"]: u["level"] for u in us if len(u["region_code"]) > 2}
-
-        settled = scores(stack, lambda us: last_levels(us) == expected, CAT, timeout_s=120)
-        assert of(settled, "65.04") == []
-
-        # One grave report each: its update carries the day's exact count, so nothing was lost
-        # and nothing counted twice across the takeover.
-        post_all(gateway, [body(r, severity=5) for r in PLAN])
-        updates = scores(stack, lambda us: {u["region_code"] for u in us if u["level"] == "awas"} >= set(PLAN), CAT,
-                         timeout_s=120)
-    for region, n in PLAN.items():
-        awas = [u for u in of(updates, region) if u["level"] == "awas"][0]
-        assert (awas["observed"], awas["weighted"]) == (n + 1, n + 1.0), region
+        assert_as_if_uninterrupted(stack, gateway, first + second)
     assert b.alive
+
+
+@pytest.mark.slow
+def test_a_worker_joining_mid_stream_takes_partitions_without_counting_twice(tmp_path: Path):
+    """The rebalance a second worker causes revokes partitions from a worker that is busy
+    with them: its batch in flight ends first, and what it fetched before is not applied after."""
+    stack = EmbeddedStack(scoring_config(tmp_path / "pantau.yaml"), tmp_path, ("ingest-gateway", "ingest-validator"))
+    workers: list[Child] = []
+    try:
+        stack.start()
+        a, a_port = worker(stack, "scoring-a")
+        workers.append(a)
+        wait_owning(a_port, a)
+        first, second = halves()
+        with httpx.Client(base_url=f"http://127.0.0.1:{stack.config.ingest.port}", timeout=30) as gateway:
+            post_all(gateway, first)
+            scores(stack, lambda us: len(us) > 0, CAT)  # A is busy with them: now
+            b, b_port = worker(stack, "scoring-b")
+            workers.append(b)
+            post_all(gateway, second)
+            wait_owning(b_port, b)
+            assert_as_if_uninterrupted(stack, gateway, first + second)
+        assert a.alive and b.alive
+    finally:
+        for child in workers:
+            child.stop()
+        stack.stop()
 
 
 def test_workers_on_one_machine_never_share_a_datadir():
