@@ -128,6 +128,38 @@ def paging_requests(tag: str, first: int, n: int) -> list[tuple[str, bytes]]:
     return out
 
 
+def steady_requests(tag: str, open_cells: int, first_fresh: int, n: int, page_every: int) -> list[tuple[str, bytes]]:
+    """(event_id, body) for a steady day at the pipeline stage: one request in `page_every` is a
+    severity-5 report for a fresh cell (first_fresh, first_fresh + 1, ...: it opens an incident
+    and pages); the others are severity 1-3 reports on cells 0..open_cells-1, already at `awas`
+    with their incidents open from the stage's earlier runs, so they change no level and page
+    nobody. The severity-5 event ids end in "-page"."""
+    import time
+
+    all_cells = cells()
+    fresh = (n + page_every - 1) // page_every
+    if first_fresh + fresh > len(all_cells) or open_cells > first_fresh:
+        raise ValueError(f"only {len(all_cells)} cells; asked for {first_fresh}..{first_fresh + fresh - 1}")
+    now = time.time()
+    out = []
+    for i in range(n):
+        if i % page_every == 0:
+            (region, category), severity = all_cells[first_fresh + i // page_every], 5
+            eid = f"bench-{tag}-{i:06d}-page"
+        else:
+            (region, category), severity = all_cells[(i * 7919) % open_cells], 1 + i % 3
+            eid = f"bench-{tag}-{i:06d}"
+        out.append((eid, orjson.dumps({
+            "event_id": eid, "source": SOURCE, "region_code": region, "category": category, "severity": severity,
+            "occurred_at": local_today(region, now),
+            "title": "Pengerahan massa di depan kantor KPU kabupaten menjelang rekapitulasi suara",
+            "description": "Sekitar 300 orang berkumpul menuntut penghitungan ulang; aparat berjaga, "
+                           "belum ada bentrokan. Laporan dari anggota FKDM kecamatan.",
+            "verified": severity == 5, "participants": 300 + i % 200, "attributes": {"reporter": "fkdm", "channel": "app"},
+        })))
+    return out
+
+
 def mixed_requests(tag: str, first: int, n: int, page_every: int) -> list[tuple[str, bytes]]:
     """(event_id, body) for a long steady run: kecamatan all over Indonesia, every category,
     mostly severity 1-3; one report in `page_every` is severity 5 (pages). Cells repeat, so
