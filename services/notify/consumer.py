@@ -194,9 +194,8 @@ class ScoreConsumer:
                         continue
                     updates.append(u)
                     received.append(received_at(m.headers))
-            # Each pair's updates are applied in the order this loop once applied them one by one.
-            changes = await self.handler.handle_batch(updates)
-            await self.note_received(changes, received)
+            if not await self._apply(updates, received, stop):
+                return  # stopping before Redis came back: the batch is read again after restart
             self.processed += len(updates)
             # State is in Redis: only now may the offsets move on.
             try:
@@ -207,6 +206,27 @@ class ScoreConsumer:
                 log.warning("offset commit lost to a rebalance; the batch will be replayed")
             await report_lag(self.consumer, self.group)
 
+
+    async def _apply(self, updates: list[ScoreUpdate], received: list[float | None], stop: asyncio.Event) -> bool:
+        """Apply the batch to Redis, trying again while Redis is away (restarting, or loading its
+        append-only file): the offsets stay put meanwhile, and a partly applied batch applied
+        again changes nothing. Exiting instead left the restart to a supervisor, with every
+        update of the outage read again. False: `stop` came first."""
+        delay = 0.1
+        while True:
+            try:
+                # Each pair's updates are applied in the order this loop once applied them one by one.
+                changes = await self.handler.handle_batch(updates)
+                await self.note_received(changes, received)
+                return True
+            except (aioredis.RedisError, OSError) as e:
+                log.warning("applying %d score updates failed (%s: %s); retrying in %.1f s",
+                            len(updates), type(e).__name__, e, delay)
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+                return False
+            except asyncio.TimeoutError:
+                delay = min(5.0, delay * 2)
 
     async def note_received(self, changes: Sequence[Change | None], received: Sequence[float | None]) -> None:
         """Remember when the report behind each newly opened incident was received, for the
