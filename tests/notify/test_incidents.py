@@ -378,6 +378,28 @@ def test_a_batch_changes_incidents_as_one_update_at_a_time_would(fresh_redis):
 
     with_scheduler(t, fresh_redis)
 
+def test_open_counts_per_level_read_a_chunk_at_a_time_match_the_open_incidents(fresh_redis):
+    # /metrics counts open incidents with open_counts, not by loading them all (notify's RSS grew
+    # with the number of open incidents during a soak); it must count what open_incidents holds.
+    async def t(store, sched, handler, d, clock):
+        levels = ["waspada", "siaga", "awas", "siaga", "waspada"]
+        for n, (lv, cat) in enumerate(zip(levels, ["election_dispute", "other", "land_resource_conflict",
+                                                   "mass_mobilization", "sara_incitement"])):
+            await handler.handle(update(lv, category=cat, report_ids=[f"r{n}"]))
+        (acked,) = await store.list(status="open", category="other")
+        await store.mutate(acked.id, lambda i: acknowledge(i, "operator:op1", clock()))
+        (gone,) = await store.list(status="open", category="sara_incitement")
+        await store.mutate(gone.id, lambda i: resolve(i, "operator:op1", clock()))
+        expected = {"normal": 0, "waspada": 0, "siaga": 0, "awas": 0}
+        for inc in await store.open_incidents():
+            if inc.status != "resolved":
+                expected[inc.level] += 1
+        assert expected == {"normal": 0, "waspada": 1, "siaga": 2, "awas": 1}
+        assert await store.open_counts(chunk=2) == expected == await store.open_counts()
+
+    with_scheduler(t, fresh_redis)
+
+
 
 def test_a_silence_holds_a_due_step_until_it_ends_or_is_deleted(fresh_redis):
     async def t(store, sched, handler, d, clock):
