@@ -133,6 +133,16 @@ class Receiver:
             time.sleep(0.1)
         return seen
 
+    def wait_quiet(self, quiet_s: float, timeout_s: float) -> int:
+        """Until no page has come for `quiet_s` (notify has caught up), or `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        seen, since = self.count(), time.monotonic()
+        while time.monotonic() - since < quiet_s and time.monotonic() < deadline:
+            time.sleep(0.1)
+            if (now := self.count()) != seen:
+                seen, since = now, time.monotonic()
+        return seen
+
     def stop(self) -> list[dict]:
         """Stop it and return what it received (one dict per request)."""
         self.child.stop(timeout_s=30)
@@ -290,15 +300,11 @@ def run(ctx: Context) -> list[Row]:
         warm_res = run_open(_spec(gw_port, "/v1/reports", warm_reqs))
         got = receiver.wait_count(int(0.95 * warm), 120)
         ctx.log(f"pipeline: warm-up paged {got:,} of {warm:,}; {n:,} reports at {RATE:g}/s")
-        base_count = receiver.count()
-        requests = workload.paging_requests("pipe", warm, n)
-        with sampled(all_pids["notify"], ctx.profile_dir, "notify-pipeline"), CpuMeter(all_pids) as cpu:
-            t0 = time.perf_counter()
-            res = run_open(_spec(gw_port, "/v1/reports", partial(workload.paging_requests, "pipe", warm, n)))
-            receiver.wait_count(base_count + n, settle_s)
-            window = time.perf_counter() - t0
+        # The steady day first, on the warm-up's open cells, with fresh cells past the worst
+        # case's: measured after the worst case, it met notify still paging that backlog.
+        receiver.wait_quiet(2.0, settle_s)
         steady_n = int(RATE * b.duration_s * STEADY_FACTOR)
-        steady_args = ("steady", warm + n, warm + n, steady_n, STEADY_PAGE_EVERY)
+        steady_args = ("steady", warm, warm + n, steady_n, STEADY_PAGE_EVERY)
         steady_paging = [r for r in workload.steady_requests(*steady_args) if r[0].endswith("-page")]
         ctx.log(f"pipeline: steady day, {steady_n:,} reports at {RATE:g}/s, {len(steady_paging):,} of them paging")
         before = receiver.count()
@@ -307,6 +313,14 @@ def run(ctx: Context) -> list[Row]:
             steady = run_open(_spec(gw_port, "/v1/reports", partial(workload.steady_requests, *steady_args)))
             receiver.wait_count(before + len(steady_paging), settle_s)
             steady_window = time.perf_counter() - t2
+        receiver.wait_quiet(2.0, settle_s)
+        base_count = receiver.count()
+        requests = workload.paging_requests("pipe", warm, n)
+        with sampled(all_pids["notify"], ctx.profile_dir, "notify-pipeline"), CpuMeter(all_pids) as cpu:
+            t0 = time.perf_counter()
+            res = run_open(_spec(gw_port, "/v1/reports", partial(workload.paging_requests, "pipe", warm, n)))
+            receiver.wait_count(base_count + n, settle_s)
+            window = time.perf_counter() - t0
         ctx.log("pipeline: baseline chain")
         chain_port = free_port()
         chain = Child("chain", [sys.executable, "-m", "bench.baselines", "chain", "--port", str(chain_port),
@@ -374,7 +388,7 @@ def run(ctx: Context) -> list[Row]:
     day_notes = [
         f"{len(steady.sent):,} reports at {RATE:g}/s over {steady.duration_s:.1f} s, one in {STEADY_PAGE_EVERY} a "
         f"severity-5 report on a fresh cell ({day.sent:,}: they open an incident and page; measured); the others "
-        "severity 1-3 on the cells of the worst-case run, already `awas` with incidents open, so they change "
+        "severity 1-3 on the warm-up's cells, already `awas` with incidents open, so they change "
         f"no level (a busy day's typical report); {day.paged:,} of {day.sent:,} paged",
         "where the time goes, p50 / p99: " + "; ".join(f"{k} {_fmt(v)}" for k, v in day.legs.items()),
         f"cores busy over the {steady_window:.1f} s window: {steady_cpu.cores(steady_window)}",

@@ -132,7 +132,7 @@ def steady_requests(tag: str, open_cells: int, first_fresh: int, n: int, page_ev
     """(event_id, body) for a steady day at the pipeline stage: one request in `page_every` is a
     severity-5 report for a fresh cell (first_fresh, first_fresh + 1, ...: it opens an incident
     and pages); the others are severity 1-3 reports on cells 0..open_cells-1, already at `awas`
-    with their incidents open from the stage's earlier runs, so they change no level and page
+    with their incidents open from the stage's warm-up, so they change no level and page
     nobody. The severity-5 event ids end in "-page"."""
     import time
 
