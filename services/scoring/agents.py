@@ -85,6 +85,16 @@ def meta_partition(key: bytes) -> int | None:
     return None
 
 
+def stalled(applied: dict[tuple[str, int], int], before: dict[tuple[str, int], int],
+            highwater: dict[tuple[str, int], int]) -> list[tuple[str, int]]:
+    """Partitions whose next offset to apply has not moved since the last look although the
+    broker holds more. The offset check asks for a seek back only when a later record
+    arrives ahead of its turn; records fetched and then dropped (flow stopped around a
+    rebalance, a paused partition) with nothing after them, or a seek that did not take,
+    would otherwise wait for the next report, and that could be the one that matters."""
+    return [tp for tp, nxt in applied.items() if before.get(tp) == nxt and highwater.get(tp, nxt) > nxt]
+
+
 @dataclass
 class Outbox:
     """The result of one batch: what to send, then what to write, then where to seek."""

@@ -47,7 +47,8 @@ from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from services.scoring.agents import Outbox, ProvinceScorer, ReportScorer, meta_partition, partition_of, region_of
+from services.scoring.agents import (Outbox, ProvinceScorer, ReportScorer, meta_partition, partition_of, region_of,
+                                     stalled)
 from services.scoring.baseline import Scoring
 from services.scoring.intake import BulkIntake
 from shared import metrics, topics
@@ -250,7 +251,8 @@ def create_app(config: Config) -> faust.App:
             for outcome, n in box.outcomes.items():
                 metrics.SCORING_REPORTS.labels(outcome).inc(n)
 
-    async def reseek(scorer: ReportScorer | ProvinceScorer, topic: str, p: int, offset: int) -> None:
+    async def reseek(scorer: ReportScorer | ProvinceScorer, topic: str, p: int, offset: int,
+                     why: str = "consumer ran ahead of the applied offsets") -> None:
         """The consumer went past messages not yet applied: read partition p again from `offset`
         (or from the oldest message the broker still has, if retention took the rest)."""
         tp = TP(topic, p)
@@ -259,8 +261,7 @@ def create_app(config: Config) -> faust.App:
             log.error("%s[%d]: offsets %d..%d were deleted before scoring read them", topic, p,
                       offset, earliest - 1)
             offset = earliest
-        log.warning("%s[%d]: consumer ran ahead of the applied offsets; reading again from %d",
-                    topic, p, offset)
+        log.warning("%s[%d]: %s; reading again from %d", topic, p, why, offset)
         scorer.skip_to(p, offset, topic)
         await app.consumer.seek(tp, offset)
 
@@ -293,9 +294,12 @@ def create_app(config: Config) -> faust.App:
     async def score_reports(stream: Any) -> None:
         await run(stream, reports, baselines, intake.lock)
 
+    # Held by the province batches only so that the stall check below never seeks under one.
+    rollup_lock = asyncio.Lock()
+
     @app.agent(app.topic(topics.SCORING_PROVINCE, topics.SCORING_TICKS, key_type=bytes, value_type=bytes))
     async def score_provinces(stream: Any) -> None:
-        await run(stream, rollups, provinces)
+        await run(stream, rollups, provinces, rollup_lock)
 
     @app.timer(cfg.tick_interval_s, on_leader=True)
     async def tick() -> None:
@@ -308,7 +312,10 @@ def create_app(config: Config) -> faust.App:
         Faust's fetch position, which runs ahead by its buffers); and the commit of those
         offsets, so that a restart does not read from the start."""
         async with intake.lock:
+            await unstall(reports)
             applied = dict(reports.expected)
+        async with rollup_lock:
+            await unstall(rollups)
         await intake.commit(applied)
         for tp in app.consumer.assignment():
             applied = reports.expected.get((tp.topic, tp.partition), rollups.expected.get((tp.topic, tp.partition)))
@@ -316,6 +323,26 @@ def create_app(config: Config) -> faust.App:
                 hw = app.consumer.highwater(tp)
                 if hw is not None:
                     metrics.CONSUMER_LAG.labels(APP_ID, tp.topic, str(tp.partition)).set(max(0, hw - applied))
+
+    looked: dict[int, dict[tuple[str, int], int]] = {}  # id(scorer) → next offsets at the last look
+
+    async def unstall(scorer: ReportScorer | ProvinceScorer) -> None:
+        """Read again the partitions that stopped short of the broker's end (see `stalled`);
+        called under the lock of the scorer's batches, between two looks 5 s apart."""
+        if not app.tables.recovery.completed.is_set() or app.rebalancing or not app.consumer.flow_active:
+            looked.pop(id(scorer), None)
+            return
+        now: dict[tuple[str, int], int] = {}
+        ends: dict[tuple[str, int], int] = {}
+        for tp in app.consumer.assignment():
+            if tp.topic in scorer.progress_names:
+                now[(tp.topic, tp.partition)] = scorer.next_offset(tp.partition, tp.topic)
+                hw = app.consumer.highwater(tp)
+                if hw is not None:
+                    ends[(tp.topic, tp.partition)] = hw
+        for topic, p in stalled(now, looked.get(id(scorer), {}), ends):
+            await reseek(scorer, topic, p, now[(topic, p)], "stalled short of the broker's end")
+        looked[id(scorer)] = {tp: scorer.next_offset(tp[1], tp[0]) for tp in now}
 
     @app.on_partitions_revoked.connect
     async def revoked(sender: Any, revoked: Any, **kwargs: Any) -> None:
@@ -325,6 +352,7 @@ def create_app(config: Config) -> faust.App:
     async def reassigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         reports.on_assignment()
         rollups.on_assignment()
+        looked.clear()
 
     @app.page("/metrics")
     async def prometheus(web: Any, request: Any) -> Any:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from services.scoring.agents import ProvinceScorer, ReportScorer, partition_of, progress_key
+from services.scoring.agents import ProvinceScorer, ReportScorer, partition_of, progress_key, stalled
 from services.scoring.baseline import Cell
 from shared import metrics, topics
 from tests.scoring.builders import at, report, scoring
@@ -90,6 +90,17 @@ def test_messages_past_a_gap_are_dropped_until_the_gap_is_read():
     applied(table, box)
     assert box.outcomes == {"counted": 4}
     assert Cell.from_bytes(table[b"65.71|mass_mobilization"]).observed == 6
+
+
+def test_a_partition_that_stopped_short_of_the_broker_s_end_is_read_again():
+    """Records fetched and dropped around a rebalance, with none after them to arrive ahead of
+    their turn: the next look finds the partition where it was while the broker holds more."""
+    r, b = (topics.REPORTS_V1, 0), (topics.REPORTS_V1, 1)
+    before = {r: 40, b: 7}
+    assert stalled({r: 40, b: 7}, before, {r: 45, b: 7}) == [r]      # r stuck behind 45; b at its end
+    assert stalled({r: 44, b: 7}, before, {r: 45, b: 7}) == []       # r moved: still reading
+    assert stalled({r: 40}, {}, {r: 45}) == []                        # no earlier look: give it one
+    assert stalled({r: 40}, before, {}) == [], "no known end, no guess"
 
 
 def test_a_tick_rolls_only_its_partition():

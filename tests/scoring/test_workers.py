@@ -51,11 +51,22 @@ def wait_owning(port: int, child: Child, after: float = 0.0, timeout_s: float = 
 
 
 @pytest.fixture
-def two_workers(tmp_path: Path) -> Iterator[tuple[EmbeddedStack, list[tuple[Child, int]]]]:
+def bare_stack(tmp_path: Path) -> Iterator[EmbeddedStack]:
+    """Broker, Redis, gateway and validator, no scoring worker; a fixture so that a failure
+    carries the services' logs (tests/conftest.py), the workers' among them."""
     stack = EmbeddedStack(scoring_config(tmp_path / "pantau.yaml"), tmp_path, ("ingest-gateway", "ingest-validator"))
-    workers: list[tuple[Child, int]] = []
     try:
         stack.start()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+def two_workers(bare_stack: EmbeddedStack) -> Iterator[tuple[EmbeddedStack, list[tuple[Child, int]]]]:
+    stack = bare_stack
+    workers: list[tuple[Child, int]] = []
+    try:
         workers.append(worker(stack, "scoring-a"))
         wait_owning(workers[0][1], workers[0][0])
         workers.append(worker(stack, "scoring-b"))
@@ -66,7 +77,6 @@ def two_workers(tmp_path: Path) -> Iterator[tuple[EmbeddedStack, list[tuple[Chil
     finally:
         for child, _ in workers:
             child.stop()
-        stack.stop()
 
 
 def post_all(gateway: httpx.Client, bodies: list[dict]) -> None:
@@ -127,13 +137,12 @@ def test_a_killed_worker_s_partitions_move_to_the_other_and_nothing_counts_twice
 
 
 @pytest.mark.slow
-def test_a_worker_joining_mid_stream_takes_partitions_without_counting_twice(tmp_path: Path):
+def test_a_worker_joining_mid_stream_takes_partitions_without_counting_twice(bare_stack: EmbeddedStack):
     """The rebalance a second worker causes revokes partitions from a worker that is busy
     with them: its batch in flight ends first, and what it fetched before is not applied after."""
-    stack = EmbeddedStack(scoring_config(tmp_path / "pantau.yaml"), tmp_path, ("ingest-gateway", "ingest-validator"))
+    stack = bare_stack
     workers: list[Child] = []
     try:
-        stack.start()
         a, a_port = worker(stack, "scoring-a")
         workers.append(a)
         wait_owning(a_port, a)
@@ -150,7 +159,6 @@ def test_a_worker_joining_mid_stream_takes_partitions_without_counting_twice(tmp
     finally:
         for child in workers:
             child.stop()
-        stack.stop()
 
 
 def test_workers_on_one_machine_never_share_a_datadir():
