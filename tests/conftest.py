@@ -11,24 +11,13 @@ import pytest
 
 from cli.stack import EmbeddedStack, free_port
 from shared.config import sha256_hex
-from tests.utils import JABAR_KEY, KALTARA_KEY, LIMITED_KEY
+from tests.utils import JABAR_KEY, KALTARA_KEY, LIMITED_KEY, stack_sections
 
 
 def write_config(path: Path, extra: str = "") -> Path:
     path.write_text(f"""
-kafka:
-  bootstrap_servers: "127.0.0.1:{free_port()}"
-  partitions: 4
-redis:
-  url: "redis://127.0.0.1:{free_port()}/0"
-ingest:
+{stack_sections()}notify:
   port: {free_port()}
-  metrics_port: {free_port()}
-  send_timeout_s: 3
-notify:
-  port: {free_port()}
-scoring:
-  web_port: {free_port()}
 sources:
   - id: fkdm-kaltara
     api_key_sha256: "{sha256_hex(KALTARA_KEY)}"

@@ -74,3 +74,22 @@ async def collect(
 
 def value(msg: Any) -> dict[str, Any]:
     return orjson.loads(msg.value)
+
+
+def stack_sections() -> str:
+    """The kafka, redis, ingest and scoring sections every embedded-stack test config starts
+    with, each service on a free port (the broker and Redis ports are free ones too)."""
+    from cli.stack import free_port
+
+    return f"""kafka:
+  bootstrap_servers: "127.0.0.1:{free_port()}"
+  partitions: 4
+redis:
+  url: "redis://127.0.0.1:{free_port()}/0"
+ingest:
+  port: {free_port()}
+  metrics_port: {free_port()}
+  send_timeout_s: 3
+scoring:
+  web_port: {free_port()}
+"""

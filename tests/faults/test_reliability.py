@@ -39,6 +39,7 @@ import pytest
 from cli.stack import EmbeddedStack, free_port
 from tests.faults.traffic import CATEGORIES, Publisher, Sent, Tail
 from tests.notify.peers import Answer, HttpReceiver, Request, SmtpServer
+from tests.utils import stack_sections
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -99,18 +100,7 @@ def config_yaml(hook: str, smtp_port: int) -> str:
         for p in PHASES for j, (region, cat) in enumerate(p.cells))
     notify_port = free_port()
     return f"""
-kafka:
-  bootstrap_servers: "127.0.0.1:{free_port()}"
-  partitions: 4
-redis:
-  url: "redis://127.0.0.1:{free_port()}/0"
-ingest:
-  port: {free_port()}
-  metrics_port: {free_port()}
-  send_timeout_s: 3
-scoring:
-  web_port: {free_port()}
-sources:
+{stack_sections()}sources:
   - id: {SOURCE}
     api_key: "{API_KEY}"
     regions: ["65", "35", "33"]

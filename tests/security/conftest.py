@@ -16,6 +16,7 @@ import pytest
 from cli.stack import EmbeddedStack, free_port
 from shared.config import sha256_hex
 from tests.notify.peers import HttpReceiver, SmtpServer, TelegramBotApi
+from tests.utils import stack_sections
 
 # Secrets. Each one is long and distinctive, so finding it in a log cannot be a coincidence.
 HASHED_KEY = "sec-key-kaltara-hashed-Q7f3LmZp"  # configured only as its sha256
@@ -70,18 +71,7 @@ class Peers:
 def security_config(path: Path, peers: Peers) -> Path:
     notify_port = free_port()
     path.write_text(f"""
-kafka:
-  bootstrap_servers: "127.0.0.1:{free_port()}"
-  partitions: 4
-redis:
-  url: "redis://127.0.0.1:{free_port()}/0"
-ingest:
-  port: {free_port()}
-  metrics_port: {free_port()}
-  send_timeout_s: 3
-scoring:
-  web_port: {free_port()}
-sources:
+{stack_sections()}sources:
   - id: fkdm-kaltara
     api_key_sha256: "{sha256_hex(HASHED_KEY)}"
     regions: ["65"]
