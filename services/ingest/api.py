@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared import metrics
+from shared import metrics, redis_client
 from shared.config import Config, Source, sha256_hex
 from shared.kafka import producer_settings
 from shared.regions import CODE_PATTERN, in_scope
@@ -170,7 +170,7 @@ def create_app(config: Config) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        gw.redis = aioredis.from_url(config.redis.url, socket_timeout=2, socket_connect_timeout=2)
+        gw.redis = redis_client.connect(config.redis.url, 2)
         gw.producer = AIOKafkaProducer(
             bootstrap_servers=config.kafka.bootstrap_servers, **producer_settings(config.ingest.send_timeout_s)
         )

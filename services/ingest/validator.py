@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from shared import metrics, topics
+from shared import metrics, redis_client, topics
 from shared.config import Config
 from shared.kafka import CONSUMER_DEFAULTS, producer_settings, report_lag
 from shared.schemas import ReportEvent, enriched, partition_key, rfc3339, validate_json
@@ -91,7 +91,7 @@ class Validator:
 
     async def start(self) -> None:
         cfg = self.config
-        self.redis = aioredis.from_url(cfg.redis.url, socket_timeout=5, socket_connect_timeout=5)
+        self.redis = redis_client.connect(cfg.redis.url, 5)
         self.state = IntakeState(self.redis, cfg.ingest.dedup_ttl_days * 86400)
         self.producer = AIOKafkaProducer(bootstrap_servers=cfg.kafka.bootstrap_servers,
                                          **producer_settings(cfg.ingest.send_timeout_s))

@@ -28,6 +28,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from shared import redis_client
 from shared.config import Config
 from shared.kafka import producer_settings
 from shared.notify_config import NotifyConfig
@@ -119,7 +120,7 @@ async def build(config: Config, nc: NotifyConfig) -> Parts:
     # fresh connection ride over that. Only connection errors: a Redis that is down still
     # fails at once (refused), and a hung one after one socket timeout, not four.
     retry = Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.5), 3, supported_errors=(RedisConnectionError,))
-    r = aioredis.from_url(config.redis.url, socket_timeout=5, socket_connect_timeout=5, retry=retry)
+    r = redis_client.connect(config.redis.url, 5, retry=retry)
     links = LinkMaker(await link_secret(r, nc), s.public_url, s.link_ttl_minutes * 60.0)
     store = IncidentStore(r, ack_url=lambda incident_id: links.url(incident_id, time.time()),
                           retention_days=s.incident_retention_days)

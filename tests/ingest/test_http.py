@@ -536,3 +536,12 @@ def test_stray_requests_get_json_errors(ingest, method, path, status):
     resp = ingest.request(method, path, headers=auth())
     body = check_json(resp, status)
     assert set(body) == {"error", "message"}
+
+
+def test_a_burst_wider_than_the_redis_pool_is_accepted_whole(ingest, bootstrap):
+    """More requests at once than the gateway has Redis connections (100 by redis-py's
+    default): they wait for a connection, none is refused."""
+    rs = [report() for _ in range(250)]
+    resps = asyncio.run(_fire(str(ingest.base_url), [("/v1/reports", orjson.dumps(r)) for r in rs]))
+    assert sorted({resp.status_code for resp in resps}) == [202], [resp.text for resp in resps if resp.status_code != 202][:3]
+    assert copies_on_topic(bootstrap, *rs) == {r["event_id"]: 1 for r in rs}
