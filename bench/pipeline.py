@@ -43,7 +43,7 @@ from bench import workload
 from bench.context import Context
 from bench.cpu import CpuMeter
 from bench.openloop import OpenResult, OpenSpec, pct, run_open
-from bench.profile import sampled
+from bench.profile import sampled, sampled_all
 from bench.report import Row
 from bench.stack import PARTITIONS, create_topic, peak_mb, read_topic, wait_http_ready, write_config
 from cli.stack import Child, EmbeddedStack, free_port, wait_port
@@ -308,7 +308,8 @@ def run(ctx: Context) -> list[Row]:
         steady_paging = [r for r in workload.steady_requests(*steady_args) if r[0].endswith("-page")]
         ctx.log(f"pipeline: steady day, {steady_n:,} reports at {RATE:g}/s, {len(steady_paging):,} of them paging")
         before = receiver.count()
-        with CpuMeter(all_pids) as steady_cpu:
+        profiled = {s: all_pids[s] for s in ("ingest-gateway", "scoring", "notify")}
+        with sampled_all(profiled, ctx.profile_dir, "steady"), CpuMeter(all_pids) as steady_cpu:
             t2 = time.perf_counter()
             steady = run_open(_spec(gw_port, "/v1/reports", partial(workload.steady_requests, *steady_args)))
             receiver.wait_count(before + len(steady_paging), settle_s)

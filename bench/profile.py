@@ -12,7 +12,7 @@ import re
 import shutil
 import signal
 import subprocess
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -44,6 +44,15 @@ def sampled(pid: int, out_dir: Path | None, name: str) -> Iterator[None]:
         if out.exists():
             (out_dir / f"{name}.summary.txt").write_text(summary(out))
             print(f"bench: profile of {name} in {out_dir}/{name}.summary.txt")
+
+
+@contextmanager
+def sampled_all(pids: dict[str, int], out_dir: Path | None, suffix: str) -> Iterator[None]:
+    """py-spy on every process of `pids` at once (profiles named `<name>-<suffix>`)."""
+    with ExitStack() as stack:
+        for name, pid in pids.items():
+            stack.enter_context(sampled(pid, out_dir, f"{name}-{suffix}"))
+        yield
 
 
 def _short(frame: str) -> str:

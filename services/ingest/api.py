@@ -21,7 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared import metrics, redis_client
+from shared import heap, metrics, redis_client
 from shared.config import Config, Source, sha256_hex
 from shared.kafka import producer_settings
 from shared.regions import CODE_PATTERN, in_scope
@@ -180,6 +180,7 @@ def create_app(config: Config) -> FastAPI:
                            config.kafka.bootstrap_servers, config.ingest.send_timeout_s, lease_s,
                            wait_for_peer_s=lease_s + 1)
         await gw.intake.start()
+        heap.settle()
         try:
             yield
         finally:

@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
-from shared import metrics, redis_client, topics
+from shared import heap, metrics, redis_client, topics
 from shared.config import Config
 from shared.kafka import CONSUMER_DEFAULTS, producer_settings, report_lag
 from shared.schemas import ReportEvent, enriched, partition_key, rfc3339, validate_json
@@ -397,6 +397,7 @@ async def serve(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, v.stopping.set)
+    heap.settle()
     log.info("validator consuming %s", topics.REPORTS_RAW)
     try:
         await v.run()

@@ -28,7 +28,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from shared import redis_client
+from shared import heap, redis_client
 from shared.config import Config
 from shared.kafka import producer_settings
 from shared.notify_config import NotifyConfig
@@ -168,6 +168,7 @@ async def serve(config: Config, nc: NotifyConfig) -> int:
         loop.add_signal_handler(sig, shutdown)
 
     await parts.watchdog.start()
+    heap.settle()
     loops = {
         "consumer": parts.consumer.run(stop),
         "scheduler": parts.scheduler.run(stop),
