@@ -13,7 +13,7 @@
   The services' Kafka client settings, no validation, no state, no Redis, one process.
 - `consume ...`: a raw aiokafka consumer in a group (getmany + json decode per message +
   commit per batch): the ceiling of any consumer of the same workload on this machine.
-- `post ...`: notify's HTTP client alone (httpx, services.notify.channels.HttpPool) POSTing
+- `post ...`: notify's HTTP client alone (aiohttp, services.notify.channels.HttpPool) POSTing
   webhook-sized bodies to a receiver with a fixed number in flight: what the delivery stage
   could do with no Redis and no Kafka.
 
@@ -134,7 +134,7 @@ async def chain(port: int, bootstrap: str, topic_a: str, topic_b: str, group: st
     async def to_b(m) -> None:  # type: ignore[no-untyped-def]
         await (await producer.send(topic_b, m.value, key=m.key))
 
-    # notify's own HTTP client (several small httpx pools), so the baseline pays what notify pays.
+    # notify's own HTTP client, so the baseline pays what notify pays.
     from services.notify.channels import HttpPool
 
     http = HttpPool(64)
@@ -143,7 +143,7 @@ async def chain(port: int, bootstrap: str, topic_a: str, topic_b: str, group: st
         r = orjson.loads(m.value)
         await http.post(receiver, content=orjson.dumps({
             "status": "triggered", "region_code": r["region_code"], "category": r["category"],
-            "report_ids": [r["event_id"]]}), headers={"Content-Type": "application/json"})
+            "report_ids": [r["event_id"]]}), headers={"Content-Type": "application/json"}, timeout=30)
 
     class Server(uvicorn.Server):
         def capture_signals(self):  # type: ignore[no-untyped-def]  # SIGTERM is handled below
@@ -197,7 +197,7 @@ async def consume(bootstrap: str, topic: str, group: str, n: int, timeout_s: flo
 
 async def post(url: str, n: int, concurrency: int, body_bytes: int) -> dict:
     """POST `n` bodies of `body_bytes` to `url`, `concurrency` in flight, through notify's own
-    HTTP client (services.notify.channels.HttpPool: httpx, several small pools) of notify's pool
+    HTTP client (services.notify.channels.HttpPool, aiohttp) of notify's pool
     size; rate from the first answer to the last."""
     from services.notify.channels import HttpPool
 

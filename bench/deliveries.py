@@ -1,5 +1,5 @@
 """The deliveries stage: how many webhook deliveries per second notify sustains when the
-receiver is slow (answers after 200 ms), beside a plain concurrent httpx client posting to
+receiver is slow (answers after 200 ms), beside notify's own HTTP client (HttpPool, aiohttp) posting to
 the same receiver with as many requests in flight.
 
 - pantau: notify alone (broker, Redis, `python -m services.notify`) with the pipeline's config
@@ -9,7 +9,7 @@ the same receiver with as many requests in flight.
   rate counts at the receiver from its first request to the N-th (notify's group join is left
   out), so it covers the whole of notify: consume, incident in Redis, scheduler firing, delivery
   submit, claim, POST, and recording the outcome.
-- baseline: `bench.baselines post`, httpx with the same pool size and the same number in
+- baseline: `bench.baselines post`, notify's HttpPool with the same pool size and the same number in
   flight, POSTing webhook-sized bodies to the same receiver: the most any sender can do at
   this concurrency (at most concurrency / delay = 320/s).
 """
@@ -81,12 +81,12 @@ def run(ctx: Context) -> list[Row]:
         f"(one incident, one webhook page each); the webhook receiver answers after {DELAY_MS:g} ms. Rate = pages "
         "received per second from the first to the last (group join excluded); it covers consume, incident, "
         f"scheduler, delivery claim, POST and outcome. notify.delivery.concurrency {DELIVERY_CONCURRENCY} (the "
-        "default, 16, caps any receiver this slow at 80/s). Baseline: httpx with the same pool size and the same "
+        "default, 16, caps any receiver this slow at 80/s). Baseline: notify's HTTP client (HttpPool) with the same pool size and the same "
         f"number in flight posting to the same receiver (≤ {DELIVERY_CONCURRENCY / DELAY_MS * 1000:g}/s).",
     ]
     with pipeline_stack(ctx.keep, delay_ms=DELAY_MS, services=("notify",),
                         prefix="pantau-bench-deliveries-") as (stack, receiver):
-        ctx.log(f"deliveries: baseline, httpx with {DELIVERY_CONCURRENCY} in flight")
+        ctx.log(f"deliveries: baseline, HttpPool with {DELIVERY_CONCURRENCY} in flight")
         out = subprocess.run([sys.executable, "-m", "bench.baselines", "post", "--url", receiver.url + "/base",
                               "--n", str(n), "--concurrency", str(DELIVERY_CONCURRENCY)],
                              capture_output=True, text=True, timeout=timeout_s + 60)

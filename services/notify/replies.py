@@ -36,13 +36,13 @@ import time
 import uuid
 from typing import Any, Callable, Iterable
 
-import httpx
 import orjson
 import redis.asyncio as aioredis
 
 from shared import metrics
 from shared.channels_config import ContactConfig
 from services.notify.channels.base import redact
+from services.notify.channels.http import HttpError
 from services.notify.consumer import count_change
 from services.notify.incidents import Conflict, IncidentStore, acknowledge
 
@@ -186,7 +186,7 @@ class ReplyPoller:
         if raw is not None:
             payload["offset"] = int(raw)
         call = asyncio.ensure_future(self.channel.api("getUpdates", payload,
-                                                      httpx.Timeout(self.cfg.poll_timeout_s + self.cfg.timeout_s)))
+                                                      self.cfg.poll_timeout_s + self.cfg.timeout_s))
         if stop is not None:
             stopper = asyncio.ensure_future(stop.wait())
             await asyncio.wait({call, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -196,7 +196,7 @@ class ReplyPoller:
                 return None
         try:
             status, answer = await call
-        except (httpx.HTTPError, OSError) as e:
+        except (HttpError, OSError) as e:
             log.warning("telegram reply poller %s: getUpdates failed (%s); retrying", self.cfg.id, type(e).__name__)
             return 5.0
         if not (isinstance(answer, dict) and answer.get("ok") is True and isinstance(answer.get("result"), list)):
@@ -300,7 +300,7 @@ class ReplyPoller:
             payload["reply_parameters"] = {"message_id": reply_to, "allow_sending_without_reply": True}
         try:
             status, answer = await self.channel.api("sendMessage", payload, self.channel.timeout())
-        except (httpx.HTTPError, OSError) as e:
+        except (HttpError, OSError) as e:
             log.warning("telegram reply confirmation on %s not sent (%s)", self.cfg.id, type(e).__name__)
             return
         if not (isinstance(answer, dict) and answer.get("ok") is True):

@@ -148,6 +148,23 @@ def test_bad_phone_is_refused(phone: str) -> None:
 # --------------------------------------------------------------------------- the shared rule
 
 
+def test_a_cookie_one_receiver_sets_is_never_sent_back(receiver: HttpReceiver) -> None:
+    """The channels share one HTTP client: a Set-Cookie from one endpoint must not ride along
+    on the next page (to that endpoint or another)."""
+    receiver.answer_next(1, 200, b"ok", {"Set-Cookie": "session=abc; Path=/"})
+
+    async def twice() -> None:
+        channels = build_channels([webhook_cfg(receiver.url + "/hook")])
+        try:
+            for did in ("d-1", "d-2"):
+                assert (await channels["kaltara-webhook"].send(ContactConfig(**contact()), notice(), did)).ok
+        finally:
+            await channels.aclose()
+
+    run(twice())
+    assert [r.headers.get("cookie") for r in receiver.requests] == [None, None]
+
+
 @pytest.mark.parametrize("code, reason, retry", [
     (200, "ok", False), (202, "ok", False), (204, "ok", False),
     (500, "server_error", True), (502, "server_error", True), (503, "server_error", True),

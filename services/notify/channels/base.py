@@ -8,21 +8,17 @@ The failure reason is a closed list, so it can be a metric label.
 
 from __future__ import annotations
 
-import logging
 import urllib.parse
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Iterable
 
-import httpx
+from services.notify.channels.http import HttpAnswer, HttpError, HttpPool, UnsupportedURL
 
 if TYPE_CHECKING:
     from services.notify.messages import Notice
     from shared.channels_config import ContactConfig
 
-# httpx logs every request line at INFO, URL included, and a Telegram URL carries the bot
-# token (`/bot<token>/sendMessage`): keep its request log out of the service logs.
-logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class Reason(StrEnum):
@@ -84,16 +80,16 @@ def retry_after(value: str | None) -> float | None:
         return None
 
 
-def http_result(resp: httpx.Response) -> Result:
+def http_result(resp: HttpAnswer) -> Result:
     return status_result(resp.status_code, retry_after_s=retry_after(resp.headers.get("retry-after")))
 
 
 def transport_result(exc: BaseException) -> Result:
-    """A request that got no HTTP answer. Only the exception's class is kept: httpx messages
-    can quote the URL, and URLs can carry secrets."""
-    if isinstance(exc, (httpx.TimeoutException, TimeoutError)):
+    """A request that got no HTTP answer. Only the exception's class is kept: the HTTP
+    library's messages can quote the URL, and URLs can carry secrets."""
+    if isinstance(exc, TimeoutError):
         return failure(Reason.timeout, True, type(exc).__name__)
-    if isinstance(exc, httpx.UnsupportedProtocol):
+    if isinstance(exc, UnsupportedURL):
         return failure(Reason.client_error, False, type(exc).__name__)
     return failure(Reason.connection_error, True, type(exc).__name__)
 
@@ -117,7 +113,7 @@ class Channel:
     #: The contact field this channel addresses (None: the channel has a fixed destination).
     address_field: ClassVar[str | None] = None
 
-    def __init__(self, config: Any, http: httpx.AsyncClient):
+    def __init__(self, config: Any, http: HttpPool):
         self.config = config
         self.id: str = config.id
         self.http = http
@@ -129,7 +125,7 @@ class Channel:
             return failure(Reason.client_error, False, f"contact {who} has no {self.address_field}")
         try:
             result = await self._send(target, notice, delivery_id)
-        except httpx.HTTPError as e:
+        except HttpError as e:
             result = transport_result(e)
         except (TimeoutError, OSError) as e:
             result = transport_result(e)
@@ -145,8 +141,8 @@ class Channel:
         """Every secret this channel holds, so nothing it returns can repeat one."""
         return []
 
-    def timeout(self) -> httpx.Timeout:
-        return httpx.Timeout(self.config.timeout_s)
+    def timeout(self) -> float:
+        return float(self.config.timeout_s)
 
     async def aclose(self) -> None:
         """Release what the channel holds of its own (the shared HTTP client is closed by its owner)."""

@@ -15,7 +15,6 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import orjson
 
 from services.notify.channels.base import Channel, Result, status_result
@@ -39,9 +38,9 @@ class TelegramChannel(Channel):
     sent_pages: "SentPages | None" = None
     _remembering: "set[asyncio.Task] | None" = None
 
-    async def api(self, method: str, payload: dict[str, Any], timeout: httpx.Timeout) -> tuple[int, Any]:
+    async def api(self, method: str, payload: dict[str, Any], timeout: float) -> tuple[int, Any]:
         """One Bot API call: its HTTP status and parsed JSON answer (None if not JSON). Raises
-        httpx errors; their text can quote the URL, so callers keep only the error's class."""
+        TimeoutError or channels.http.HttpError; callers keep only the error's class."""
         url = f"{self.config.base_url}/bot{self.config.bot_token.get_secret_value()}/{method}"
         resp = await self.http.post(url, json=payload, timeout=timeout)
         try:
