@@ -65,6 +65,14 @@ def receiver() -> Iterator[HttpReceiver]:
     r.close()
 
 
+@pytest.fixture(scope="module")
+def hook() -> Iterator[HttpReceiver]:
+    """One webhook receiver for a whole module's stack (its config names the receiver's URL)."""
+    r = HttpReceiver()
+    yield r
+    r.close()
+
+
 @pytest.fixture
 def telegram() -> Iterator[TelegramBotApi]:
     t = TelegramBotApi(BOT_TOKEN, {CHAT_ID})

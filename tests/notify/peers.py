@@ -171,6 +171,24 @@ class HttpPeer:
 class HttpReceiver(HttpPeer):
     """A webhook / Slack / SMS gateway endpoint: answers 200 unless told otherwise."""
 
+    def pages(self, who: str, category: str, status: str | None = None, step: int | None = None) -> list[Request]:
+        """Answered (2xx) webhook pages to `/who` about incidents of `category` (with this
+        status and step, if given), in arrival order."""
+        out = []
+        for r in self.requests:
+            if r.path != f"/{who}" or r.status is None or not 200 <= r.status < 300:
+                continue
+            b = r.json()
+            if b["category"] == category and status in (None, b["status"]) and step in (None, b["step"]):
+                out.append(r)
+        return out
+
+    def wait_page(self, who: str, category: str, status: str, step: int | None = None,
+                  timeout: float = 60) -> Request:
+        """The first such page, waiting for it up to `timeout` seconds."""
+        self.wait_for(lambda _: bool(self.pages(who, category, status, step)), timeout)
+        return self.pages(who, category, status, step)[0]
+
     def delivered(self, delivery_id: str) -> list[Request]:
         """Requests for `delivery_id` that were answered 2xx."""
         return [r for r in self.requests if r.headers.get("x-pantau-delivery") == delivery_id

@@ -82,13 +82,6 @@ policies:
 {nested}"""
 
 
-@pytest.fixture(scope="module")
-def hook() -> Iterator[HttpReceiver]:
-    r = HttpReceiver()
-    yield r
-    r.close()
-
-
 # Crash points (see services.notify.scheduler.FAULT_ENV): notify kills itself with SIGKILL when
 # step 1 of an incident of these categories is due, before submitting anything ("due") or
 # after submitting its deliveries but before saving its state ("after_submit").
@@ -148,30 +141,12 @@ def body(r: Request) -> dict[str, Any]:
     return orjson.loads(r.body)
 
 
-def pages(hook: HttpReceiver, who: str, category: str, status: str | None = None, step: int | None = None) -> list[Request]:
-    """Answered (2xx) webhook requests to `who` about incidents of `category`."""
-    out = []
-    for r in hook.requests:
-        if r.path != f"/{who}" or r.status is None or not 200 <= r.status < 300:
-            continue
-        b = body(r)
-        if b["category"] == category and (status is None or b["status"] == status) and (step is None or b["step"] == step):
-            out.append(r)
-    return out
-
-
-def wait_page(hook: HttpReceiver, who: str, category: str, status: str, step: int | None = None,
-              timeout: float = 30) -> Request:
-    hook.wait_for(lambda _: bool(pages(hook, who, category, status, step)), timeout)
-    return pages(hook, who, category, status, step)[0]
-
-
 def test_escalation_ack_level_rise_and_resolve(stack: EmbeddedStack, api: httpx.Client, hook: HttpReceiver):
     cat = "election_dispute"
     send_score(stack, ("65.71", cat, "siaga", ["fkdm-kaltara:ev-1", "fkdm-kaltara:ev-2"]))
 
     # 1. the kabupaten/kota on-call is paged at once, signed, with the contract body
-    first = wait_page(hook, "kab", cat, "triggered")
+    first = hook.wait_page("kab", cat, "triggered")
     assert verify_signature(HOOK_SECRET, first.body, first.headers.get("x-pantau-signature"))
     assert first.headers["x-pantau-delivery"]
     b = body(first)
@@ -186,7 +161,7 @@ def test_escalation_ack_level_rise_and_resolve(stack: EmbeddedStack, api: httpx.
     send_score(stack, ("65.71.02", cat, "siaga", ["fkdm-kaltara:ev-3"]))
 
     # 2. nobody acknowledges: after the wait, the province hears of it
-    second = wait_page(hook, "prov", cat, "escalated", step=1)
+    second = hook.wait_page("prov", cat, "escalated", step=1)
     assert body(second)["incident_id"] == incident
     listed = api.get("/v1/incidents", params={"status": "open", "category": cat}).json()["incidents"]
     assert [i["id"] for i in listed] == [incident]
@@ -197,19 +172,19 @@ def test_escalation_ack_level_rise_and_resolve(stack: EmbeddedStack, api: httpx.
     assert r.status_code == 200 and r.json()["status"] == "acknowledged"
     assert r.json()["escalation"]["next_at"] is None
     for who in ("kab", "prov"):
-        wait_page(hook, who, cat, "acknowledged")
+        hook.wait_page(who, cat, "acknowledged")
     # Witness: an incident opened now, on the same timings, reaches its step 1 only after
     # the acknowledged incident's step 2 came due. By then step 2 must not have fired.
     witness_cat = "hoax_disinformation"
     send_score(stack, ("65.71", witness_cat, "waspada", ["fkdm-kaltara:ev-w"]))
-    wait_page(hook, "prov", witness_cat, "escalated", step=1)
-    assert pages(hook, "ops", cat) == []
+    hook.wait_page("prov", witness_cat, "escalated", step=1)
+    assert hook.pages("ops", cat) == []
     timeline = api.get(f"/v1/incidents/{incident}").json()["timeline"]
     assert [e["step"] for e in timeline if e["kind"] == "step"] == [0, 1]
 
     # 4. the level rises after the ack: escalated again at once, to the awas step (operators)
     send_score(stack, ("65.71", cat, "awas", ["polda-kaltara:lp-9"]))
-    rise = wait_page(hook, "ops", cat, "escalated", step=2)
+    rise = hook.wait_page("ops", cat, "escalated", step=2)
     assert body(rise)["level"] == "awas"
     assert api.get(f"/v1/incidents/{incident}").json()["status"] == "escalated"
 
@@ -217,7 +192,7 @@ def test_escalation_ack_level_rise_and_resolve(stack: EmbeddedStack, api: httpx.
     r = api.post(f"/v1/incidents/{incident}/resolve", json={"note": "massa membubarkan diri"})
     assert r.status_code == 200 and r.json()["status"] == "resolved"
     for who in ("kab", "prov", "ops"):
-        assert body(wait_page(hook, who, cat, "resolved"))["incident_id"] == incident
+        assert body(hook.wait_page(who, cat, "resolved"))["incident_id"] == incident
     assert api.post(f"/v1/incidents/{incident}/resolve").status_code == 409
 
     # the timeline has every step, delivery and action
@@ -237,7 +212,7 @@ def test_escalation_ack_level_rise_and_resolve(stack: EmbeddedStack, api: httpx.
     assert [value(m)["step"] for m in got][:5] == [0, 1, 1, 2, 2]
 
     # tidy up the witness so later tests see only their own incidents
-    witness = pages(hook, "prov", witness_cat)[0]
+    witness = hook.pages("prov", witness_cat)[0]
     assert api.post(f"/v1/incidents/{body(witness)['incident_id']}/resolve").status_code == 200
 
 
@@ -246,11 +221,11 @@ def test_kill_9_between_due_and_delivery_delivers_exactly_once(stack: EmbeddedSt
     for i, (point, category) in enumerate(CRASHES):
         child = stack.children["notify"]
         send_score(stack, ("65.71", category, "siaga", [f"fkdm-kaltara:{category}-1"]))
-        wait_page(hook, "kab", category, "triggered")
+        hook.wait_page("kab", category, "triggered")
         assert child.proc.wait(timeout=60) == -9, point  # it died at the crash point, by SIGKILL
         start_notify(stack, fault_spec(CRASHES[i + 1:]))  # restart, without this crash point
 
-        page = wait_page(hook, "prov", category, "escalated", step=1)
+        page = hook.wait_page("prov", category, "escalated", step=1)
         incident = body(page)["incident_id"]
         did = page.headers["x-pantau-delivery"]
 
@@ -263,7 +238,7 @@ def test_kill_9_between_due_and_delivery_delivers_exactly_once(stack: EmbeddedSt
         hook.wait_for(lambda _: settled(), 30)
         # Exactly one delivery of step 1: one id (a repeat of the same id would be a retry the
         # receiver drops by X-Pantau-Delivery; a second id would be a second page).
-        ids = {r.headers["x-pantau-delivery"] for r in pages(hook, "prov", category, "escalated", step=1)}
+        ids = {r.headers["x-pantau-delivery"] for r in hook.pages("prov", category, "escalated", step=1)}
         assert ids == {did}, point
         assert api.post(f"/v1/incidents/{incident}/resolve").status_code == 200
 

@@ -127,13 +127,6 @@ class Supervisor:
 
 
 @pytest.fixture(scope="module")
-def hook() -> Iterator[HttpReceiver]:
-    r = HttpReceiver()
-    yield r
-    r.close()
-
-
-@pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, hook: HttpReceiver) -> Iterator[EmbeddedStack]:
     tmp = tmp_path_factory.mktemp("notify-faults")
     s = EmbeddedStack(write_config(tmp / "pantau.yaml", faults_yaml(hook.url, free_port())), tmp, ("notify",))
@@ -182,18 +175,6 @@ def ok(r: Request) -> bool:
     return r.status is not None and 200 <= r.status < 300
 
 
-def pages(hook: HttpReceiver, who: str, category: str, status: str, step: int | None = None) -> list[Request]:
-    """Answered (2xx) webhook requests to `who` about `category` with this status (and step)."""
-    return [r for r in about(hook, category) if r.path == f"/{who}" and ok(r) and body(r)["status"] == status
-            and (step is None or body(r)["step"] == step)]
-
-
-def wait_page(hook: HttpReceiver, who: str, category: str, status: str, step: int | None = None,
-              timeout: float = 60) -> Request:
-    hook.wait_for(lambda _: bool(pages(hook, who, category, status, step)), timeout)
-    return pages(hook, who, category, status, step)[0]
-
-
 def eventually(check: Callable[[], Any], timeout: float = 30, every: float = 0.05) -> Any:
     """Poll an observable state (an HTTP answer) until `check` returns something truthy."""
     deadline = time.monotonic() + timeout
@@ -230,7 +211,7 @@ def test_redis_restart_mid_escalation_fires_the_next_step_exactly_once(stack: Em
                                                                       api: httpx.Client, hook: HttpReceiver):
     cat = RESTART_CAT
     send_score(stack, cat)
-    first = wait_page(hook, "kab", cat, "triggered", step=0)
+    first = hook.wait_page("kab", cat, "triggered", step=0)
     incident = body(first)["incident_id"]
     # Stop Redis only once step 0's delivery is recorded, so no attempt is in flight: an
     # attempt whose answer came back while Redis was gone would be sent again (the same id,
@@ -239,7 +220,7 @@ def test_redis_restart_mid_escalation_fires_the_next_step_exactly_once(stack: Em
     inc = api.get(f"/v1/incidents/{incident}").json()
     next_at = inc["escalation"]["next_at"]
     assert inc["escalation"]["next_step"] == 1 and next_at is not None, inc["escalation"]
-    assert pages(hook, "prov", cat, "escalated") == []
+    assert hook.pages("prov", cat, "escalated") == []
 
     burst(api, f"/v1/incidents/{incident}")  # notify now holds a pool of Redis connections
     restarts = supervisor.restarts
@@ -258,17 +239,17 @@ def test_redis_restart_mid_escalation_fires_the_next_step_exactly_once(stack: Em
     assert burst(api, f"/v1/incidents/{incident}") == [200] * BURST
     assert api.get("/readyz").status_code == 200
 
-    second = wait_page(hook, "prov", cat, "escalated", step=1)
+    second = hook.wait_page("prov", cat, "escalated", step=1)
     assert body(second)["incident_id"] == incident
     assert verify_signature(HOOK_SECRET, second.body, second.headers["x-pantau-signature"])
-    wait_page(hook, "kab", OUTAGE_CAT, "triggered", step=0)
+    hook.wait_page("kab", OUTAGE_CAT, "triggered", step=0)
     # notify rode the outage out: no loop gave up and left the restart to a supervisor
     assert supervisor.restarts == restarts and stack.children["notify"].alive
 
     r = api.post(f"/v1/incidents/{incident}/resolve", json={"note": "selesai"})
     assert r.status_code == 200, r.text
     for who in ("kab", "prov"):
-        wait_page(hook, who, cat, "resolved")
+        hook.wait_page(who, cat, "resolved")
 
     # Step 1 fired once: one timeline entry, one message to the province.
     steps = [e["step"] for e in timeline(api, incident) if e["kind"] == "step"]

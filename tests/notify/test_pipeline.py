@@ -90,13 +90,6 @@ notify:
 
 
 @pytest.fixture(scope="module")
-def hook() -> Iterator[HttpReceiver]:
-    r = HttpReceiver()
-    yield r
-    r.close()
-
-
-@pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, hook: HttpReceiver) -> Iterator[EmbeddedStack]:
     tmp = tmp_path_factory.mktemp("pipeline")
     s = EmbeddedStack(write_config(tmp / "pantau.yaml", pipeline_yaml(hook.url)), tmp, SERVICES)
@@ -133,24 +126,6 @@ def body(r: Request) -> dict[str, Any]:
     return orjson.loads(r.body)
 
 
-def pages(hook: HttpReceiver, who: str, category: str, status: str | None = None, step: int | None = None) -> list[Request]:
-    """Answered (2xx) webhook requests to `who` about incidents of `category`."""
-    out = []
-    for r in hook.requests:
-        if r.path != f"/{who}" or r.status is None or not 200 <= r.status < 300:
-            continue
-        b = body(r)
-        if b["category"] == category and (status is None or b["status"] == status) and (step is None or b["step"] == step):
-            out.append(r)
-    return out
-
-
-def wait_page(hook: HttpReceiver, who: str, category: str, status: str, step: int | None = None,
-              timeout: float = 60) -> Request:
-    hook.wait_for(lambda _: bool(pages(hook, who, category, status, step)), timeout)
-    return pages(hook, who, category, status, step)[0]
-
-
 def open_witness(gateway: httpx.Client, hook: HttpReceiver, category: str) -> Request:
     """Open an incident on the `tarakan` policy (first wait LONG_MIN) and wait for its step 1.
 
@@ -158,7 +133,7 @@ def open_witness(gateway: httpx.Client, hook: HttpReceiver, category: str) -> Re
     (also LONG_MIN after a firing that came before the ack) came due: if that step were going
     to fire, it has fired by now."""
     post_report(gateway, category)
-    return wait_page(hook, "prov", category, "escalated", step=1)
+    return hook.wait_page("prov", category, "escalated", step=1)
 
 
 # --------------------------------------------------------------------------- the pipeline
@@ -182,7 +157,7 @@ def test_report_over_http_pages_escalates_stops_on_ack_and_resolves(stack: Embed
     event_id = post_report(gateway, cat)
 
     # 1. the kabupaten/kota on-call gets a signed `triggered` message at awas naming the report
-    first = wait_page(hook, "kab", cat, "triggered")
+    first = hook.wait_page("kab", cat, "triggered")
     assert verify_signature(HOOK_SECRET, first.body, first.headers.get("x-pantau-signature"))
     assert not verify_signature("another-secret-entirely-0000000", first.body, first.headers["x-pantau-signature"])
     b = body(first)
@@ -194,7 +169,7 @@ def test_report_over_http_pages_escalates_stops_on_ack_and_resolves(stack: Embed
     assert wait_metric(api, "pantau_end_to_end_seconds_count") >= 1
 
     # 2. nobody acknowledges: after the wait, the province on-call is paged for the same incident
-    second = wait_page(hook, "prov", cat, "escalated", step=1)
+    second = hook.wait_page("prov", cat, "escalated", step=1)
     assert verify_signature(HOOK_SECRET, second.body, second.headers["x-pantau-signature"])
     assert body(second)["incident_id"] == incident and body(second)["level"] == "awas"
 
@@ -203,9 +178,9 @@ def test_report_over_http_pages_escalates_stops_on_ack_and_resolves(stack: Embed
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "acknowledged" and r.json()["escalation"]["next_at"] is None
     for who in ("kab", "prov"):
-        wait_page(hook, who, cat, "acknowledged")
+        hook.wait_page(who, cat, "acknowledged")
     open_witness(gateway, hook, "hoax_disinformation")
-    assert pages(hook, "ops", cat) == [], "step 2 fired after the ack"
+    assert hook.pages("ops", cat) == [], "step 2 fired after the ack"
     steps = [e["step"] for e in api.get(f"/v1/incidents/{incident}").json()["timeline"] if e["kind"] == "step"]
     assert steps == [0, 1]
 
@@ -213,10 +188,10 @@ def test_report_over_http_pages_escalates_stops_on_ack_and_resolves(stack: Embed
     r = api.post(f"/v1/incidents/{incident}/resolve", json={"note": "situasi kondusif"})
     assert r.status_code == 200 and r.json()["status"] == "resolved"
     for who in ("kab", "prov"):
-        resolved = wait_page(hook, who, cat, "resolved")
+        resolved = hook.wait_page(who, cat, "resolved")
         assert body(resolved)["incident_id"] == incident
         assert verify_signature(HOOK_SECRET, resolved.body, resolved.headers["x-pantau-signature"])
-    assert pages(hook, "ops", cat) == []
+    assert hook.pages("ops", cat) == []
     # one message per lifecycle event and person: the receiver never saw a delivery id twice
     ids = [r.headers["x-pantau-delivery"] for r in hook.requests if body(r)["incident_id"] == incident]
     assert len(ids) == len(set(ids)) == 6  # triggered, escalated, 2 × acknowledged, 2 × resolved
@@ -264,7 +239,7 @@ def test_ack_page_in_a_real_browser(stack: EmbeddedStack, gateway: httpx.Client,
     page = browser_page
     cat = "political_violence"
     post_report(gateway, cat)
-    msg = body(wait_page(hook, "kab", cat, "triggered"))
+    msg = body(hook.wait_page("kab", cat, "triggered"))
     incident, ack_url = msg["incident_id"], msg["ack_url"]
 
     # Opening the link shows the incident (region, category, level) and one button, and
@@ -287,9 +262,9 @@ def test_ack_page_in_a_real_browser(stack: EmbeddedStack, gateway: httpx.Client,
     assert inc["escalation"]["next_at"] is None
 
     # The escalation stopped: the province is never paged for it.
-    wait_page(hook, "kab", cat, "acknowledged")
+    hook.wait_page("kab", cat, "acknowledged")
     open_witness(gateway, hook, "security_threat")
-    assert pages(hook, "prov", cat, "escalated") == [], "step 1 fired after the ack"
+    assert hook.pages("prov", cat, "escalated") == [], "step 1 fired after the ack"
 
     # The same link again: already acknowledged, no button.
     resp = page.goto(ack_url)
