@@ -285,7 +285,7 @@ def run(ctx: Context) -> list[Row]:
         "gets that cell's `triggered` page; legs from the 202, the CreateTime of the report on reports.v1 and "
         "of the `awas` update on scores.v1, and the page's opened_at and updated_at. Worst case for notify "
         "(every report pages). Baseline: the same schedule and receiver through `bench.baselines chain` "
-        "(uvicorn+FastAPI → produce acks=all → aiokafka consumer → produce → consumer → httpx POST; the "
+        "(uvicorn+FastAPI → produce acks=all → aiokafka consumer → produce → consumer → POST through notify's HttpPool; the "
         f"services' client settings, no work): the latency of the I/O alone. Target p99 < {TARGET_P99_MS:g} ms. "
         "Peak memory: VmHWM of each process at the end of the run (start-up included).",
     ]
