@@ -93,3 +93,20 @@ ingest:
 scoring:
   web_port: {free_port()}
 """
+
+
+def fast_notify_section(port: int, link_secret: str, operators: bool = True) -> str:
+    """The `notify` section of a stack test config, listening on `port`: timers and deliveries
+    polled every 0.1 s under 2 s leases, so escalations and crash recoveries take seconds, not
+    the production half-minute. `operators` names piket-ops (a contact the config must define)."""
+    ops = "  operator_contacts: [piket-ops]\n" if operators else ""
+    return f"""notify:
+  port: {port}
+  public_url: "http://127.0.0.1:{port}"
+  link_secret: "{link_secret}"
+{ops}  timer_lease_s: 2
+  timer_poll_s: 0.1
+  delivery:
+    poll_interval_s: 0.1
+    lease_margin_s: 2
+"""

@@ -39,7 +39,7 @@ import pytest
 from cli.stack import EmbeddedStack, free_port
 from tests.faults.traffic import CATEGORIES, Publisher, Sent, Tail
 from tests.notify.peers import Answer, HttpReceiver, Request, SmtpServer
-from tests.utils import stack_sections
+from tests.utils import fast_notify_section, stack_sections
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
@@ -115,16 +115,7 @@ channels:
       backoff_max_s: 1.0}}
 policies:
 {policies}
-notify:
-  port: {notify_port}
-  public_url: "http://127.0.0.1:{notify_port}"
-  link_secret: "fault-suite-link-secret-0123456789"
-  timer_lease_s: 2
-  timer_poll_s: 0.1
-  delivery:
-    poll_interval_s: 0.1
-    lease_margin_s: 2
-"""
+{fast_notify_section(notify_port, "fault-suite-link-secret-0123456789", operators=False)}"""
 
 
 @pytest.fixture(scope="module")

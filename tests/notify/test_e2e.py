@@ -31,7 +31,7 @@ from services.notify.channels.webhook import verify as verify_signature
 from services.notify.scheduler import FAULT_ENV
 from tests.conftest import write_config
 from tests.notify.peers import HttpReceiver, Request, kaltara_people_yaml
-from tests.utils import collect, produce, value
+from tests.utils import collect, fast_notify_section, produce, value
 
 pytestmark = pytest.mark.slow
 
@@ -69,17 +69,7 @@ policies:
       - {{notify: ["oncall:province"], wait_minutes: {WAIT_MIN}}}
       - {{notify: ["operators"], wait_minutes: {WAIT_MIN}}}
     level_steps: {{awas: 2}}
-{top}notify:
-  port: {port}
-  public_url: "http://127.0.0.1:{port}"
-  link_secret: "e2e-link-secret-0123456789abcdef"
-  operator_contacts: [piket-ops]
-  timer_lease_s: 2
-  timer_poll_s: 0.1
-  delivery:
-    poll_interval_s: 0.1
-    lease_margin_s: 2
-{nested}"""
+{top}{fast_notify_section(port, "e2e-link-secret-0123456789abcdef")}{nested}"""
 
 
 # Crash points (see services.notify.scheduler.FAULT_ENV): notify kills itself with SIGKILL when

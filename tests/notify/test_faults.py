@@ -33,7 +33,7 @@ from services.notify.channels.webhook import verify as verify_signature
 from shared import topics
 from tests.conftest import write_config
 from tests.notify.peers import Answer, HttpReceiver, Request, kaltara_people_yaml
-from tests.utils import collect, produce, value
+from tests.utils import collect, fast_notify_section, produce, value
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -74,17 +74,7 @@ rotations:
   - region: "65"
     members: [prov-kaltara]
     start: 2024-11-04
-notify:
-  port: {port}
-  public_url: "http://127.0.0.1:{port}"
-  link_secret: "faults-link-secret-0123456789abcdef"
-  operator_contacts: [piket-ops]
-  timer_lease_s: 2
-  timer_poll_s: 0.1
-  delivery:
-    poll_interval_s: 0.1
-    lease_margin_s: 2
-"""
+{fast_notify_section(port, "faults-link-secret-0123456789abcdef")}"""
 
 
 class Supervisor:

@@ -34,7 +34,7 @@ from services.notify.messages import category_name
 from tests.conftest import write_config
 from tests.deploy import in_ci
 from tests.notify.peers import HttpReceiver, Request, kaltara_people_yaml
-from tests.utils import auth, report
+from tests.utils import auth, fast_notify_section, report
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -76,17 +76,7 @@ rotations:
 scoring:
   web_port: {free_port()}
   tick_interval_s: 1
-notify:
-  port: {notify_port}
-  public_url: "http://127.0.0.1:{notify_port}"
-  link_secret: "{LINK_SECRET}"
-  operator_contacts: [piket-ops]
-  timer_lease_s: 2
-  timer_poll_s: 0.1
-  delivery:
-    poll_interval_s: 0.1
-    lease_margin_s: 2
-"""
+{fast_notify_section(notify_port, LINK_SECRET)}"""
 
 
 @pytest.fixture(scope="module")
