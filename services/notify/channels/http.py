@@ -16,7 +16,6 @@ all a caller keeps: the library's own messages can quote the URL, and URLs can c
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -88,7 +87,7 @@ class HttpPool:
             async with self._client().request(method, target, data=content, headers=hdrs, allow_redirects=False,
                                               timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
                 return HttpAnswer(resp.status, resp.headers, await resp.read())
-        except (TimeoutError, asyncio.TimeoutError):
+        except TimeoutError:  # asyncio's and aiohttp's timeouts are this class too
             raise TimeoutError() from None
         except aiohttp.InvalidURL:
             raise UnsupportedURL() from None
