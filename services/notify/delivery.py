@@ -166,11 +166,12 @@ if first[2] then out[2] = tonumber(first[2]) end
 return out
 """
 
-# KEYS: record, due, outbox, dead list, fallback record.
+# KEYS: record, due, outbox, dead list, fallback record, the incident's e2e key.
 # ARGV: 1 id, 2 attempt, 3 outcome (delivered|retry|failed), 4 reason, 5 detail, 6 at,
 #       7 delay_ms, 8 retention_s, 9 fallback id or '', 10 fallback channel id,
 #       11 fallback channel type, 12 fallback lease_ms, 13 fallback max_attempts, 14 dead-letter cap.
-# Returns {0} if the attempt is no longer ours, else {1, final outcome, now_ms, origin_ms, event JSON}.
+# Returns {0} if the attempt is no longer ours, else {1, final outcome, now_ms, origin_ms, event JSON,
+# the e2e key's value (taken when delivered, so the incident's first page alone is timed)}.
 _FINISH = _LIB + """
 local key = KEYS[1]
 if redis.call('HGET', key, 'state') ~= 'sending' or redis.call('HGET', key, 'attempt') ~= ARGV[2] then
@@ -180,8 +181,10 @@ local now = now_ms()
 local id, outcome, reason, detail, at = ARGV[1], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local origin = redis.call('HGET', key, 'origin_ms')
 local line
+local received = false
 if outcome == 'delivered' then
   redis.call('HSET', key, 'state', 'delivered', 'done_ms', now, 'last_reason', reason, 'last_detail', detail)
+  received = redis.call('GETDEL', KEYS[6])
   redis.call('ZREM', KEYS[2], id)
   redis.call('EXPIRE', key, tonumber(ARGV[8]))
   line = emit(KEYS[3], key, id, ARGV[2], 'delivered', reason, at, detail, nil)
@@ -220,7 +223,7 @@ else
     redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[14]) - 1)
   end
 end
-return {1, outcome, now, origin, line}
+return {1, outcome, now, origin, line, received}
 """
 
 # KEYS: outbox. ARGV: n, sha1 of the n items joined by newlines. Trims them only if they are
@@ -455,7 +458,8 @@ class Deliverer:
         fb = self.channels.get(rec["fallback_channel_id"]) if rec["fallback_channel_id"] else None
         fb_id = delivery_id(rec["incident_id"], rec["event_key"], rec["contact_id"] or None, fb.id) if fb else ""
         res = await self._finish(
-            keys=[record_key(job.id), DUE_KEY, OUTBOX_KEY, DEAD_KEY, record_key(fb_id) if fb_id else record_key("-")],
+            keys=[record_key(job.id), DUE_KEY, OUTBOX_KEY, DEAD_KEY, record_key(fb_id) if fb_id else record_key("-"),
+                  e2e_key(rec["incident_id"])],
             args=[job.id, job.attempt, outcome, result.reason.value, result.detail, rfc3339(self.clock()),
                   int(delay_s * 1000), self.settings.retention_days * 86400, fb_id, fb.id if fb else "",
                   fb.type if fb else "", self._lease_ms(fb) if fb else 0, fb.config.max_attempts if fb else 0,
@@ -472,9 +476,10 @@ class Deliverer:
             metrics.NOTIFICATION_FAILURES.labels(ctype, result.reason.value).inc()
         if final == "delivered":
             metrics.NOTIFICATION_DELIVERY_SECONDS.labels(ctype).observe(max(0.0, (now_ms - origin_ms) / 1000))
-            # GETDEL: only the incident's first delivered page is observed, whichever worker sends it.
-            received = await self.redis.getdel(e2e_key(rec["incident_id"]))
-            if received is not None:
+            # Taken (GETDEL) by the script that recorded the delivery: only the incident's first
+            # delivered page is observed, whichever worker sends it.
+            received = res[5] if len(res) > 5 else None
+            if received:
                 metrics.END_TO_END_SECONDS.observe(max(0.0, now_ms / 1000 - float(received)))
         elif final == "retry":
             metrics.NOTIFICATION_RETRIES.labels(ctype).inc()

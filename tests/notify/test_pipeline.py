@@ -185,6 +185,8 @@ def test_report_over_http_pages_escalates_stops_on_ack_and_resolves(stack: Embed
     # one message per lifecycle event and person: the receiver never saw a delivery id twice
     ids = [r.headers["x-pantau-delivery"] for r in hook.requests if body(r)["incident_id"] == incident]
     assert len(ids) == len(set(ids)) == 6  # triggered, escalated, 2 × acknowledged, 2 × resolved
+    # End to end is timed at an incident's first delivered page only: this one's and the witness's.
+    assert wait_metric(api, "pantau_end_to_end_seconds_count") == 2
 
 
 # --------------------------------------------------------------------------- the ack page in Chromium
