@@ -478,7 +478,7 @@ class Deliverer:
             metrics.NOTIFICATION_DELIVERY_SECONDS.labels(ctype).observe(max(0.0, (now_ms - origin_ms) / 1000))
             # Taken (GETDEL) by the script that recorded the delivery: only the incident's first
             # delivered page is observed, whichever worker sends it.
-            received = res[5] if len(res) > 5 else None
+            received = res[5]
             if received:
                 metrics.END_TO_END_SECONDS.observe(max(0.0, now_ms / 1000 - float(received)))
         elif final == "retry":

@@ -11,6 +11,7 @@ import gc
 import os
 import sys
 
+from shared import heap
 from shared.config import Config, ConfigError, load
 from shared.logging import setup_logging
 
@@ -88,7 +89,7 @@ def main(argv: list[str]) -> int:
     # thousand: at the default threshold (700) the collector ran ~1,200 times per 50,000
     # reports, and its full passes over the long-lived objects (Faust's, the region registry's)
     # took ~10% of the worker's CPU. What exists now lives as long as the process: freeze it.
-    gc.freeze()
+    heap.settle()
     gc.set_threshold(50_000, 20, 10)
     worker.execute_from_commandline()
     return 0

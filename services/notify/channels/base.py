@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from shared.channels_config import ContactConfig
 
 
-
 class Reason(StrEnum):
     """Why an attempt ended as it did (a metric label: keep this list closed)."""
 
@@ -125,9 +124,7 @@ class Channel:
             return failure(Reason.client_error, False, f"contact {who} has no {self.address_field}")
         try:
             result = await self._send(target, notice, delivery_id)
-        except HttpError as e:
-            result = transport_result(e)
-        except (TimeoutError, OSError) as e:
+        except (HttpError, OSError) as e:  # OSError includes TimeoutError
             result = transport_result(e)
         if result.detail:
             result = Result(result.ok, result.retry, result.reason, redact(result.detail, self.secrets()),

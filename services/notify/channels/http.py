@@ -99,9 +99,6 @@ class HttpPool:
     async def post(self, url: str, **kw: Any) -> HttpAnswer:
         return await self.request("POST", url, **kw)
 
-    async def get(self, url: str, **kw: Any) -> HttpAnswer:
-        return await self.request("GET", url, **kw)
-
     @property
     def is_closed(self) -> bool:
         return self._closed
