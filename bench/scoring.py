@@ -208,7 +208,7 @@ def run(ctx: Context) -> list[Row]:
         f"first finished batch (group join and recovery excluded) until `pantau_scoring_reports_total` (polled "
         f"every {SCORING_POLL_S:g} s, outcomes {', '.join(FINAL)}) reaches {n:,}. Baselines, the same messages on a "
         f"per-run topic with {PARTITIONS} partitions, each a Faust app in its own process with the worker's "
-        f"broker settings, timed the same way from their own count (a file it rewrites every {POLL_S:g} s, read as "
+        f"broker settings and event loop (uvloop), timed the same way from their own count (a file it rewrites every {POLL_S:g} s, read as "
         "often): **ceiling** = a per-event agent that only "
         "decodes the JSON (Faust's per-event ceiling); **naive** = a per-event agent doing `table[key] += 1` "
         "on a changelog-backed table. Targets: scoring ≥ "
@@ -288,7 +288,11 @@ def faust_main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
 
     import faust
+    import uvloop
 
+    # On the event loop the scoring worker runs on, so the ratio compares the work, not the loop.
+    uvloop.install()
+    asyncio.set_event_loop(asyncio.new_event_loop())
     app = faust.App(
         args.app_id,
         broker=[f"kafka://{b.strip()}" for b in args.bootstrap.split(",")],
@@ -330,7 +334,6 @@ def faust_main(argv: list[str]) -> int:
             os.replace(tmp, args.progress)
             state["written"] = state["n"]
 
-    asyncio.set_event_loop(asyncio.new_event_loop())
     worker = faust.Worker(app, loglevel="warn", quiet=True)
     worker.spinner = None
     worker.execute_from_commandline()
