@@ -4,7 +4,8 @@ A full (generation 2) collection walks every tracked object. Right after start-u
 them are the imports (FastAPI, pydantic, aiokafka: ~70,000 objects) and the region registry,
 which live as long as the process; each full pass over them took 75 ms on an idle bench
 machine and 80–190 ms under load, stalling the event loop (a report that arrived meanwhile
-waited them out in the gateway or in notify). Freezing what exists once start-up is done moves it out of the collector's sight.
+waited them out in the gateway or in notify). Freezing what exists once start-up is done
+moves it out of the collector's sight.
 """
 
 from __future__ import annotations

@@ -184,18 +184,24 @@ class ScoreConsumer:
         committing: asyncio.Task | None = None
         try:
             while not stop.is_set():
-                committing = await self._cycle(stop, committing)
+                offsets = await self._apply_next(stop)
+                if offsets is None:
+                    continue
+                if committing is not None:
+                    await committing
+                committing = asyncio.create_task(self._commit(offsets))
         finally:
             if committing is not None:
                 await asyncio.gather(committing, return_exceptions=True)
 
-    async def _cycle(self, stop: asyncio.Event, committing: asyncio.Task | None) -> asyncio.Task | None:
-        """Fetch and apply one batch; returns the task committing it (or the one still running)."""
+    async def _apply_next(self, stop: asyncio.Event) -> dict | None:
+        """Fetch one batch and apply it to Redis; the offsets it may commit, or None (nothing
+        fetched, or stopping before Redis came back: the batch is read again after restart)."""
         assert self.consumer is not None
         batches = await self.consumer.getmany(timeout_ms=200, max_records=500)
         if not batches:
             await report_lag(self.consumer, self.group)
-            return committing
+            return None
         updates, received = [], []
         for tp, msgs in batches.items():
             for m in msgs:
@@ -208,12 +214,9 @@ class ScoreConsumer:
                 updates.append(u)
                 received.append(received_at(m.headers))
         if not await self._apply(updates, received, stop):
-            return committing  # stopping before Redis came back: the batch is read again after restart
+            return None
         self.processed += len(updates)
-        # State is in Redis: only now may the offsets move on, after the previous batch's.
-        if committing is not None:
-            await committing
-        return asyncio.create_task(self._commit({tp: msgs[-1].offset + 1 for tp, msgs in batches.items()}))
+        return {tp: msgs[-1].offset + 1 for tp, msgs in batches.items()}
 
     async def _commit(self, offsets: dict) -> None:
         assert self.consumer is not None

@@ -76,7 +76,6 @@ def main(argv: list[str]) -> int:
         return 2
 
     import faust
-
     import uvloop
 
     from services.scoring.app import create_app
