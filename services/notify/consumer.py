@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from shared import metrics, topics
 from shared.kafka import CONSUMER_DEFAULTS, report_lag
 from services.notify.delivery import e2e_key
+from services.notify.lease import Lease
 from shared.notify_config import Policy
 from shared.regions import registry
 from services.notify.incidents import (
@@ -283,16 +284,6 @@ class EscalationPublisher:
 
     LOCK = "pantau:notify:outbox:lock"
     BATCH = 200
-    # Take the lease if nobody holds it, or renew it if we do: one round trip, not two or three.
-    # KEYS: lock. ARGV: me, ttl ms. Returns 1 when we hold it.
-    _LEASE = """
-local cur = redis.call('GET', KEYS[1])
-if not cur or cur == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
-  return 1
-end
-return 0
-"""
 
     def __init__(self, r: aioredis.Redis, producer: AIOKafkaProducer, lease_s: float = 10.0, poll_s: float = 0.2):
         self.r = r
@@ -301,15 +292,12 @@ return 0
         self.poll_s = poll_s
         self.me = uuid.uuid4().hex
         self.published = 0
-        self._lease = r.register_script(self._LEASE)
-
-    async def _hold_lease(self) -> bool:
-        return bool(int(await self._lease(keys=[self.LOCK], args=[self.me, int(self.lease_s * 1000)])))
+        self._lease = Lease(r, self.LOCK, self.me, lease_s)
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                sent = await self.flush() if await self._hold_lease() else 0
+                sent = await self.flush() if await self._lease.hold() else 0
             except Exception:
                 log.exception("publishing lifecycle events failed; retrying")
                 sent = 0

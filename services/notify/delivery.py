@@ -49,6 +49,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from services.notify.channels.base import Channel, Reason, Result, failure
+from services.notify.lease import Lease
 from services.notify.messages import Notice
 from shared import metrics, topics
 from shared.channels_config import ContactConfig, DeliverySettings, contact_configs
@@ -237,16 +238,6 @@ end
 return 0
 """
 
-# KEYS: lock. ARGV: owner, ttl_ms. Take or renew the publisher lock.
-_LOCK = """
-local cur = redis.call('GET', KEYS[1])
-if not cur or cur == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
-  return 1
-end
-return 0
-"""
-
 
 def e2e_key(incident_id: str) -> str:
     """When the report that opened an incident was received by ingest (epoch seconds), kept
@@ -300,7 +291,7 @@ class Deliverer:
         self._claim = redis.register_script(_CLAIM)
         self._finish = redis.register_script(_FINISH)
         self._ack = redis.register_script(_ACK_OUTBOX)
-        self._lock = redis.register_script(_LOCK)
+        self._outbox_lease = Lease(redis, OUTBOX_LOCK_KEY, self.worker, OUTBOX_LOCK_MS / 1000)
         self._wake = asyncio.Event()
         self._outbox_wake = asyncio.Event()
 
@@ -544,7 +535,7 @@ class Deliverer:
         (0 when empty, when there is no producer, or when another worker holds the publisher lock)."""
         if self.producer is None:
             return 0
-        if not int(await self._lock(keys=[OUTBOX_LOCK_KEY], args=[self.worker, OUTBOX_LOCK_MS])):
+        if not await self._outbox_lease.hold():
             return 0
         items = await self.redis.lrange(OUTBOX_KEY, 0, OUTBOX_BATCH - 1)
         if not items:

@@ -45,6 +45,7 @@ from services.notify.channels.base import redact
 from services.notify.channels.http import HttpError
 from services.notify.consumer import count_change
 from services.notify.incidents import Conflict, IncidentStore, acknowledge
+from services.notify.lease import Lease
 
 log = logging.getLogger("pantau.notify.replies")
 
@@ -61,16 +62,6 @@ K_LEASE = "pantau:notify:telegram:{}:poller"
 # what it returned, so a healthy poller never loses its lease mid-call.
 LEASE_MARGIN_S = 15.0
 MAX_BACKOFF_S = 60.0
-
-# KEYS: lease. ARGV: owner, ttl_ms. Take the lease if free, renew it if ours.
-_LEASE = """
-local cur = redis.call('GET', KEYS[1])
-if not cur or cur == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
-  return 1
-end
-return 0
-"""
 
 # KEYS: lease, offset. ARGV: owner, offset. Move the offset forward only while the lease is
 # ours: a poller that lost it (paused past its expiry) cannot move the new holder's offset.
@@ -142,7 +133,7 @@ class ReplyPoller:
         self.me = uuid.uuid4().hex
         self.lease_s = self.cfg.poll_timeout_s + self.cfg.timeout_s + LEASE_MARGIN_S
         self.leader = False
-        self._lease = self.r.register_script(_LEASE)
+        self._lease = Lease(self.r, K_LEASE.format(self.cfg.id), self.me, self.lease_s)
         self._advance = self.r.register_script(_ADVANCE)
         self._release = self.r.register_script(_RELEASE)
         self._keys = (K_LEASE.format(self.cfg.id), K_OFFSET.format(self.cfg.id))
@@ -178,7 +169,7 @@ class ReplyPoller:
     async def poll_once(self, stop: asyncio.Event | None = None) -> float | None:
         """One getUpdates round if this poller holds the lease. Returns how long to wait
         before the next round (None: go on at once)."""
-        self.leader = bool(int(await self._lease(keys=[self._keys[0]], args=[self.me, int(self.lease_s * 1000)])))
+        self.leader = await self._lease.hold()
         if not self.leader:
             return self.standby_s
         raw = await self.r.get(self._keys[1])

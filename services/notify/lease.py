@@ -1,0 +1,35 @@
+"""A lease in Redis: one notify process at a time does a job that must not run twice at once
+(publishing an outbox, long-polling Telegram), and another takes over when the holder stops
+renewing it.
+
+Taking and renewing are one Lua call, one round trip: the holder renews on every round of its
+loop, and a lease nobody holds (expired, or never taken) goes to whoever asks first.
+"""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+# KEYS: the lease. ARGV: owner, ttl in ms. 1 when `owner` holds the lease afterwards.
+_TAKE_OR_RENEW = """
+local cur = redis.call('GET', KEYS[1])
+if not cur or cur == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', tonumber(ARGV[2]))
+  return 1
+end
+return 0
+"""
+
+
+class Lease:
+    """The lease at `key`, asked for by `owner` for `ttl_s` at a time."""
+
+    def __init__(self, r: aioredis.Redis, key: str, owner: str, ttl_s: float):
+        self.key = key
+        self.owner = owner
+        self.ttl_ms = int(ttl_s * 1000)
+        self._script = r.register_script(_TAKE_OR_RENEW)
+
+    async def hold(self) -> bool:
+        """Take the lease if it is free, renew it if it is ours; True when it is ours."""
+        return bool(int(await self._script(keys=[self.key], args=[self.owner, self.ttl_ms])))
