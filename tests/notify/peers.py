@@ -420,3 +420,15 @@ channels:
     backoff_initial_s: 0.05
     backoff_max_s: {backoff_max_s}
 """
+
+
+# Who is on call for Kota Tarakan (kab-tarakan) and for Kalimantan Utara (prov-kaltara), for
+# the policies' `oncall:kabkota` and `oncall:province` steps.
+KALTARA_ROTATIONS_YAML = """rotations:
+  - region: "65.71"
+    members: [kab-tarakan]
+    start: 2024-11-04
+  - region: "65"
+    members: [prov-kaltara]
+    start: 2024-11-04
+"""

@@ -32,7 +32,7 @@ from cli.stack import EmbeddedStack, free_port
 from services.notify.channels.webhook import verify as verify_signature
 from shared import topics
 from tests.conftest import write_config
-from tests.notify.peers import Answer, HttpReceiver, Request, kaltara_people_yaml
+from tests.notify.peers import KALTARA_ROTATIONS_YAML, Answer, HttpReceiver, Request, kaltara_people_yaml
 from tests.utils import collect, fast_notify_section, produce, value
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -67,14 +67,7 @@ policies:
     steps:
       - {{notify: ["oncall:kabkota", "contact:piket-ops"], wait_minutes: {LONG_MIN}}}
       - {{notify: ["oncall:province"], wait_minutes: {LONG_MIN}}}
-rotations:
-  - region: "65.71"
-    members: [kab-tarakan]
-    start: 2024-11-04
-  - region: "65"
-    members: [prov-kaltara]
-    start: 2024-11-04
-{fast_notify_section(port, "faults-link-secret-0123456789abcdef")}"""
+{KALTARA_ROTATIONS_YAML}{fast_notify_section(port, "faults-link-secret-0123456789abcdef")}"""
 
 
 class Supervisor:

@@ -33,7 +33,7 @@ from services.notify.links import make_token
 from services.notify.messages import category_name
 from tests.conftest import write_config
 from tests.deploy import in_ci
-from tests.notify.peers import HttpReceiver, Request, kaltara_people_yaml
+from tests.notify.peers import KALTARA_ROTATIONS_YAML, HttpReceiver, Request, kaltara_people_yaml
 from tests.utils import auth, fast_notify_section, report
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
@@ -66,14 +66,7 @@ policies:
     steps:
       - {{notify: ["oncall:kabkota"], wait_minutes: {LONG_MIN}}}
       - {{notify: ["oncall:province"], wait_minutes: {LONG_MIN}}}
-rotations:
-  - region: "65.71"
-    members: [kab-tarakan]
-    start: 2024-11-04
-  - region: "65"
-    members: [prov-kaltara]
-    start: 2024-11-04
-scoring:
+{KALTARA_ROTATIONS_YAML}scoring:
   web_port: {free_port()}
   tick_interval_s: 1
 {fast_notify_section(notify_port, LINK_SECRET)}"""
