@@ -9,7 +9,7 @@ Shapes (YAML):
         steps:
           - {notify: ["oncall:kabkota"], wait_minutes: 10, repeat: 1}
           - {notify: ["oncall:province", "operators"], channels: [telegram], wait_minutes: 15}
-        level_steps: {siaga: 1, awas: 1}    # a rise to this level fires that step at once
+        level_steps: {siaga: 1, awas: 1}    # at this level, fire that step at once (with earlier steps not yet paged)
         repeat: 2                           # run the whole list again while nobody acknowledges
     rotations:
       - region: "65.71"

@@ -399,6 +399,7 @@ def fired(inc: Incident, fire: Fire, sent: Sequence[tuple[Recipient, str]], note
     new.updated_at = now
     tl = [_entry(now, "step", step=fire.step, status=fire.status, event_key=fire.event_key,
                  due_at=rfc3339(fire.at), cycle=fire.escalation.cycle, repeat=fire.escalation.rep,
+                 with_steps=list(fire.steps[:-1]) or None,
                  deliveries=[{"contact": r.contact, "channel": r.channel, "fallback": r.fallback, "delivery_id": d}
                              for r, d in sent],
                  notes=list(notes) or None)]

@@ -73,6 +73,10 @@ class Escalation(BaseModel):
     status: Status = "triggered"  # what the pending firing will announce
     announced: bool = False  # its lifecycle event has already been published
     last_step: int | None = None  # the step fired last
+    # Set when a start jumps past steps (`level_steps`): the first step whose people have not
+    # been paged on this policy. They are paged with `step`, so an incident that opens at
+    # `awas` still reaches its kabupaten/kota coordinator, not only the province.
+    from_step: int | None = None
 
     @property
     def event_key(self) -> str:
@@ -98,6 +102,13 @@ class Fire:
     @property
     def event_key(self) -> str:
         return self.escalation.event_key
+
+    @property
+    def steps(self) -> tuple[int, ...]:
+        """The steps whose targets this firing pages: `step`, and the steps a jump passed
+        over that nobody was paged for (in order, `step` last)."""
+        first = self.escalation.from_step
+        return tuple(range(first, self.step + 1)) if first is not None and first < self.step else (self.step,)
 
     @property
     def at(self) -> float:
@@ -132,14 +143,17 @@ def level_step(policy: Policy, level: str) -> int:
 def start(policy: Policy | None, level: str, now: float, epoch: int = 0, status: Status = "triggered",
           floor_step: int | None = None, announced: bool = True) -> Escalation:
     """A fresh escalation whose first firing is due now: the level's step (or `floor_step`
-    when that is further along, so a rise never walks an escalation back down)."""
+    when that is further along, so a rise never walks an escalation back down). Steps it
+    jumps past are fired with it unless they had fired already (up to `floor_step`)."""
     if policy is None:
         return Escalation(epoch=epoch, status=status, announced=announced)
     step = level_step(policy, level)
+    unpaged = 0
     if floor_step is not None:
         step = max(step, min(floor_step, len(policy.steps) - 1))
+        unpaged = floor_step + 1
     return Escalation(policy_id=policy.id, epoch=epoch, step=step, due=now, status=status, announced=announced,
-                      last_step=None)
+                      last_step=None, from_step=unpaged if unpaged < step else None)
 
 
 def advance(esc: Escalation, policy: Policy) -> Escalation:
@@ -191,6 +205,31 @@ class Recipient:
     contact: str
     channel: str
     fallback: str | None = None
+
+
+def firing_recipients(policy: Policy, fire: Fire, region_code: str, rotations: Sequence[Rotation],
+                      operator_contacts: Sequence[str], at: datetime, reaches: dict[str, Reach],
+                      shared_channels: Sequence[str] = (),
+                      extra_overrides: dict[str, list[Override]] | None = None) -> tuple[list[Recipient], list[str]]:
+    """Everyone a firing pages, over each of its steps (`Fire.steps`), each (contact, channel)
+    once, plus notes in words: targets that reached nobody or a stand-in, and a jump."""
+    out: list[Recipient] = []
+    notes: list[str] = []
+    for i in fire.steps:
+        step = policy.steps[i]
+        contacts, more = resolve_targets(step, region_code, rotations, operator_contacts, at, extra_overrides)
+        found, more2 = recipients(step, contacts, reaches, shared_channels)
+        for n in (*more, *more2):
+            if n not in notes:
+                notes.append(n)
+        for r in found:
+            if all((x.contact, x.channel) != (r.contact, r.channel) for x in out):
+                out.append(r)
+    if len(fire.steps) > 1:
+        passed = ", ".join(str(i) for i in fire.steps[:-1])
+        noun = "step" if len(fire.steps) == 2 else "steps"
+        notes.append(f"jumped to step {fire.step} for its level; {noun} {passed}, not paged yet, paged with it")
+    return out, notes
 
 
 @dataclass(frozen=True)

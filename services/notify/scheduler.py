@@ -58,9 +58,8 @@ from services.notify.policy import (
     Reach,
     Wait,
     as_datetime,
+    firing_recipients,
     next_action,
-    recipients,
-    resolve_targets,
     silenced_by,
 )
 from services.notify.rotations import OverrideStore
@@ -326,7 +325,6 @@ class Scheduler:
 
     async def _fire(self, inc: Incident, policy: Policy, fire: Fire, now: float) -> Incident:
         _fault("due", f"{inc.id}/{fire.event_key}")
-        step = policy.steps[fire.step]
         at = as_datetime(fire.at)
         extra: dict[str, list[Override]] = {}
         if self.overrides is not None:
@@ -336,10 +334,9 @@ class Scheduler:
             for r in self.paging.rotations:
                 if r.region in mine:
                     extra[r.region] = await self.overrides.overrides(r.region, at)
-        contacts, notes = resolve_targets(step, inc.region_code, self.paging.rotations, self.paging.operator_contacts,
-                                          at, extra)
-        recips, more = recipients(step, contacts, self.paging.reaches, self.paging.shared_channels)
-        notes += more
+        recips, notes = firing_recipients(policy, fire, inc.region_code, self.paging.rotations,
+                                          self.paging.operator_contacts, at, self.paging.reaches,
+                                          self.paging.shared_channels, extra)
         shown = inc.model_copy(update={"updated_at": now})
         sent = []
         for r in recips:

@@ -206,6 +206,24 @@ def test_escalation_ack_level_rise_and_resolve(stack: EmbeddedStack, api: httpx.
     assert api.post(f"/v1/incidents/{body(witness)['incident_id']}/resolve").status_code == 200
 
 
+def test_an_incident_opened_at_awas_pages_every_level_up_to_the_awas_step_at_once(stack: EmbeddedStack,
+                                                                                 api: httpx.Client, hook: HttpReceiver):
+    # The policy's awas step is 2 (operators). Tarakan's own coordinator and the province's
+    # have not been paged for this incident: they hear it in the same firing, not never.
+    cat = "sara_incitement"
+    send_score(stack, ("65.71", cat, "awas", ["polda-kaltara:lp-21"]))
+    pages = {who: hook.wait_page(who, cat, "triggered", step=2) for who in ("kab", "prov", "ops")}
+    incident = body(pages["kab"])["incident_id"]
+    assert {body(p)["incident_id"] for p in pages.values()} == {incident}
+    assert len({p.headers["x-pantau-delivery"] for p in pages.values()}) == 3
+    steps = [e for e in api.get(f"/v1/incidents/{incident}").json()["timeline"] if e["kind"] == "step"]
+    assert [(e["step"], e.get("with_steps")) for e in steps] == [(2, [0, 1])]
+    assert "steps 0, 1, not paged yet, paged with it" in steps[0]["notes"][-1]
+    assert api.post(f"/v1/incidents/{incident}/resolve").status_code == 200
+    for who in ("kab", "prov", "ops"):
+        hook.wait_page(who, cat, "resolved")
+
+
 def test_kill_9_between_due_and_delivery_delivers_exactly_once(stack: EmbeddedStack, api: httpx.Client,
                                                                hook: HttpReceiver):
     for i, (point, category) in enumerate(CRASHES):

@@ -19,6 +19,7 @@ from services.notify.policy import (
     level_step,
     next_action,
     on_level_rise,
+    firing_recipients,
     reach,
     recipients,
     resolve_targets,
@@ -180,6 +181,20 @@ def test_open_at_a_high_level_starts_at_that_levels_step():
     assert a.step == 2 and a.status == "triggered"
 
 
+def test_a_jump_also_pages_the_steps_it_passes_that_nobody_was_paged_for():
+    # Opened at awas: the kabupaten/kota and the province hear it with the operators' step.
+    a = next_action(start(THREE, "awas", 0.0), THREE, 0.0)
+    assert a.steps == (0, 1, 2) and a.event_key == "step:2:0.0:e0"
+    assert a.then.step == 0 and a.then.cycle == 1 and a.then.from_step is None  # the next firing is one step
+    assert next_action(a.then, THREE, a.then.due).steps == (0,)
+    # A rise after step 0 fired (and was acknowledged): only the steps not yet paged.
+    esc = stop(next_action(start(THREE, "waspada", 0.0), THREE, 0.0).then)
+    assert next_action(on_level_rise(esc, THREE, THREE, "awas", 60.0), THREE, 60.0).steps == (1, 2)
+    assert next_action(on_level_rise(esc, THREE, THREE, "siaga", 60.0), THREE, 60.0).steps == (1,)
+    # No jump, no company.
+    assert next_action(start(THREE, "waspada", 0.0), THREE, 0.0).steps == (0,)
+
+
 def test_level_rise_after_ack_jumps_at_once_with_a_new_epoch():
     esc = next_action(start(THREE, "waspada", 0.0), THREE, 0.0).then  # step 0 fired
     acked = stop(esc)
@@ -276,6 +291,21 @@ def test_recipients_use_step_channels_where_the_contact_has_an_address():
     assert "budi" in notes[0]
     got, _ = recipients(Step(notify=["operators"], channels=["hook"]), ["andi"], r, shared_channels=["hook"])
     assert got == [Recipient("andi", "hook", "sms")]
+
+
+def test_a_firing_that_jumps_reaches_each_passed_step_once_and_says_why():
+    p = Policy.model_validate({"id": "kaltara", "steps": [{"notify": ["oncall:kabkota", "contact:sari"]},
+                                                          {"notify": ["oncall:province", "contact:sari"]}],
+                               "level_steps": {"awas": 1}, "repeat": 1})
+    r = reach([*CONTACTS, ContactConfig(id="prov-a", name="Prov", telegram_chat_id=44)], CHANNELS)
+    jump = next_action(start(p, "awas", 0.0), p, 0.0)
+    got, notes = firing_recipients(p, jump, "65.71", ROTATIONS, [], AT, r)
+    assert got == [Recipient("budi", "tg", "sms"), Recipient("sari", "tg"), Recipient("sari", "mail"),
+                   Recipient("prov-a", "tg")]
+    assert notes == ["jumped to step 1 for its level; step 0, not paged yet, paged with it"]
+    later = next_action(jump.then, p, jump.then.due)  # the policy's next firing: step 0 alone
+    got, notes = firing_recipients(p, later, "65.71", ROTATIONS, [], AT, r)
+    assert [x.contact for x in got] == ["budi", "sari", "sari"] and notes == []
 
 
 # --- silences ---------------------------------------------------------------------------------
