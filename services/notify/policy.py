@@ -232,12 +232,6 @@ def firing_recipients(policy: Policy, fire: Fire, region_code: str, rotations: S
     return out, notes
 
 
-@dataclass(frozen=True)
-class Resolved:
-    recipients: tuple[Recipient, ...]
-    notes: tuple[str, ...]  # targets that reached nobody, or reached a stand-in, in words
-
-
 def resolve_targets(step: Step, region_code: str, rotations: Sequence[Rotation], operator_contacts: Sequence[str],
                     at: datetime, extra_overrides: dict[str, list[Override]] | None = None) -> tuple[list[str], list[str]]:
     """Contact ids a step's targets name at `at`, in order, without repeats, plus notes."""
