@@ -288,7 +288,6 @@ class EscalationPublisher:
     def __init__(self, r: aioredis.Redis, producer: AIOKafkaProducer, lease_s: float = 10.0, poll_s: float = 0.2):
         self.r = r
         self.producer = producer
-        self.lease_s = lease_s
         self.poll_s = poll_s
         self.me = uuid.uuid4().hex
         self.published = 0

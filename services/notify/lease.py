@@ -20,6 +20,12 @@ end
 return 0
 """
 
+# KEYS: the lease. ARGV: owner. Let it go only if `owner` holds it.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 
 class Lease:
     """The lease at `key`, asked for by `owner` for `ttl_s` at a time."""
@@ -28,8 +34,13 @@ class Lease:
         self.key = key
         self.owner = owner
         self.ttl_ms = int(ttl_s * 1000)
-        self._script = r.register_script(_TAKE_OR_RENEW)
+        self._take = r.register_script(_TAKE_OR_RENEW)
+        self._release = r.register_script(_RELEASE)
 
     async def hold(self) -> bool:
         """Take the lease if it is free, renew it if it is ours; True when it is ours."""
-        return bool(int(await self._script(keys=[self.key], args=[self.owner, self.ttl_ms])))
+        return bool(int(await self._take(keys=[self.key], args=[self.owner, self.ttl_ms])))
+
+    async def release(self) -> None:
+        """Give the lease up now, if it is ours, instead of letting the next holder wait out its ttl."""
+        await self._release(keys=[self.key], args=[self.owner])

@@ -214,6 +214,7 @@ def firing_recipients(policy: Policy, fire: Fire, region_code: str, rotations: S
     """Everyone a firing pages, over each of its steps (`Fire.steps`), each (contact, channel)
     once, plus notes in words: targets that reached nobody or a stand-in, and a jump."""
     out: list[Recipient] = []
+    seen: set[tuple[str, str]] = set()
     notes: list[str] = []
     for i in fire.steps:
         step = policy.steps[i]
@@ -223,7 +224,8 @@ def firing_recipients(policy: Policy, fire: Fire, region_code: str, rotations: S
             if n not in notes:
                 notes.append(n)
         for r in found:
-            if all((x.contact, x.channel) != (r.contact, r.channel) for x in out):
+            if (r.contact, r.channel) not in seen:
+                seen.add((r.contact, r.channel))
                 out.append(r)
     if len(fire.steps) > 1:
         passed = ", ".join(str(i) for i in fire.steps[:-1])

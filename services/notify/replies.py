@@ -72,12 +72,6 @@ if tonumber(ARGV[2]) > cur then redis.call('SET', KEYS[2], ARGV[2]) end
 return 1
 """
 
-# KEYS: lease. ARGV: owner. Let go on a clean stop, so another poller takes over at once.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
 
 def is_ack(text: Any) -> bool:
     """Whether a reply's text is an acknowledgement (see the module docstring)."""
@@ -135,8 +129,7 @@ class ReplyPoller:
         self.leader = False
         self._lease = Lease(self.r, K_LEASE.format(self.cfg.id), self.me, self.lease_s)
         self._advance = self.r.register_script(_ADVANCE)
-        self._release = self.r.register_script(_RELEASE)
-        self._keys = (K_LEASE.format(self.cfg.id), K_OFFSET.format(self.cfg.id))
+        self._keys = (self._lease.key, K_OFFSET.format(self.cfg.id))
 
     # ----------------------------------------------------------------------- loop
 
@@ -161,7 +154,7 @@ class ReplyPoller:
         finally:
             if self.leader:
                 try:
-                    await self._release(keys=[self._keys[0]], args=[self.me])
+                    await self._lease.release()
                 except Exception:
                     pass  # it expires by itself
             self.leader = False
