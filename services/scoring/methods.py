@@ -18,29 +18,17 @@ from functools import lru_cache
 from statistics import NormalDist
 from typing import TypeVar
 
-METHODS: tuple[str, ...] = ("ears-c1", "ears-c2", "ears-c3", "cusum", "ewma")
+from services.scoring.bound import NO_BOUND, Bound
+
+METHODS: tuple[str, ...] = (
+    "ears-c1", "ears-c2", "ears-c3", "cusum", "ewma", "poisson", "negbin", "glrpois", "glr",
+)
 
 # EARS C2/C3 leave two buckets between the reference window and the scored bucket, so a
 # surge that has already begun does not inflate its own baseline.
 _EARS_GUARD = 2
 
 
-@dataclass(frozen=True, slots=True)
-class Bound:
-    """One bucket's verdict: expected count, the alarm threshold, and whether it fired.
-
-    `expected` and `upper` are None where the method has too little history. `p_value`
-    and `warning` (p below the yellow level, red included) are set by EWMA only.
-    """
-
-    expected: float | None
-    upper: float | None
-    alarm: bool
-    p_value: float | None = None
-    warning: bool = False
-
-
-NO_BOUND = Bound(expected=None, upper=None, alarm=False)
 
 
 # --------------------------------------------------------------------------- checks
@@ -594,6 +582,12 @@ _NEXT: dict[str, Callable[..., Next]] = {
     "cusum": _cusum_next,
     "ewma": _ewma_next,
 }
+
+# The count-aware methods live in their own module and register here, after Bound exists.
+from services.scoring import counts as _counts  # noqa: E402
+
+_SERIES.update(_counts.SERIES)
+_NEXT.update(_counts.NEXT)
 
 
 _Fn = TypeVar("_Fn", bound=Callable[..., object])

@@ -431,6 +431,12 @@ def method_and_params(draw: st.DrawFn) -> tuple[str, dict[str, float]]:
         start = draw(st.integers(0, 8))
         m = draw(st.one_of(st.none(), st.floats(0, 20))) if start else draw(st.floats(0, 20))
         return method, {"start": start, "m": m, "h": draw(st.sampled_from([2.26, 0.5, 4.0]))}
+    if method in ("poisson", "negbin"):
+        return method, {"baseline": draw(st.integers(3, 10)), "guard": draw(st.integers(0, 3)),
+                        "alpha": draw(st.sampled_from([0.001, 0.05, 0.3]))}
+    if method in ("glrpois", "glr"):
+        return method, {"baseline": draw(st.integers(3, 10)), "guard": draw(st.integers(0, 3)),
+                        "window": draw(st.integers(1, 8)), "threshold": draw(st.sampled_from([0.5, 3.0, 7.0]))}
     min_baseline = draw(st.integers(3, 8))
     return method, {
         "min_baseline": min_baseline,
