@@ -151,20 +151,105 @@ def send(
 @app.command()
 def backtest(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="CSV with header period,count, oldest first"),
-    method: str = typer.Option(..., "--method", help="ears-c1 | ears-c2 | ears-c3 | cusum | ewma"),
+    method: Optional[str] = typer.Option(None, "--method", help="ears-c1 | ears-c2 | ears-c3 | cusum | ewma | "
+                                         "poisson | negbin | glrpois | glr (default: the live method)"),
     baseline: Optional[int] = typer.Option(None, "--baseline", help="baseline length in buckets"),
     alpha: Optional[float] = typer.Option(None, "--alpha", help="significance level"),
     min_sigma: Optional[float] = typer.Option(None, "--min-sigma", help="floor for the standard deviation"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="without --method: score with this "
+                                          "config's scoring section (default: PANTAU_CONFIG, else built in)"),
 ) -> None:
-    """Score a count series and write period,count,expected,upper,alarm as CSV to stdout."""
-    from services.scoring.backtest import run_backtest
+    """Score a count series and write period,count,expected,upper,alarm as CSV to stdout.
+
+    Without --method it scores exactly as the live scorer does, with the `scoring` settings of
+    --config (or the built-in defaults)."""
+    from services.scoring.backtest import run_backtest, run_live_backtest
 
     try:
         with file.open(newline="", encoding="utf-8-sig") as f:
-            run_backtest(method, f, sys.stdout, baseline=baseline, alpha=alpha, min_sigma=min_sigma)
+            if method is None:
+                if baseline is not None or alpha is not None or min_sigma is not None:
+                    raise ValueError("--baseline, --alpha and --min-sigma need --method; without it the "
+                                     "live settings (the config's scoring section) apply")
+                run_live_backtest(_config_or_exit(config).scoring, f, sys.stdout)
+            else:
+                run_backtest(method, f, sys.stdout, baseline=baseline, alpha=alpha, min_sigma=min_sigma)
     except ValueError as e:
-        err.print(f"pantau backtest: {file}: {e}")
+        err.print(f"pantau backtest: {file}: {e}", markup=False, highlight=False)
         raise typer.Exit(2)
+
+
+@app.command()
+def evaluate(
+    quick: bool = typer.Option(False, "--quick", help="fewer scenarios and series: under a minute"),
+    plot: Path = typer.Option(Path("pantau-evaluate.svg"), "--plot", help="where to write the SVG plot"),
+    workers: int = typer.Option(2, "--workers", min=1, max=64, help="processes to run scenarios in"),
+    seed: int = typer.Option(20261202, "--seed", help="seed of every simulated series"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="score the live default of this config"),
+) -> None:
+    """Compare scoring methods on seeded simulated counts: false alarms per region×category-year and
+    how soon surges are alarmed; a table on stdout and a plot (SVG)."""
+    from dataclasses import replace
+
+    from cli.evaluate_plot import svg
+    from services.scoring.evaluate import FULL, ITEM3_RATES, QUICK, Setting, candidates, run
+
+    scoring = _config_or_exit(config).scoring
+    live = Setting(scoring.method, tuple(sorted(scoring.method_params().items())),
+                   scoring.alpha if scoring.method in ("poisson", "negbin") else None)
+    settings = [s for s in candidates() if s != live] + [live]
+    grid = replace(QUICK if quick else FULL, seed=seed)
+    started = time.monotonic()
+    with console.status(f"scoring {len(settings)} settings on {'quick' if quick else 'full'} scenarios..."):
+        results = run(settings, grid, workers)
+    _evaluate_table(results, live)
+    default = results[-1]
+    t = Table(title=f"live default {live.label}, per rate (reports/day)")
+    t.add_column("")
+    for r in ITEM3_RATES:
+        t.add_column(f"{r:g}", justify="right")
+    rows = {"false alarms/yr, Poisson": {c.rate: v.per_year for c, v in default.fa.items()
+                                         if c.size is None and not c.weekday},
+            "false alarms/yr, NB size 2": {c.rate: v.per_year for c, v in default.fa.items()
+                                           if c.size == 2.0 and not c.weekday},
+            "3-day surge alarmed ≤3 days": default.item3()}
+    for name, by_rate in rows.items():
+        cells = [by_rate.get(r) for r in ITEM3_RATES]
+        fmt = "{:.0%}" if "surge" in name else "{:.2f}"
+        t.add_row(name, *("—" if v is None else fmt.format(v) for v in cells))
+    console.print(t)
+    plot.write_text(svg(results, live.label), encoding="utf-8")
+    console.print(f"plot: {plot}   ({time.monotonic() - started:.0f} s, seed {seed}, {grid.fa_series} stationary "
+                  f"series of 2 years and {grid.surge_series} surges per scenario)")
+
+
+def _evaluate_table(results, live) -> None:
+    import math
+
+    t = Table(title="false alarms per region×category-year (stationary, worst rate of 0.05–10/day) and surge detection")
+    for name, justify in (("method (parameters)", "left"), ("FA Poisson", "right"), ("FA NB2", "right"),
+                          ("FA NB2+wkday", "right"), ("measured/α", "right"), ("spike day 1", "right"),
+                          ("surge ≤3 d", "right"), ("surge ≤7 d", "right"), ("median delay", "right")):
+        t.add_column(name, justify=justify)
+
+    def num(x: float) -> str:
+        return "—" if x is None or math.isnan(x) else f"{x:.2f}"
+
+    def pct(x: float) -> str:
+        return "—" if math.isnan(x) else f"{x:.0%}"
+
+    for r in results:
+        ratio = r.alpha_ratio()
+        delay = r.median_delay()
+        surge3 = list(r.item3().values())
+        t.add_row(("* " if r.setting == live else "") + r.setting.label, num(r.fa_max(None)), num(r.fa_max(2.0)),
+                  num(r.fa_max(2.0, True)), "—" if ratio is None else f"{ratio:.2f}",
+                  pct(r.detect("spike", 1)), pct(sum(surge3) / len(surge3) if surge3 else math.nan),
+                  pct(r.detect("surge3", 7)), "—" if delay is None else f"{delay:g} d")
+    console.print(t)
+    console.print("* live default. FA: false alarms per region×category-year; NB2: negative binomial, size 2; "
+                  "surge: 3 days of +max(2, 2×rate) reports a day, averaged over the rates; delay counts from the "
+                  "surge's first day (0).")
 
 
 @app.command()

@@ -34,7 +34,8 @@ from aiokafka.partitioner import murmur2
 
 from services.scoring.backfill import merge
 from services.scoring.baseline import (
-    COUNTED, INVALID, LATE, REDELIVERED, Cell, Scoring, ScoreUpdate, add_report, new_cell, reassess, roll,
+    COUNTED, INVALID, LATE, REDELIVERED, Cell, Scoring, ScoreUpdate, add_report, fit_history, new_cell, reassess,
+    roll,
 )
 from services.scoring.levels import RANK
 from services.scoring.rollup import (
@@ -236,7 +237,11 @@ class _Scorer:
         held = self.live.pop(key, None)
         if held is not None and held[0] == raw:
             return held[1]
-        return self.decode(raw)
+        cell = self.decode(raw)
+        if isinstance(cell, Cell):
+            # Written under a method that kept fewer (or more) closed buckets.
+            cell.history = fit_history(cell.history, self.sc.history)
+        return cell
 
     def _due(self, ticks: Iterable[int], now: float) -> set[int]:
         hour = int(now // 3600)

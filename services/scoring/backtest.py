@@ -11,9 +11,12 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Iterable
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from services.scoring.methods import METHODS, Bound, score_series
+
+if TYPE_CHECKING:
+    from shared.scoring_config import ScoringSettings
 
 INPUT_HEADER = ("period", "count")
 OUTPUT_HEADER = ("period", "count", "expected", "upper", "alarm")
@@ -73,7 +76,7 @@ def method_params(
     """Map the command-line options onto the method's own parameter names.
 
     EARS: baseline, alpha, min_sigma as they are. CUSUM: baseline is the number of training
-    buckets whose mean is m (`start`). EWMA: baseline is the maximum baseline and alpha the
+    buckets whose mean is m (`start`). Count methods: baseline and (bounds only) alpha. EWMA: baseline is the maximum baseline and alpha the
     red p-value level. An option that has no meaning for the method is an error, not ignored.
     """
     if method not in METHODS:
@@ -85,6 +88,13 @@ def method_params(
                 params[name] = value
         return params
     _reject(method, "min_sigma", min_sigma)
+    if method in ("poisson", "negbin", "glrpois", "glr"):
+        if method.startswith("glr"):
+            _reject(method, "alpha", alpha)
+        for name, value in (("baseline", baseline), ("alpha", alpha)):
+            if value is not None:
+                params[name] = value
+        return params
     if method == "cusum":
         _reject(method, "alpha", alpha)
         if baseline is not None:
@@ -142,6 +152,15 @@ def run_backtest(
     params = method_params(method, baseline, alpha, min_sigma)
     periods, counts = read_series(in_stream)
     bounds = score_series(method, counts, **params)
+    writer = csv.writer(out_stream, lineterminator="\n")
+    writer.writerow(OUTPUT_HEADER)
+    writer.writerows(_row(p, c, b) for p, c, b in zip(periods, counts, bounds, strict=True))
+
+
+def run_live_backtest(settings: "ScoringSettings", in_stream: Iterable[str], out_stream: TextIO) -> None:
+    """As run_backtest, with the method and parameters the live scorer uses (`settings`)."""
+    periods, counts = read_series(in_stream)
+    bounds = score_series(settings.method, counts, **settings.method_params())
     writer = csv.writer(out_stream, lineterminator="\n")
     writer.writerow(OUTPUT_HEADER)
     writer.writerows(_row(p, c, b) for p, c, b in zip(periods, counts, bounds, strict=True))

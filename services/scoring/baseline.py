@@ -31,6 +31,7 @@ from services.scoring import methods
 from services.scoring.levels import (
     Bucket, Estimate, Hysteresis, Reason, close_bucket, fell_reason, held_reason, judge, level_of, rise,
 )
+from services.scoring.counts import nb_sf
 from services.scoring.priors import Priors, poisson_upper
 from services.scoring.reasons import render
 from shared.regions import Registry
@@ -146,10 +147,11 @@ def estimate(history: list[float], known: int, current: float, region: str, cate
     if known > 0:
         b = methods.upper_bound(s.method, history[len(history) - known:], current=current, **sc.params)
         if b.expected is not None and b.upper is not None:
-            return Estimate(b.expected, b.upper, b.alarm, s.method, history=known)
+            return Estimate(b.expected, b.upper, b.alarm, s.method, history=known, p_value=b.p_value)
     prior = sc.priors.for_region(region, category)
     upper = poisson_upper(prior.rate, s.alpha)
-    return Estimate(prior.rate, upper, current > upper, "poisson", prior.source, prior.daily_rate, known)
+    return Estimate(prior.rate, upper, current > upper, "poisson", prior.source, prior.daily_rate, known,
+                    p_value=nb_sf(current, math.inf, prior.rate) if current > 0 else None)
 
 
 def settle(state: State, bucket: Bucket, est: Estimate, target: str, report_ids: Callable[[], list[str]],
@@ -245,6 +247,15 @@ def new_cell(region: str, category: str, now: float, sc: Scoring) -> Cell:
     floor = since_floor(region, sc)
     since = start if floor is None else min(start, floor)
     return Cell(region=region, category=category, bucket=start, since=since, history=[0.0] * sc.history)
+
+
+def fit_history(history: list[float], size: int) -> list[float]:
+    """The last `size` closed buckets of `history`, zeros in front where it holds fewer: a cell
+    written before `scoring.method` needed a longer history loads as one that had no reports
+    in the buckets it never kept (its `since` still says which buckets are known)."""
+    if len(history) == size:
+        return history
+    return [0.0] * (size - len(history)) + history[-size:] if size else []
 
 
 def known_history(bucket: int, since: int, sc: Scoring) -> int:

@@ -46,6 +46,7 @@ class Estimate:
     prior: str | None = None    # the prior's source when the method had too little history
     prior_daily_rate: float | None = None
     history: int = 0            # closed buckets the method could read
+    p_value: float | None = None  # chance of a count this large without a real event, if known
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +80,7 @@ def judge(bucket: Bucket, est: Estimate, rules: ScoringSettings) -> tuple[str, l
         "observed": bucket.observed, "weighted": bucket.weighted, "expected": est.expected,
         "upper": est.upper, "method": est.method, "prior": est.prior,
         "prior_daily_rate": est.prior_daily_rate, "alarm": est.alarm,
-        "baseline": rules.baseline_buckets, "bucket": rules.bucket,
+        "baseline": rules.baseline_buckets, "bucket": rules.bucket, "p_value": est.p_value,
     }))
     if count_level == "siaga":
         found.append(Reason("surge", "siaga", {"factor": rules.surge_factor}))

@@ -11,7 +11,11 @@ from typing import Callable
 from services.scoring.levels import Reason
 from shared.regions import registry
 
-METHOD_NAMES = {"ears-c1": "EARS C1", "ears-c2": "EARS C2", "ears-c3": "EARS C3", "cusum": "CUSUM", "ewma": "EWMA"}
+METHOD_NAMES = {"ears-c1": "EARS C1", "ears-c2": "EARS C2", "ears-c3": "EARS C3", "cusum": "CUSUM", "ewma": "EWMA",
+                "poisson": "Poisson", "negbin": "binomial negatif", "glrpois": "GLR Poisson", "glr": "GLR"}
+# Methods whose p-value is the chance of the count without a real event (services/scoring/counts.py).
+_RARITY_METHODS = ("poisson", "negbin", "glrpois", "glr")
+_BUCKETS_PER_YEAR = {"day": 365.0, "hour": 8760.0}
 
 
 def number(x: float, lang: str) -> str:
@@ -52,7 +56,40 @@ def _source(p: dict, lang: str) -> str:
     return f"not enough history: {what}, Poisson"
 
 
+def _round_years(x: float) -> int:
+    """1, 2, ... 9, then two significant digits: 30, 45, 120 — a number people can hold."""
+    if x < 10:
+        return max(1, round(x))
+    digits = 10 ** (len(str(int(x))) - 2)
+    return int(round(x / digits) * digits)
+
+
+def rarity(p_value: float, bucket: str, lang: str) -> str:
+    """How often a count this large turns up without a real event: "sekitar sekali dalam 30
+    tahun" / "about once in 30 years"."""
+    per_year = p_value * _BUCKETS_PER_YEAR[bucket]
+    if p_value >= 0.2:
+        return "angka sebesar ini biasa" if lang == "id" else "a count like this is common"
+    if per_year < 1e-3:
+        return ("tanpa kejadian nyata, angka sebesar ini muncul kurang dari sekali dalam 1.000 tahun"
+                if lang == "id" else "without a real event, a count this large comes less than once in 1,000 years")
+    years = 1 / per_year
+    if years >= 1:
+        n, id_unit, en_unit = _round_years(years), "tahun", "year"
+    elif years * 12 >= 1:
+        n, id_unit, en_unit = _round_years(years * 12), "bulan", "month"
+    else:
+        n, id_unit, en_unit = _round_years(years * 365), "hari", "day"
+    n_text = f"{n:,}".replace(",", ".") if lang == "id" else f"{n:,}"
+    if lang == "id":
+        return f"tanpa kejadian nyata, angka sebesar ini muncul sekitar sekali dalam {n_text} {id_unit}"
+    unit = en_unit if n == 1 else en_unit + "s"
+    return f"without a real event, a count this large comes about once in {n_text} {unit}"
+
+
 def _count_line(p: dict, lang: str) -> str:
+    if p.get("p_value") is not None and (p["method"] in _RARITY_METHODS and p.get("prior") is None):
+        return _plain_count_line(p, lang)
     observed, weighted = p["observed"], p["weighted"]
     when = ("hari ini" if p["bucket"] == "day" else "jam ini") if lang == "id" else \
         ("today" if p["bucket"] == "day" else "this hour")
@@ -65,6 +102,26 @@ def _count_line(p: dict, lang: str) -> str:
     if weighted != observed:
         head += f" (weighted {_count(weighted, lang)})"
     return f"{head} vs expected {number(p['expected'], lang)}, upper bound {number(p['upper'], lang)} ({_source(p, lang)})"
+
+
+def _plain_count_line(p: dict, lang: str) -> str:
+    """The count, what is usual, the alarm line, and how rare the count is without an event:
+    "7 laporan hari ini; biasanya 0,5 per hari, batas alarm 3,3; tanpa kejadian nyata, angka
+    sebesar ini muncul sekitar sekali dalam 30 tahun (GLR, baseline 28 hari)"."""
+    observed, weighted, bucket = p["observed"], p["weighted"], p["bucket"]
+    unit = _unit(bucket, lang)
+    rare = rarity(p["p_value"], bucket, lang)
+    if lang == "id":
+        head = f"{observed} laporan {'hari ini' if bucket == 'day' else 'jam ini'}"
+        if weighted != observed:
+            head += f" (bobot {_count(weighted, lang)})"
+        return (f"{head}; biasanya {number(p['expected'], lang)} per {unit}, batas alarm "
+                f"{number(p['upper'], lang)}; {rare} ({_source(p, lang)})")
+    head = f"{observed} report{'' if observed == 1 else 's'} {'today' if bucket == 'day' else 'this hour'}"
+    if weighted != observed:
+        head += f" (weighted {_count(weighted, lang)})"
+    return (f"{head}; usually {number(p['expected'], lang)} a {unit}, alarm line {number(p['upper'], lang)}; "
+            f"{rare} ({_source(p, lang)})")
 
 
 def _regions(codes: list[str]) -> str:

@@ -18,7 +18,8 @@ from typing import Any
 
 
 from services.scoring.baseline import (
-    Cell, CellCodec, Scoring, ScoreUpdate, bucket_start, estimate, known_history, settle, since_floor,
+    Cell, CellCodec, Scoring, ScoreUpdate, bucket_start, estimate, fit_history, known_history, settle,
+    since_floor,
 )
 from services.scoring.levels import Bucket, Estimate, Hysteresis, Reason, close_bucket, judge, level_of
 
@@ -82,7 +83,7 @@ def summed(p: ProvinceCell, sc: Scoring) -> Summed:
     floor = since_floor(p.region, sc)
     for code, m in sorted(p.members.items()):
         lag = (p.bucket - m["bucket"]) // sc.size  # ≥ 0: the province runs at or ahead of members
-        series = m["history"] + [m["weighted"]]    # series[h] is the member's running bucket
+        series = fit_history(m["history"], h) + [m["weighted"]]  # series[h]: the member's running bucket
         rows.append(series[lag:lag + h] if lag >= 0 else [0.0] * -lag + series[:h + lag])
         since = m["since"] if floor is None else min(m["since"], floor)
         known = max(known, known_history(p.bucket, since, sc))

@@ -40,6 +40,9 @@ def report(ts: float, tz: timezone = WITA, **overrides: Any) -> dict[str, Any]:
 
 
 def scoring(**settings: Any) -> Scoring:
+    """Scoring with these settings; EARS C2 unless a method is named, as the cell, ring and
+    backfill tests count in its 35-bucket ring (tests/scoring/test_default.py covers the default)."""
+    settings.setdefault("method", "ears-c2")
     return Scoring.from_settings(ScoringSettings(**settings))
 
 

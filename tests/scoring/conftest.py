@@ -21,8 +21,9 @@ SERVICES = ("ingest-gateway", "ingest-validator", "scoring")
 
 def scoring_config(path: Path) -> Path:
     # Ticks every second so a restarted worker closes its buckets at once; a free web port,
-    # since 8081 may be taken by another stack on the machine.
-    return write_config(path, f"scoring:\n  web_port: {free_port()}\n  tick_interval_s: 1\n")
+    # since 8081 may be taken by another stack on the machine. EARS C2: these tests read its
+    # reasons and 35-bucket ring (tests/scoring/test_default_stack.py runs the default).
+    return write_config(path, f"scoring:\n  method: ears-c2\n  web_port: {free_port()}\n  tick_interval_s: 1\n")
 
 
 @pytest.fixture(scope="module")

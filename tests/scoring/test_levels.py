@@ -111,7 +111,9 @@ def test_a_bad_vulnerability_map_is_named_with_its_line(tmp_path):
 
 
 def test_history_is_long_enough_for_the_method():
-    assert ScoringSettings().history_buckets == 35
+    assert ScoringSettings(method="ears-c2").history_buckets == 35
+    # The default GLR: 28-bucket reference, guard 2, and two 7-bucket windows to replay.
+    assert ScoringSettings().history_buckets == 44
     assert ScoringSettings(method="ewma", baseline=56).history_buckets == 58
     assert ScoringSettings(method="ears-c3", baseline=30).method_params() == {
         "baseline": 30, "alpha": 0.001, "min_sigma": 0.5}

@@ -10,6 +10,7 @@ C2 = Estimate(expected=1.7, upper=3.3, alarm=True, method="ears-c2")
 
 
 def words(counts: Bucket, est: Estimate, **settings) -> list[str]:
+    settings.setdefault("method", est.method if est.method != "poisson" else "ears-c2")
     rules = ScoringSettings(**settings)
     return render(judge(counts, est, rules)[1], rules.language)
 
@@ -59,3 +60,26 @@ def test_other_methods_are_named():
     assert words(Bucket(5, 5.0), cusum, method="cusum", language="en")[0].endswith("(CUSUM)")
     ewma = Estimate(expected=1.0, upper=4.0, alarm=True, method="ewma")
     assert words(Bucket(5, 5.0), ewma, method="ewma")[0].endswith("(EWMA, baseline 28 hari)")
+
+
+GLR = Estimate(expected=0.5, upper=2.6, alarm=True, method="glr", p_value=9e-5)
+
+
+def test_a_count_method_says_what_is_usual_and_how_rare_the_count_is():
+    assert words(Bucket(7, 7.0), GLR)[0] == (
+        "7 laporan hari ini; biasanya 0,5 per hari, batas alarm 2,6; tanpa kejadian nyata, angka sebesar "
+        "ini muncul sekitar sekali dalam 30 tahun (GLR, baseline 28 hari)")
+    assert words(Bucket(7, 7.0), GLR, language="en")[0] == (
+        "7 reports today; usually 0.5 a day, alarm line 2.6; without a real event, a count this large "
+        "comes about once in 30 years (GLR, 28-day baseline)")
+
+
+def test_rarity_in_months_days_and_beyond_a_thousand_years():
+    from services.scoring.reasons import rarity
+
+    assert rarity(0.003, "day", "id").endswith("sekali dalam 11 bulan")
+    assert rarity(0.05, "day", "en").endswith("about once in 20 days")
+    assert rarity(1e-7, "day", "id").endswith("kurang dari sekali dalam 1.000 tahun")
+    assert rarity(0.5, "day", "en") == "a count like this is common"
+    # An hourly bucket has 24 chances a day: the same p is 24 times less rare.
+    assert rarity(9e-5 / 24, "hour", "en").endswith("about once in 30 years")
