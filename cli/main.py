@@ -186,10 +186,18 @@ def evaluate(
     workers: int = typer.Option(2, "--workers", min=1, max=64, help="processes to run scenarios in"),
     seed: int = typer.Option(20261202, "--seed", help="seed of every simulated series"),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="score the live default of this config"),
+    history: Optional[Path] = typer.Option(None, "--history", exists=True, dir_okay=False,
+                                           help="a backfill file (JSON Lines or CSV of reports): estimate the "
+                                                "statistical pages a month the config would send for its regions"),
 ) -> None:
     """Compare scoring methods on seeded simulated counts: false alarms per region×category-year and
-    how soon surges are alarmed; a table on stdout and a plot (SVG)."""
+    how soon surges are alarmed; a table on stdout and a plot (SVG). With --history, the alert
+    budget of the config's live method on that history instead."""
     from dataclasses import replace
+
+    if history is not None:
+        _alert_budget(_config_or_exit(config), history)
+        return
 
     from cli.evaluate_plot import svg
     from services.scoring.evaluate import FULL, ITEM3_RATES, QUICK, Setting, candidates, run
@@ -221,6 +229,44 @@ def evaluate(
     plot.write_text(svg(results, live.label), encoding="utf-8")
     console.print(f"plot: {plot}   ({time.monotonic() - started:.0f} s, seed {seed}, {grid.fa_series} stationary "
                   f"series of 2 years and {grid.surge_series} surges per scenario)")
+
+
+def _alert_budget(cfg, history: Path) -> None:
+    from cli.backfill import FileProblem, file_format, read
+    from services.notify.policy import matches
+    from services.scoring.baseline import Scoring
+    from services.scoring.budget import pages
+
+    sc = Scoring.from_settings(cfg.scoring)
+    with history.open("rb") as f:
+        fmt = file_format(history, f.read(64))
+        f.seek(0)
+        try:
+            loaded = read(f, fmt, sc, lambda done, rows: None)
+        except FileProblem as e:
+            err.print(f"pantau evaluate: {history}: {e}", markup=False, highlight=False)
+            raise typer.Exit(2)
+    if loaded.bad_count:
+        err.print(f"{history.name}: {loaded.bad_count:,} bad rows left out (pantau backfill --dry-run lists them)")
+
+    def routed(region: str, category: str) -> bool:
+        return any(matches(p, region, category, "waspada") for p in cfg.policies)
+
+    budget = pages(loaded.agg, sc, routed)
+    t = Table(title=f"statistical pages from {history.name}: {len(budget.cells)} cells over "
+                    f"{budget.buckets:,} {cfg.scoring.bucket}s ({cfg.scoring.method})")
+    for name in ("kabupaten/kota", "category", "reports/" + cfg.scoring.bucket, "alarm buckets", "pages", "routed"):
+        t.add_column(name, justify="left" if name in ("kabupaten/kota", "category") else "right")
+    from shared.regions import registry
+
+    for c in sorted(budget.cells, key=lambda c: (-c.pages, -c.alarms, c.cell))[:15]:
+        name = registry().name(c.cell[0]) or ""
+        t.add_row(f"{c.cell[0]} {name}", c.cell[1], f"{c.mean:.2f}", str(c.alarms), str(c.pages),
+                  "yes" if c.routed else "no")
+    console.print(t)
+    console.print(f"{budget.pages_per_month:.1f} statistical pages a month from cells a policy routes "
+                  f"({budget.per_cell_year:.2f} per region×category-year over all {len(budget.cells)} cells). "
+                  "Severity and casualty rules page on top of these; a real event in the history counts here too.")
 
 
 def _evaluate_table(results, live) -> None:

@@ -185,6 +185,7 @@ def _lr(total: float, mu0: float) -> float:
     return total * math.log(total / mu0) - (total - mu0)
 
 
+@lru_cache(maxsize=65536)  # sparse counts repeat the same window sums and references endlessly
 def _needed(total: float, mu0: float, level: float) -> float:
     """The window total at which _lr reaches `level` (> 0): Newton from above, as the
     function is convex and increasing past mu0."""
@@ -224,39 +225,61 @@ class _Glr:
         ref = _reference(self.values, t, self.baseline, self.guard)
         return None if ref is None else (math.fsum(ref) + 0.5) / len(ref)
 
-    def score(self, t: int, current: float | None) -> Bound:
-        """Bound of bucket t given values[:t] (and `current` as its count); records mu0[t]."""
+    def prepare(self, t: int) -> "_Running | None":
+        """What bucket t's verdict needs from values[:t]: its windows and the alarm level."""
         while len(self.mu0) <= t:
             self.mu0.append(self._mu0(len(self.mu0)))
-        mu_t = self.mu0[t]
-        if mu_t is None:
+        if self.mu0[t] is None:
             self.start = t + 1
-            return NO_BOUND
+            return None
         ref = _reference(self.values, t, self.baseline, self.guard)
         phi = _cached_phi(tuple(ref)) if self.dispersed else 1.0
-        level = self.threshold * phi
-        y = 0.0 if current is None else current
-        best, best_sum, best_mu, upper = 0.0, y, mu_t, math.inf
-        past, mu_sum = 0.0, 0.0
-        first = max(self.start, t - self.window + 1)
-        for k in range(t, first - 1, -1):
+        windows, past, mu_sum = [], 0.0, 0.0
+        for k in range(t, max(self.start, t - self.window + 1) - 1, -1):
             mu_sum += self.mu0[k]  # type: ignore[operator]
             if k < t:
                 past += self.values[k]
-            upper = min(upper, _needed(past, mu_sum, level) - past)
-            stat = _lr(past + y, mu_sum)
-            if stat > best:
-                best, best_sum, best_mu = stat, past + y, mu_sum
-        upper = max(0.0, upper)
-        self.stat = best
-        expected = math.fsum(ref) / len(ref)
-        if current is None:
-            return Bound(expected, upper, False)
-        alarm = best >= level
-        if alarm:
+            windows.append((past, mu_sum))
+        return _Running(math.fsum(ref) / len(ref), phi, self.threshold * phi, windows)
+
+    def score(self, t: int, current: float | None, with_upper: bool = True) -> Bound:
+        """Bound of bucket t given values[:t] and `current` as its count; an alarm moves the
+        start of later windows past t. Without `with_upper` (a replay) `upper` is left at 0."""
+        running = self.prepare(t)
+        if running is None:
+            return NO_BOUND
+        bound = running.verdict(current, running.upper() if with_upper else 0.0)
+        self.stat = running.stat
+        if bound.alarm:
             self.start = t + 1
-        size = best_mu / (phi - 1.0) if phi > 1.0 else math.inf
-        return Bound(expected, upper, alarm, p_value=nb_sf(best_sum, size, best_mu))
+        return bound
+
+
+class _Running:
+    """The windows of one bucket: (sum of the counts before it, sum of mu0) per window, the
+    scored bucket's own count to be added."""
+
+    __slots__ = ("expected", "phi", "level", "windows", "stat")
+
+    def __init__(self, expected: float, phi: float, level: float, windows: list[tuple[float, float]]):
+        self.expected, self.phi, self.level, self.windows = expected, phi, level, windows
+        self.stat = 0.0
+
+    def upper(self) -> float:
+        """The count at which the bucket alarms: the least over its windows."""
+        return max(0.0, min(_needed(past, mu, self.level) - past for past, mu in self.windows))
+
+    def verdict(self, current: float | None, upper: float) -> Bound:
+        if current is None:
+            return Bound(self.expected, upper, False)
+        best, best_sum, best_mu = 0.0, current, self.windows[0][1]
+        for past, mu in self.windows:
+            stat = _lr(past + current, mu)
+            if stat > best:
+                best, best_sum, best_mu = stat, past + current, mu
+        self.stat = best
+        size = best_mu / (self.phi - 1.0) if self.phi > 1.0 else math.inf
+        return Bound(self.expected, upper, best >= self.level, p_value=nb_sf(best_sum, size, best_mu))
 
 
 @lru_cache(maxsize=65536)
@@ -325,14 +348,13 @@ def _glr_next(dispersed: bool):
         values = _values(history)
         glr_ = _Glr(values, baseline, guard, window, float(threshold), dispersed)
         for t, y in enumerate(values):
-            glr_.score(t, y)
-        t, start = len(values), glr_.start
-
-        def at(current: float | None) -> Bound:
-            glr_.start = start  # scoring the running bucket must not move the replayed reset
-            return glr_.score(t, current)
-
-        return at
+            glr_.score(t, y, with_upper=False)  # only the resets matter for the closed buckets
+        running = glr_.prepare(len(values))
+        if running is None:
+            return lambda current: NO_BOUND
+        upper = running.upper()
+        # The windows and the alarm line are fixed for the bucket; each batch adds its count.
+        return lambda current: running.verdict(current, upper)
 
     return prepare
 
