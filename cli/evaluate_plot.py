@@ -40,7 +40,7 @@ def svg(results: list[Result], default_label: str) -> str:
     out.append(f'<line x1="{budget:.1f}" y1="{_T}" x2="{budget:.1f}" y2="{_H - _B}" stroke="#999" '
                f'stroke-dasharray="4 3"/>')
     out.append(f'<text x="{(_L + _W - _R) / 2}" y="{_H - 20}" text-anchor="middle">false alarms per '
-               f'region×category-year (stationary Poisson, mean of rates 0.05–10/day, log scale; dashed: 1 a year)</text>')
+               f'region×category-year (Poisson, mean of 0.05–10/day; dashed: 1 a year)</text>')
     out.append(f'<text transform="translate(18 {(_T + _H - _B) / 2}) rotate(-90)" text-anchor="middle">'
                f'3-day surges alarmed within 3 days</text>')
     methods: dict[str, list[Result]] = {}

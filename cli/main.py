@@ -189,6 +189,8 @@ def evaluate(
     history: Optional[Path] = typer.Option(None, "--history", exists=True, dir_okay=False,
                                            help="a backfill file (JSON Lines or CSV of reports): estimate the "
                                                 "statistical pages a month the config would send for its regions"),
+    calibrate: bool = typer.Option(False, "--calibrate", help="print the GLR threshold → false alarms a year "
+                                   "table that scoring.false_alarms_per_year is read from"),
 ) -> None:
     """Compare scoring methods on seeded simulated counts: false alarms per region×category-year and
     how soon surges are alarmed; a table on stdout and a plot (SVG). With --history, the alert
@@ -198,13 +200,16 @@ def evaluate(
     if history is not None:
         _alert_budget(_config_or_exit(config), history)
         return
+    if calibrate:
+        _calibrate(_config_or_exit(config).scoring, workers, seed)
+        return
 
     from cli.evaluate_plot import svg
     from services.scoring.evaluate import FULL, ITEM3_RATES, QUICK, Setting, candidates, run
 
     scoring = _config_or_exit(config).scoring
     live = Setting(scoring.method, tuple(sorted(scoring.method_params().items())),
-                   scoring.alpha if scoring.method in ("poisson", "negbin") else None)
+                   scoring.bound_alpha if scoring.method in ("poisson", "negbin") else None)
     settings = [s for s in candidates() if s != live] + [live]
     grid = replace(QUICK if quick else FULL, seed=seed)
     started = time.monotonic()
@@ -229,6 +234,19 @@ def evaluate(
     plot.write_text(svg(results, live.label), encoding="utf-8")
     console.print(f"plot: {plot}   ({time.monotonic() - started:.0f} s, seed {seed}, {grid.fa_series} stationary "
                   f"series of 2 years and {grid.surge_series} surges per scenario)")
+
+
+def _calibrate(scoring, workers: int, seed: int) -> None:
+    from services.scoring.evaluate import calibrate
+
+    params = {"baseline": scoring.baseline_buckets, "guard": scoring.guard, "window": scoring.glr.window}
+    thresholds = (3.0, 4.0, 5.0, 6.0, 7.0, 7.5, 8.0, 9.0, 10.0, 12.0, 14.0)
+    with console.status("calibrating the GLR threshold on stationary Poisson counts..."):
+        table = calibrate("glr", thresholds, 60, seed, workers, **params)
+    console.print("GLR_FALSE_ALARMS = (  # threshold, worst false alarms per region×category-year (rates 0.05–10/day)")
+    for threshold, fa in table:
+        console.print(f"    ({threshold:g}, {fa:.3f}),")
+    console.print(")")
 
 
 def _alert_budget(cfg, history: Path) -> None:

@@ -75,6 +75,9 @@ class ScoringSettings(_Strict):
     baseline: int | None = Field(None, ge=3, le=100, description="default 7 for EARS, 28 for EWMA and the count methods")
     guard: int = Field(2, ge=0, le=14, description="buckets between the reference and the scored one (count methods)")
     alpha: float = Field(0.001, gt=0, lt=0.5)
+    false_alarms_per_year: float | None = Field(
+        None, gt=0, le=100, description="false-alarm budget per region×category-year for the count methods: "
+        "sets alpha (poisson, negbin) or the GLR threshold instead")
     min_sigma: float = Field(0.5, ge=0, description="floor of the standard deviation (flat histories)")
     cusum: CusumParams = CusumParams()
     ewma: EwmaParams = EwmaParams()
@@ -105,6 +108,19 @@ class ScoringSettings(_Strict):
         if v is not None:
             read_vulnerability_map(v)  # raises ValueError naming the line at fault
         return v
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> "ScoringSettings":
+        if self.false_alarms_per_year is None:
+            return self
+        if self.method not in COUNT_METHODS:
+            raise ValueError(f"false_alarms_per_year applies to the methods {', '.join(COUNT_METHODS)}, "
+                             f"not {self.method}")
+        if self.method in ("poisson", "negbin") and "alpha" in self.model_fields_set:
+            raise ValueError("set false_alarms_per_year or alpha, not both: the budget sets alpha")
+        if self.method in ("glrpois", "glr") and "threshold" in self.glr.model_fields_set:
+            raise ValueError("set false_alarms_per_year or glr.threshold, not both: the budget sets the threshold")
+        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> "ScoringSettings":
@@ -141,6 +157,21 @@ class ScoringSettings(_Strict):
                 "glr": b + self.guard + 2 * self.glr.window}[self.method]
         return max(MIN_HISTORY, need)
 
+    @property
+    def bound_alpha(self) -> float:
+        """Alpha of the count bounds: the budget spread over a year's buckets, if one is set."""
+        if self.false_alarms_per_year is None:
+            return self.alpha
+        return min(0.49, self.false_alarms_per_year / (365.0 * 86400 / self.bucket_seconds))
+
+    @property
+    def glr_threshold(self) -> float:
+        """The GLR threshold: as configured, or read from GLR_FALSE_ALARMS for the budget."""
+        if self.false_alarms_per_year is None:
+            return self.glr.threshold
+        # The table is per day; an hourly bucket has 24 chances a day to alarm.
+        return threshold_for_budget(self.false_alarms_per_year * self.bucket_seconds / 86400)
+
     def method_params(self) -> dict[str, float]:
         """Keyword arguments for services.scoring.methods.upper_bound."""
         if self.method.startswith("ears"):
@@ -148,10 +179,36 @@ class ScoringSettings(_Strict):
         if self.method == "cusum":
             return self.cusum.model_dump()
         if self.method in ("poisson", "negbin"):
-            return {"baseline": self.baseline_buckets, "guard": self.guard, "alpha": self.alpha}
+            return {"baseline": self.baseline_buckets, "guard": self.guard, "alpha": self.bound_alpha}
         if self.method in ("glrpois", "glr"):
-            return {"baseline": self.baseline_buckets, "guard": self.guard, **self.glr.model_dump()}
+            return {"baseline": self.baseline_buckets, "guard": self.guard, "window": self.glr.window,
+                    "threshold": self.glr_threshold}
         return {"baseline": self.baseline_buckets, **self.ewma.model_dump()}
+
+
+# Measured by `pantau evaluate --calibrate` (2026-12-02, seed 20261202, 60 series of 2 years per
+# rate): the worst false alarms per region×category-year of the GLR (28-day reference, guard 2,
+# window 7) over stationary Poisson counts at 0.05, 0.2, 0.5, 1, 3 and 10 reports a day.
+# One false alarm in those 120 series-years is 0.008: the last rows are at the resolution.
+GLR_FALSE_ALARMS: tuple[tuple[float, float], ...] = (
+    (3.0, 5.325), (4.0, 2.100), (5.0, 0.892), (6.0, 0.417), (7.0, 0.250), (7.5, 0.150), (8.0, 0.092),
+    (9.0, 0.083), (10.0, 0.033), (12.0, 0.008), (14.0, 0.008),
+)
+
+
+def threshold_for_budget(per_year: float) -> float:
+    """The lowest GLR threshold whose measured false alarms a year stay within `per_year`,
+    interpolated on the log of the rate between the measured thresholds."""
+    table: list[tuple[float, float]] = []
+    for t, fa in GLR_FALSE_ALARMS:  # strictly falling: a noisy tie keeps its lower threshold
+        if fa > 0 and (not table or fa < table[-1][1]):
+            table.append((t, fa))
+    if per_year >= table[0][1]:
+        return table[0][0]
+    for (t0, f0), (t1, f1) in zip(table, table[1:]):
+        if f1 <= per_year <= f0:
+            return round(t0 + (t1 - t0) * (math.log(f0) - math.log(per_year)) / (math.log(f0) - math.log(f1)), 2)
+    return table[-1][0]
 
 
 RateKey = tuple[str, str]  # (region code, category or "*")

@@ -34,7 +34,7 @@ from aiokafka.partitioner import murmur2
 
 from services.scoring.backfill import merge
 from services.scoring.baseline import (
-    COUNTED, INVALID, LATE, REDELIVERED, Cell, Scoring, ScoreUpdate, add_report, fit_history, new_cell, reassess,
+    COUNTED, INVALID, LATE, REDELIVERED, Cell, Scoring, ScoreUpdate, add_report, fit_cell, new_cell, reassess,
     roll,
 )
 from services.scoring.levels import RANK
@@ -238,10 +238,8 @@ class _Scorer:
         if held is not None and held[0] == raw:
             return held[1]
         cell = self.decode(raw)
-        if isinstance(cell, Cell):
-            # Written under a method that kept fewer (or more) closed buckets.
-            cell.history = fit_history(cell.history, self.sc.history)
-        return cell
+        # Written under a method that kept fewer (or more) closed buckets.
+        return fit_cell(cell, self.sc) if isinstance(cell, Cell) else cell
 
     def _due(self, ticks: Iterable[int], now: float) -> set[int]:
         hour = int(now // 3600)

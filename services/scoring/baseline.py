@@ -258,6 +258,18 @@ def fit_history(history: list[float], size: int) -> list[float]:
     return [0.0] * (size - len(history)) + history[-size:] if size else []
 
 
+def fit_cell(cell: "Cell", sc: Scoring) -> "Cell":
+    """A cell loaded under a method that keeps another number of closed buckets: its history
+    fitted to `sc.history`, and `since` moved up so that the zeros put in front are not read
+    as days that had no reports (the old ring dropped them, whatever they held)."""
+    kept = len(cell.history)
+    if kept != sc.history:
+        cell.history = fit_history(cell.history, sc.history)
+        if kept < sc.history:
+            cell.since = max(cell.since, cell.bucket - kept * sc.size)
+    return cell
+
+
 def known_history(bucket: int, since: int, sc: Scoring) -> int:
     return max(0, min(sc.history, (bucket - since) // sc.size))
 

@@ -24,6 +24,7 @@ from services.scoring.methods import score_series
 
 DAYS_PER_YEAR = 365
 BURN_IN = 60          # days before anything is counted: every method has its full baseline
+SURGE_BURN_IN = 50    # days before a surge: the longest reference (28 + 2) and two GLR windows
 YEARS = 2             # length of a stationary series after the burn-in
 FOLLOW = 7            # days after a surge's start in which an alarm counts as detection
 WEEKDAY = (1.3, 1.2, 1.1, 1.0, 1.0, 0.7, 0.7)  # Monday..Sunday, mean 1: offices report on weekdays
@@ -169,14 +170,14 @@ def false_alarms(s: Setting, counts: Counts, series: int, seed: int) -> FalseAla
 
 def detection(s: Setting, counts: Counts, shape: str, delta: float, series: int, seed: int) -> Detection:
     """First alarm of `s` after surges of `shape` and `delta` a day injected at the end of a
-    BURN_IN-day stationary series."""
+    SURGE_BURN_IN-day stationary series."""
     rng = random.Random(_seed(seed, "surge", counts, shape, delta))
     out = Detection()
     for _ in range(series):
-        y = draw_series(rng, counts, BURN_IN + FOLLOW, rng.randrange(7))
-        add_surge(rng, y, BURN_IN, shape, delta)
+        y = draw_series(rng, counts, SURGE_BURN_IN + FOLLOW, rng.randrange(7))
+        add_surge(rng, y, SURGE_BURN_IN, shape, delta)
         bounds = score_series(s.method, y, **dict(s.params))
-        first = next((j for j, b in enumerate(bounds[BURN_IN:]) if b.alarm), None)
+        first = next((j for j, b in enumerate(bounds[SURGE_BURN_IN:]) if b.alarm), None)
         out.delays.append(first)
     return out
 
@@ -195,9 +196,10 @@ class Grid:
     fa_series: int
     surge_series: int
     seed: int = 20261202
+    surge_dists: tuple[Counts, ...] = (Counts(0), Counts(0, 2.0))   # where surges are injected
 
-    def counts(self) -> Iterable[Counts]:
-        for d in self.dists:
+    def counts(self, dists: tuple[Counts, ...] | None = None) -> Iterable[Counts]:
+        for d in self.dists if dists is None else dists:
             for r in self.rates:
                 yield Counts(r, d.size, d.weekday)
 
@@ -209,7 +211,7 @@ QUICK = Grid(rates=ITEM3_RATES, dists=(Counts(0), Counts(0, 2.0)), shapes=("spik
 FULL = Grid(rates=(0.02, 0.05, 0.2, 0.5, 1.0, 3.0, 10.0, 20.0),
             dists=(Counts(0), Counts(0, 1.0), Counts(0, 2.0), Counts(0, 5.0), Counts(0, None, True),
                    Counts(0, 2.0, True)),
-            shapes=tuple(SHAPES), sizes=(0.5, 1.0, 2.0), fa_series=25, surge_series=120)
+            shapes=tuple(SHAPES), sizes=(0.5, 1.0, 2.0), fa_series=25, surge_series=80)
 
 
 @dataclass(slots=True)
@@ -269,7 +271,7 @@ def run(settings: Sequence[Setting], grid: Grid, workers: int = 2) -> list[Resul
     results = {s: Result(s) for s in settings}
     fa_tasks = [(s, c, grid.fa_series, grid.seed) for s in settings for c in grid.counts()]
     det_tasks = [(s, c, shape, size, grid.surge_series, grid.seed) for s in settings
-                 for c in grid.counts() if not c.weekday for shape in grid.shapes for size in grid.sizes]
+                 for c in grid.counts(grid.surge_dists) for shape in grid.shapes for size in grid.sizes]
     if workers <= 1:
         fa_out = map(_fa_task, fa_tasks)
         det_out = map(_det_task, det_tasks)
@@ -299,3 +301,14 @@ def candidates() -> list[Setting]:
     out += [setting("negbin", "alpha", baseline=28, guard=2, alpha=a) for a in (0.01, 0.001, 0.0001)]
     out += [setting("glr", None, baseline=28, guard=2, window=7, threshold=c) for c in (5.0, 7.0, 9.0)]
     return out
+
+
+def calibrate(method: str, thresholds: Sequence[float], series: int, seed: int, workers: int = 2,
+              **params: float) -> list[tuple[float, float]]:
+    """(threshold, worst false alarms per region×category-year over the item-3 rates on
+    stationary Poisson counts) for each threshold of a GLR method: the table that turns a
+    `scoring.false_alarms_per_year` budget into a threshold (shared/scoring_config.py)."""
+    settings = [setting(method, None, threshold=t, **params) for t in thresholds]
+    grid = Grid(rates=ITEM3_RATES, dists=(Counts(0),), shapes=(), sizes=(), fa_series=series, surge_series=0,
+                seed=seed)
+    return [(dict(r.setting.params)["threshold"], r.fa_max(None)) for r in run(settings, grid, workers)]

@@ -264,3 +264,18 @@ def test_every_method_scores_a_live_cell(method):
     alarms = [u for u in updates if u.alarm]
     assert alarms and {u.method for u in alarms} == {method}
     assert alarms[0].level in ("waspada", "siaga")
+
+
+def test_a_cell_written_with_the_35_bucket_ring_scores_under_the_glr_default() -> None:
+    from services.scoring.baseline import Cell, add_report, fit_cell, fit_history, known_history
+
+    old_sc, new_sc = scoring(method="ears-c2"), scoring(method="glr")
+    assert (old_sc.history, new_sc.history) == (35, 44)
+    old = seeded(old_sc, [1, 0] * 20)  # 40 days watched; the 35-bucket ring kept the last 35
+    cell = fit_cell(Cell.from_bytes(old.to_bytes()), new_sc)  # what the worker does on load
+    assert cell.history == [0.0] * 9 + old.history
+    # The 5 days the old ring dropped are unknown, not zeros: 35 known buckets, not 40.
+    assert known_history(cell.bucket, cell.since, new_sc) == 35
+    cell, update, outcome = add_report(cell, report(at(0)), None, at(0, 12), new_sc)
+    assert outcome == "counted" and update is None  # one report on a usual day: no alarm
+    assert fit_history([1.0, 2.0, 3.0], 2) == [2.0, 3.0]

@@ -117,3 +117,26 @@ def test_history_is_long_enough_for_the_method():
     assert ScoringSettings(method="ewma", baseline=56).history_buckets == 58
     assert ScoringSettings(method="ears-c3", baseline=30).method_params() == {
         "baseline": 30, "alpha": 0.001, "min_sigma": 0.5}
+
+
+def test_a_false_alarm_budget_sets_the_threshold():
+    # Bounds: the budget spread over a year's buckets.
+    assert ScoringSettings(method="negbin", false_alarms_per_year=0.365).method_params()["alpha"] == pytest.approx(0.001)
+    assert ScoringSettings(method="poisson", bucket="hour", false_alarms_per_year=0.876).bound_alpha == pytest.approx(1e-4)
+    # GLR: from the measured table; a smaller budget needs a higher threshold.
+    loose = ScoringSettings(false_alarms_per_year=1.0).method_params()["threshold"]
+    tight = ScoringSettings(false_alarms_per_year=0.1).method_params()["threshold"]
+    assert 3.0 <= loose < tight <= 14.0
+    from shared.scoring_config import GLR_FALSE_ALARMS, threshold_for_budget
+
+    measured = dict(GLR_FALSE_ALARMS)
+    assert measured[threshold_for_budget(measured[6.0])] == measured[6.0]
+
+
+def test_a_budget_and_its_threshold_together_are_refused_by_name():
+    for text, words in (("scoring:\n  false_alarms_per_year: 1\n  glr: {threshold: 6}\n", "glr.threshold"),
+                        ("scoring:\n  method: negbin\n  false_alarms_per_year: 1\n  alpha: 0.01\n", "alpha"),
+                        ("scoring:\n  method: ears-c2\n  false_alarms_per_year: 1\n", "ears-c2")):
+        with pytest.raises(ConfigError) as e:
+            parse(text)
+        assert "false_alarms_per_year" in str(e.value) and words in str(e.value)
