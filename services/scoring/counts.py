@@ -152,7 +152,7 @@ def _bound_at(values: Sequence[float], t: int, current: float | None, baseline: 
     return Bound(expected, upper, current > upper, p_value=nb_sf(current, size, mu))
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=4096)
 def _cached_predictive(ref: tuple[float, ...], dispersed: bool) -> tuple[float, float, float]:
     return predictive(ref, dispersed)
 
@@ -211,7 +211,8 @@ class _Glr:
     """The GLR replayed over a series: each bucket's mu0 from its own reference, the
     statistic over the last `window` buckets since the last alarm."""
 
-    __slots__ = ("values", "baseline", "guard", "window", "threshold", "dispersed", "mu0", "start", "stat")
+    __slots__ = ("values", "baseline", "guard", "window", "threshold", "dispersed", "mu0", "start", "stat",
+                 "sums", "squares")
 
     def __init__(self, values: list[float], baseline: int, guard: int, window: int, threshold: float,
                  dispersed: bool):
@@ -220,10 +221,32 @@ class _Glr:
         self.mu0: list[float | None] = []
         self.start = 0   # first bucket the statistic may look at (after the last alarm)
         self.stat = 0.0  # the statistic of the last bucket scored, before the division by phi
+        # Prefix sums of the counts and their squares: each bucket's reference in O(1), with
+        # no copy of it kept (a replay per cell and day, for thousands of cells).
+        self.sums, self.squares = [0.0], [0.0]
+        for v in values:
+            self.sums.append(self.sums[-1] + v)
+            self.squares.append(self.squares[-1] + v * v)
+
+    def _ref(self, t: int) -> tuple[float, float] | None:
+        """Sum and sum of squares of bucket t's reference, None without enough history."""
+        end = t - self.guard
+        if end - self.baseline < 0:
+            return None
+        start = end - self.baseline
+        return self.sums[end] - self.sums[start], self.squares[end] - self.squares[start]
 
     def _mu0(self, t: int) -> float | None:
-        ref = _reference(self.values, t, self.baseline, self.guard)
-        return None if ref is None else (math.fsum(ref) + 0.5) / len(ref)
+        ref = self._ref(t)
+        return None if ref is None else (ref[0] + 0.5) / self.baseline
+
+    def _phi(self, total: float, squares: float) -> float:
+        n = self.baseline
+        if not self.dispersed or total <= 0.0:
+            return 1.0
+        mean = total / n
+        var = max(0.0, squares - total * mean) / (n - 1)
+        return max(1.0, var / mean)
 
     def prepare(self, t: int) -> "_Running | None":
         """What bucket t's verdict needs from values[:t]: its windows and the alarm level."""
@@ -232,15 +255,15 @@ class _Glr:
         if self.mu0[t] is None:
             self.start = t + 1
             return None
-        ref = _reference(self.values, t, self.baseline, self.guard)
-        phi = _cached_phi(tuple(ref)) if self.dispersed else 1.0
+        total, squares = self._ref(t)  # type: ignore[misc]
+        phi = self._phi(total, squares)
         windows, past, mu_sum = [], 0.0, 0.0
         for k in range(t, max(self.start, t - self.window + 1) - 1, -1):
             mu_sum += self.mu0[k]  # type: ignore[operator]
             if k < t:
                 past += self.values[k]
             windows.append((past, mu_sum))
-        return _Running(math.fsum(ref) / len(ref), phi, self.threshold * phi, windows)
+        return _Running(total / self.baseline, phi, self.threshold * phi, windows)
 
     def score(self, t: int, current: float | None, with_upper: bool = True) -> Bound:
         """Bound of bucket t given values[:t] and `current` as its count; an alarm moves the
@@ -280,11 +303,6 @@ class _Running:
         self.stat = best
         size = best_mu / (self.phi - 1.0) if self.phi > 1.0 else math.inf
         return Bound(self.expected, upper, best >= self.level, p_value=nb_sf(best_sum, size, best_mu))
-
-
-@lru_cache(maxsize=65536)
-def _cached_phi(ref: tuple[float, ...]) -> float:
-    return _phi(ref)
 
 
 def _glr_series(counts: Sequence[float], baseline: int, guard: int, window: int, threshold: float,
