@@ -254,10 +254,7 @@ def _with_history(ctx: Context, stack: EmbeddedStack, port: int, pid: int, alive
                   before: float) -> Timed | None:
     """Backfill every cell's whole history, wait until the worker has applied it, then time one
     report per cell through the live method with those histories (CPU and peak memory)."""
-    from aiokafka import AIOKafkaConsumer
-    from aiokafka.structs import TopicPartition
-
-    from cli.backfill import deliver
+    from cli.backfill import deliver, end_offsets
     from services.scoring.baseline import Scoring
 
     sc = Scoring.from_settings(stack.config.scoring)
@@ -265,16 +262,7 @@ def _with_history(ctx: Context, stack: EmbeddedStack, port: int, pid: int, alive
     ctx.log(f"scoring: backfilling {len(msgs):,} cells with {sc.history} days of history each")
     asyncio.run(deliver(stack.config, msgs))
 
-    async def ends() -> dict[int, int]:
-        c = AIOKafkaConsumer(bootstrap_servers=stack.config.kafka.bootstrap_servers)
-        await c.start()
-        try:
-            tps = [TopicPartition(topics.SCORING_BACKFILL, p) for p in range(stack.config.kafka.partitions)]
-            return {tp.partition: end - 1 for tp, end in (await c.end_offsets(tps)).items() if end > 0}
-        finally:
-            await c.stop()
-
-    if not _applied(stack.config.kafka.bootstrap_servers, asyncio.run(ends()), 300):
+    if not _applied(stack.config.kafka.bootstrap_servers, asyncio.run(end_offsets(stack.config)), 300):
         ctx.log("scoring: the backfilled history was not applied within 300 s")
         return None
     cells = len(msgs)

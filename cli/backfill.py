@@ -242,6 +242,21 @@ class Plan:
     now: float
 
 
+async def end_offsets(config: Config) -> dict[int, int]:
+    """The last offset of each partition of `pantau.scoring.backfill` that holds anything: what
+    a worker's `~backfill|<p>` progress must reach for a backfill to be applied."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.structs import TopicPartition
+
+    c = AIOKafkaConsumer(bootstrap_servers=config.kafka.bootstrap_servers)
+    await c.start()
+    try:
+        tps = [TopicPartition(topics.SCORING_BACKFILL, p) for p in range(config.kafka.partitions)]
+        return {tp.partition: end - 1 for tp, end in (await c.end_offsets(tps)).items() if end > 0}
+    finally:
+        await c.stop()
+
+
 def plan(loaded: Loaded, sc: Scoring, now: float | None = None) -> Plan:
     now = time.time() if now is None else now
     return Plan(loaded, messages(loaded.agg, sc, now), outside(loaded.agg, sc, now), now)

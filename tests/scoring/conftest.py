@@ -3,6 +3,8 @@ gateway and validator, and the scoring worker, on free ports."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import asyncio
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -19,22 +21,31 @@ from tests.utils import auth, collect
 SERVICES = ("ingest-gateway", "ingest-validator", "scoring")
 
 
-def scoring_config(path: Path) -> Path:
+def scoring_config(path: Path, method: str | None = "ears-c2") -> Path:
     # Ticks every second so a restarted worker closes its buckets at once; a free web port,
     # since 8081 may be taken by another stack on the machine. EARS C2: these tests read its
     # reasons and 35-bucket ring (tests/scoring/test_default_stack.py runs the default).
-    return write_config(path, f"scoring:\n  method: ears-c2\n  web_port: {free_port()}\n  tick_interval_s: 1\n")
+    # method None: the built-in default.
+    pinned = f"  method: {method}\n" if method else ""
+    return write_config(path, f"scoring:\n{pinned}  web_port: {free_port()}\n  tick_interval_s: 1\n")
 
 
-@pytest.fixture(scope="module")
-def scoring_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
-    tmp = tmp_path_factory.mktemp("scoring")
-    stack = EmbeddedStack(scoring_config(tmp / "pantau.yaml"), tmp, SERVICES)
+@contextmanager
+def started(config: Path, tmp: Path) -> Iterator[EmbeddedStack]:
+    """Broker, Redis, the ingest services and one scoring worker on `config`, stopped after."""
+    stack = EmbeddedStack(config, tmp, SERVICES)
     try:
         stack.start()
         yield stack
     finally:
         stack.stop()
+
+
+@pytest.fixture(scope="module")
+def scoring_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
+    tmp = tmp_path_factory.mktemp("scoring")
+    with started(scoring_config(tmp / "pantau.yaml"), tmp) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,9 @@ from pathlib import Path
 from typing import Callable
 
 import orjson
-from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import TopicPartition
 
+from cli.backfill import end_offsets
 from cli.stack import EmbeddedStack
-from shared import topics
 from tests.scoring.conftest import of, post, scores
 from tests.scoring.test_service import days_ago, now_local
 from tests.utils import collect, report
@@ -67,16 +65,7 @@ def cells(stack: EmbeddedStack, done: Callable[[dict[bytes, dict]], bool], timeo
 
 def backfill_ends(stack: EmbeddedStack) -> dict[int, int]:
     """The last offset of each partition of the backfill topic that holds anything."""
-    async def ends() -> dict[int, int]:
-        c = AIOKafkaConsumer(bootstrap_servers=stack.config.kafka.bootstrap_servers)
-        await c.start()
-        try:
-            tps = [TopicPartition(topics.SCORING_BACKFILL, p) for p in range(stack.config.kafka.partitions)]
-            return {tp.partition: end - 1 for tp, end in (await c.end_offsets(tps)).items() if end > 0}
-        finally:
-            await c.stop()
-
-    return asyncio.run(ends())
+    return asyncio.run(end_offsets(stack.config))
 
 
 def test_a_backfilled_busy_history_absorbs_a_count_that_alarms_a_quiet_one(scoring_stack, gateway, tmp_path):

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from cli.stack import EmbeddedStack, free_port
+from cli.stack import EmbeddedStack
 from services.scoring.baseline import Scoring
 from services.scoring.evaluate import poisson
 from services.scoring.methods import upper_bound
 from shared.scoring_config import ScoringSettings
-from tests.conftest import write_config
-from tests.scoring.conftest import SERVICES, of, post, scores
+from tests.scoring.conftest import of, post, scores, scoring_config, started
 from tests.scoring.test_backfill_stack import backfill, cells, write_jsonl
 from tests.scoring.test_service import days_ago, now_local
 from tests.utils import report
@@ -28,23 +27,11 @@ DAYS = 60
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
+def scoring_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedStack]:
+    """The scoring stack of tests/scoring/conftest.py with the built-in scoring defaults."""
     tmp = tmp_path_factory.mktemp("default")
-    s = EmbeddedStack(write_config(tmp / "pantau.yaml", f"scoring:\n  web_port: {free_port()}\n  tick_interval_s: 1\n"),
-                      tmp, SERVICES)
-    try:
-        s.start()
-        yield s
-    finally:
-        s.stop()
-
-
-@pytest.fixture(scope="module")
-def gateway(stack: EmbeddedStack):
-    import httpx
-
-    with httpx.Client(base_url=f"http://127.0.0.1:{stack.config.ingest.port}", timeout=30) as c:
-        yield c
+    with started(scoring_config(tmp / "pantau.yaml", method=None), tmp) as stack:
+        yield stack
 
 
 def _history(region: str, category: str, daily: list[int]) -> list[dict]:
@@ -65,7 +52,8 @@ def _live_alarm(daily: list[int], today: int) -> bool:
     return upper_bound(sc.settings.method, history, current=today, **sc.params).alarm
 
 
-def test_a_3_day_ramp_raises_its_cell(stack, gateway, tmp_path: Path) -> None:
+def test_a_3_day_ramp_raises_its_cell(scoring_stack, gateway, tmp_path: Path) -> None:
+    stack = scoring_stack
     # One report every fifth day (0.2 a day) for 58 days, then the issue's ramp of +max(2, 2×0.2)
     # a day shaped 0.5, 1, 1.5: 1 and 2 reports, each below the alarm line on its own, and 3
     # on the third day (today, live).
@@ -86,7 +74,8 @@ def test_a_3_day_ramp_raises_its_cell(stack, gateway, tmp_path: Path) -> None:
 
 
 def test_sixty_quiet_days_on_45_cells_and_a_quiet_day_raise_what_the_simulations_predict(
-        stack, gateway, tmp_path: Path) -> None:
+        scoring_stack, gateway, tmp_path: Path) -> None:
+    stack = scoring_stack
     rng = random.Random(1302)
     plan = {}
     for region in KABKOTA:
