@@ -20,6 +20,18 @@ console = Console(width=140) if not sys.stdout.isatty() else Console()
 err = Console(stderr=True)
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "config" / "pantau.demo.yaml"
+# The demo config names its signing secrets by these variables; `pantau up` fills them with
+# fresh random values at each start, so no working secret ships in the repository.
+DEMO_SECRET_VARS = ("PANTAU_DEMO_LINK_SECRET", "PANTAU_DEMO_WEBHOOK_SECRET")
+
+
+def _fresh_demo_secrets() -> None:
+    import os
+
+    from shared.signing import fresh
+
+    for name in DEMO_SECRET_VARS:
+        os.environ[name] = fresh()
 
 
 def _config_or_exit(path: Optional[Path]):
@@ -40,6 +52,8 @@ def up(
     from cli.stack import EmbeddedStack, default_workdir
 
     config = config or DEMO_CONFIG
+    if config.resolve() == DEMO_CONFIG:
+        _fresh_demo_secrets()
     cfg = _config_or_exit(config)
     workdir = workdir or default_workdir()
     if demo:
@@ -112,6 +126,14 @@ def _print_endpoints(stack, cfg) -> None:
         t.add_row("notify API", f"http://{cfg.notify.host}:{cfg.notify.port}/v1/incidents", str(stack.logdir / "notify.log"))
     console.print(t)
     console.print("Ctrl-C stops everything.")
+
+
+@app.command()
+def secret() -> None:
+    """Print a fresh random signing secret (for notify.link_secret or a webhook channel's secret)."""
+    from shared.signing import fresh
+
+    sys.stdout.write(fresh() + "\n")
 
 
 @app.command()

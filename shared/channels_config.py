@@ -15,6 +15,8 @@ from typing import Annotated, Any, Iterable, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, field_validator, model_validator
 
+from shared.signing import problem as signing_secret_problem
+
 _ID = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
 _EMAIL = re.compile(r"^[^@\s<>\"',;]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
@@ -108,7 +110,7 @@ class _ChannelBase(_Strict):
 
 
 class WebhookChannelConfig(_ChannelBase):
-    """POSTs the contract JSON, signed with HMAC-SHA256 of the raw body."""
+    """POSTs the contract JSON, signed with HMAC-SHA256 over timestamp, delivery id and raw body."""
 
     type: Literal["webhook"]
     url: str
@@ -124,9 +126,10 @@ class WebhookChannelConfig(_ChannelBase):
 
     @field_validator("secret")
     @classmethod
-    def _secret_length(cls, v: SecretStr) -> SecretStr:
-        if len(v.get_secret_value()) < 16:
-            raise ValueError("must be at least 16 characters (it signs every request)")
+    def _signing_secret(cls, v: SecretStr) -> SecretStr:
+        why = signing_secret_problem(v.get_secret_value())
+        if why:
+            raise ValueError(why)
         return v
 
 

@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictBool, Valida
 from shared.channels_config import CHANNEL_TYPES, ContactConfig, DeliverySettings, channel_config
 from shared.regions import CODE_PATTERN, registry
 from shared.schemas import Category
+from shared.signing import problem as signing_secret_problem
 
 LEVELS = ("normal", "waspada", "siaga", "awas")
 LEVEL_RANK = {name: i for i, name in enumerate(LEVELS)}
@@ -205,6 +206,14 @@ class NotifySettings(_Strict):
     incident_retention_days: int = Field(90, ge=1, le=3650)
     delivery: DeliverySettings = DeliverySettings()
     inhibit: InhibitSettings = InhibitSettings()
+
+    @field_validator("link_secret")
+    @classmethod
+    def _signing_secret(cls, v: SecretStr | None) -> SecretStr | None:
+        why = None if v is None else signing_secret_problem(v.get_secret_value())
+        if why:
+            raise ValueError(why)
+        return v
 
     @field_validator("public_url")
     @classmethod

@@ -12,8 +12,9 @@ import yaml
 
 from cli.stack import SERVICES
 from shared import topics
-from shared.config import Config, parse
+from shared.config import Config, ConfigError, parse
 from shared.notify_config import NotifyConfig
+from shared.signing import fresh
 from tests.deploy import COMPOSE_CONFIG, COMPOSE_FILE, ENV_EXAMPLE, PROMETHEUS_DIR, REPO
 
 PORTS = {"ingest-gateway": 8080, "ingest-validator": 9101, "scoring": 8081, "notify": 8082}
@@ -43,9 +44,24 @@ def env_example() -> dict[str, str]:
     return env
 
 
+SIGNING_VARS = ("PANTAU_LINK_SECRET", "COMMAND_CENTER_WEBHOOK_SECRET")
+
+
 @pytest.fixture(scope="module")
 def config(env_example) -> Config:
-    return parse(COMPOSE_CONFIG.read_text(encoding="utf-8"), COMPOSE_CONFIG, env=env_example)
+    # The example's signing secrets are placeholders the services refuse; an operator replaces
+    # them with `pantau secret` output, as here.
+    env = {**env_example, **{v: fresh() for v in SIGNING_VARS}}
+    return parse(COMPOSE_CONFIG.read_text(encoding="utf-8"), COMPOSE_CONFIG, env=env)
+
+
+def test_the_env_examples_signing_placeholders_stop_the_services(env_example):
+    with pytest.raises(ConfigError) as e:
+        parse(COMPOSE_CONFIG.read_text(encoding="utf-8"), COMPOSE_CONFIG, env=env_example)
+    assert any(p.startswith("notify.link_secret: is a placeholder") for p in e.value.problems), e.value.problems
+    assert any(p.startswith("channels[2].secret: is a placeholder") for p in e.value.problems), e.value.problems
+    for v in SIGNING_VARS:
+        assert env_example[v] not in str(e.value)
 
 
 def _flat(cmd: Any) -> str:

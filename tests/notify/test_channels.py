@@ -109,7 +109,7 @@ def test_contacts_are_typed_and_phone_numbers_normalised() -> None:
 @pytest.mark.parametrize("item, words", [
     ({"id": "x", "type": "webhook", "url": "https://a.go.id", "secret": WEBHOOK_SECRET, "timout_s": 3}, "timout_s"),
     ({"id": "x", "type": "pager", "url": "https://a.go.id"}, "pager"),
-    ({"id": "x", "type": "webhook", "url": "https://a.go.id", "secret": "short"}, "16 characters"),
+    ({"id": "x", "type": "webhook", "url": "https://a.go.id", "secret": "short"}, "32 bytes"),
     ({"id": "x", "type": "webhook", "url": "ftp://a.go.id", "secret": WEBHOOK_SECRET}, "http"),
     ({"id": "x", "type": "telegram", "bot_token": "not-a-token"}, "Telegram bot token"),
     ({"id": "x", "type": "sms", "url": "https://g.id", "body_template": "to={to}"}, "{text}"),

@@ -36,7 +36,7 @@ from tests.utils import collect, fast_notify_section, produce, value
 pytestmark = pytest.mark.slow
 
 OP_TOKEN = "e2e-operator-token-kaltara"
-HOOK_SECRET = "e2e-webhook-secret-0123456789"
+HOOK_SECRET = "e2e-webhook-secret-0123456789-Mv3kQz"
 WAIT_MIN = 0.03  # 1.8 s between steps
 WITA = timezone(timedelta(hours=8))
 

@@ -230,7 +230,7 @@ CHAIN = Policy.model_validate({
               {"notify": ["operators"], "wait_minutes": 10}],
 })
 CONTACTS = [ContactConfig(id=c, name=c, webhook=f"http://127.0.0.1:9/{c}") for c in ("kab", "prov", "ops")]
-CHANNELS = [channel_config({"id": "hook", "type": "webhook", "url": "http://127.0.0.1:9/", "secret": "x" * 16})]
+CHANNELS = [channel_config({"id": "hook", "type": "webhook", "url": "http://127.0.0.1:9/", "secret": "incidents-test-webhook-secret-0123456789"})]
 
 
 class Clock:
