@@ -4,8 +4,8 @@ personal data. Runs last in this folder (file order), so the logs it reads also 
 everything the fuzzing and edge tests above sent.
 
 On the way it checks, as an integrator would, with nothing from Pantau's code:
-  * the webhook page is signed with HMAC-SHA256 of the raw body under the channel secret
-    (a receiver recomputes it; a changed body or another secret does not verify);
+  * the webhook page is signed with HMAC-SHA256 over "<t>.<delivery id>.<raw body>" under
+    the channel secret (contract 1.1; a changed body, delivery id or secret does not verify);
   * the one-tap ack link in the page, tampered with (incident, signature, expiry, or the
     payload of one link with the signature of another), acknowledges nothing (403), and the
     genuine link acknowledges its own incident only.
@@ -18,6 +18,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import re
 import time
 from pathlib import Path
 
@@ -69,12 +70,13 @@ def _post(c: httpx.Client, path: str, body, key: str) -> httpx.Response:
                   headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
 
 
-def receiver_verifies(body: bytes, header: str | None, secret: str) -> bool:
-    """What a receiver writes from the contract alone."""
-    if not header or not header.startswith("sha256="):
+def receiver_verifies(body: bytes, header: str | None, delivery: str | None, secret: str) -> bool:
+    """What a receiver writes from the contract alone (1.1: t, delivery id and body signed)."""
+    m = re.fullmatch(r"t=([0-9]+),sha256=([0-9a-f]{64})", header or "")
+    if m is None or not delivery:  # (the clock check is tests/pantau/test_webhook.py's)
         return False
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header.removeprefix("sha256="))
+    expected = hmac.new(secret.encode(), f"{m.group(1)}.{delivery}.".encode() + body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, m.group(2))
 
 
 def _unb64(s: str) -> bytes:
@@ -152,14 +154,15 @@ def wait_in_log(stack: EmbeddedStack, service: str, predicate, timeout_s: float 
 
 def test_the_webhook_page_is_signed_and_a_receiver_verifies_it(paged: Request):
     sig = paged.headers.get("x-pantau-signature")
-    assert receiver_verifies(paged.body, sig, WEBHOOK_SECRET)
-    assert paged.headers.get("x-pantau-delivery")
+    delivery = paged.headers.get("x-pantau-delivery")
+    assert receiver_verifies(paged.body, sig, delivery, WEBHOOK_SECRET)
+    assert not receiver_verifies(paged.body, sig, delivery + "-replayed", WEBHOOK_SECRET)
     body = orjson.loads(paged.body)
     assert body["level"] == "awas" and body["ack_url"]
     tampered = paged.body.replace(b'"awas"', b'"normal"')
-    assert tampered != paged.body and not receiver_verifies(tampered, sig, WEBHOOK_SECRET)
-    assert not receiver_verifies(paged.body, sig, WEBHOOK_SECRET + "x")
-    assert not receiver_verifies(paged.body, None, WEBHOOK_SECRET)
+    assert tampered != paged.body and not receiver_verifies(tampered, sig, delivery, WEBHOOK_SECRET)
+    assert not receiver_verifies(paged.body, sig, delivery, WEBHOOK_SECRET + "x")
+    assert not receiver_verifies(paged.body, None, delivery, WEBHOOK_SECRET)
 
 
 def test_the_ack_link_resists_tampering_and_acks_only_its_incident(paged: Request, notify: httpx.Client):
