@@ -95,6 +95,7 @@ policies:
       - {{notify: ["contact:bench-oncall"], wait_minutes: 600}}
 notify:
   port: {notify_port}
+  metrics_port: {free_port()}
   public_url: "http://127.0.0.1:{notify_port}"
   link_secret: "bench-link-secret-0123456789abcdef"
 {inhibit}  delivery:

@@ -124,6 +124,7 @@ def _print_endpoints(stack, cfg) -> None:
         t.add_row("scoring (faust)", f"http://127.0.0.1:{cfg.scoring.web_port}/metrics", str(stack.logdir / "scoring.log"))
     if "notify" in stack.service_names:
         t.add_row("notify API", f"http://{cfg.notify.host}:{cfg.notify.port}/v1/incidents", str(stack.logdir / "notify.log"))
+        t.add_row("notify metrics", f"http://{cfg.notify.host}:{cfg.notify.metrics_port}/metrics", "")
     console.print(t)
     console.print("Ctrl-C stops everything.")
 

@@ -182,11 +182,16 @@ class NotifySettings(_Strict):
 
     host: str = "127.0.0.1"
     port: int = Field(8082, ge=1, le=65535)
+    # /metrics is served here only, never on `port` (which faces the internet for the ack pages).
+    metrics_port: int = Field(9102, ge=1, le=65535)
     public_url: str = "http://127.0.0.1:8082"
     # Without a secret in the config, one is generated once and kept in Redis (links then
     # survive restarts, but rotating it means deleting that key).
     link_secret: SecretStr | None = None
     link_ttl_minutes: int = Field(24 * 60, ge=1, le=30 * 24 * 60)
+    # Requests to /ack/... per client address per minute (per notify process). Behind a reverse
+    # proxy every request comes from the proxy's address: limit there too, or raise this.
+    ack_rate_limit_per_minute: int = Field(30, ge=1, le=100_000)
     # Consecutive normal buckets before an incident resolves itself; default: scoring's
     # `auto_resolve_buckets` if it has one, else 2.
     auto_resolve_buckets: int | None = Field(None, ge=1, le=1000)
@@ -206,6 +211,12 @@ class NotifySettings(_Strict):
     incident_retention_days: int = Field(90, ge=1, le=3650)
     delivery: DeliverySettings = DeliverySettings()
     inhibit: InhibitSettings = InhibitSettings()
+
+    @model_validator(mode="after")
+    def _ports_differ(self) -> "NotifySettings":
+        if self.metrics_port == self.port:
+            raise ValueError("metrics_port must differ from port: metrics are never served on the public port")
+        return self
 
     @field_validator("link_secret")
     @classmethod

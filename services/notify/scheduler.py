@@ -92,6 +92,16 @@ class Paging:
     watchdog_policy: Policy | None = None
     extra_policies: dict[str, Policy] = field(default_factory=dict)
     inhibit: InhibitSettings = field(default_factory=InhibitSettings)
+    # (contact, channel) pairs that reach a room rather than a person (a Telegram group chat).
+    group_pairs: frozenset[tuple[str, str]] = frozenset()
+
+    def is_shared(self, contact: str, channel: str) -> bool:
+        """Whether a page to `contact` on `channel` lands where others can read it: a shared
+        channel the contact has no personal address on (Slack, a webhook's own url), or a group chat."""
+        if (contact, channel) in self.group_pairs:
+            return True
+        reach = self.reaches.get(contact)
+        return channel in self.shared_channels and (reach is None or channel not in reach.usable)
 
     def policy(self, policy_id: str | None) -> Policy | None:
         if policy_id is None:
@@ -308,13 +318,19 @@ class Scheduler:
             notes.append(f"{contact} on {channel}: not sent ({e})")
             return None
 
+    def _link(self, inc: Incident, now: float, contact: str, channel: str) -> str:
+        """The ack link for one page: bound to the incident's epoch, and naming the channel
+        rather than the person when anyone in a shared room (Slack, a webhook) can open it."""
+        holder = f"channel:{channel}" if self.paging.is_shared(contact, channel) else contact
+        return self.links.url(inc.id, now, holder, epoch=inc.rises)
+
     async def _broadcast(self, inc: Incident, now: float) -> Incident:
         sent: list[tuple[str, str, str, str]] = []
         notes: list[str] = []
         step = inc.escalation.last_step if inc.escalation.last_step is not None else inc.escalation.step
         for b in inc.broadcasts:
             for contact, channel in inc.paged:
-                notice = notice_for(inc, b.status, step, self.links.url(inc.id, now, contact))
+                notice = notice_for(inc, b.status, step, self._link(inc, now, contact, channel))
                 did = await self._submit(inc, b.key, contact, channel, notice, None, notes)
                 if did is not None:
                     sent.append((b.key, contact, channel, did))
@@ -340,7 +356,7 @@ class Scheduler:
         shown = inc.model_copy(update={"updated_at": now})
         sent = []
         for r in recips:
-            notice = notice_for(shown, fire.status, fire.step, self.links.url(inc.id, now, r.contact))
+            notice = notice_for(shown, fire.status, fire.step, self._link(inc, now, r.contact, r.channel))
             did = await self._submit(inc, fire.event_key, r.contact, r.channel, notice, r.fallback, notes)
             if did is not None:
                 sent.append((r, did))

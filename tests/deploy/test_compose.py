@@ -18,6 +18,8 @@ from shared.signing import fresh
 from tests.deploy import COMPOSE_CONFIG, COMPOSE_FILE, ENV_EXAMPLE, PROMETHEUS_DIR, REPO
 
 PORTS = {"ingest-gateway": 8080, "ingest-validator": 9101, "scoring": 8081, "notify": 8082}
+# Where Prometheus scrapes: notify's metrics are on their own port, never the public one.
+METRICS_PORTS = {**PORTS, "notify": 9102}
 _COMPOSE_VAR = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:[:?-][^}]*)?\}")
 _CONFIG_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -112,9 +114,12 @@ def test_ports_agree_with_config_healthchecks_and_prometheus(config, services):
         assert str(published).rsplit(":", 1)[-1] == str(PORTS[name])
     prom = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text(encoding="utf-8"))
     scraped = {j["job_name"]: j for j in prom["scrape_configs"]}
-    for name, port in PORTS.items():
+    for name, port in METRICS_PORTS.items():
         (sd,) = scraped[name]["dns_sd_configs"]
         assert sd["names"] == [name] and sd["port"] == port
+    assert config.notify.metrics_port == METRICS_PORTS["notify"]
+    published = {str(p).rsplit(":", 1)[-1] for s in services.values() for p in s.get("ports", [])}
+    assert str(config.notify.metrics_port) not in published, "notify's metrics must not be published"
 
 
 def test_infrastructure_addresses_match_the_config(config, services):

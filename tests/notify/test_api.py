@@ -25,6 +25,7 @@ from services.notify.incidents import (
     open_incident,
     resolve,
 )
+from services.notify.metrics_app import create_metrics_app
 from services.notify.links import LinkMaker, make_token
 from services.notify.rotations import OverrideStore
 
@@ -68,7 +69,7 @@ def with_api(test: Callable[[httpx.AsyncClient, IncidentStore, Clock, list], Awa
         clock = Clock(NOW)
         woken: list[int] = []
         links = LinkMaker(SECRET, "http://pantau.test", ttl_s=3600)
-        store = IncidentStore(r, ack_url=lambda i: links.url(i, clock()))
+        store = IncidentStore(r, ack_url=lambda i: links.url(i.id, clock(), epoch=i.rises))
         ops = [Operator(id="op1", name="Piket Kesbangpol", token=TOKEN),
                Operator(id="op2", name="Piket dua", token_sha256=sha256_hex(HASHED_TOKEN))]
         rotations = [Rotation(region="65.71", members=["budi", "sari"], handover="daily", start=date(2024, 11, 1))]
@@ -285,13 +286,42 @@ def test_ack_link_on_a_resolved_incident_is_a_conflict(fresh_redis):
     with_api(t, fresh_redis)
 
 
+def test_ack_requests_are_rate_limited_per_client_address(fresh_redis):
+    async def t(c, store, clock, woken):
+        app = c._transport.app  # the same app, reached from other client addresses
+        a = await seed(store, "65.71", "election_dispute")
+        token = make_token(SECRET, a, NOW + 600, contact="budi")
+        stranger = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("203.0.113.9", 4000)),
+                                     base_url="http://pantau.test")
+        neighbour = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("203.0.113.10", 4000)),
+                                      base_url="http://pantau.test")
+        async with stranger, neighbour:
+            answers = [(await stranger.get(f"/ack/x{i}.y")).status_code for i in range(30)]
+            assert set(answers) == {403}
+            limited = await stranger.get(f"/ack/{token}")
+            assert assert_problem(limited, 429)["error"] == "rate_limited"
+            assert int(limited.headers["retry-after"]) >= 1
+            page = await stranger.get(f"/ack/{token}", headers={"Accept": "text/html"})
+            assert page.status_code == 429 and "text/html" in page.headers["content-type"]
+            assert (await stranger.post(f"/ack/{token}")).status_code == 429
+            assert (await store.get(a)).status == "triggered"  # a limited POST acknowledges nothing
+            assert (await neighbour.get(f"/ack/{token}")).status_code == 200  # another address is not held
+
+    with_api(t, fresh_redis)
+
+
 # --- health, metrics, errors -----------------------------------------------------------------
 def test_health_ready_metrics_and_no_tracebacks(fresh_redis):
     async def t(c, store, clock, woken):
         await seed(store, "65.71", "election_dispute")
         assert (await c.get("/healthz")).json() == {"status": "ok"}
         assert (await c.get("/readyz")).status_code == 200
-        m = (await c.get("/metrics")).text
+        # The public port the ack pages face the internet from never serves metrics.
+        assert_problem(await c.get("/metrics"), 404)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_metrics_app(store)),
+                                     base_url="http://metrics.test") as mc:
+            m = (await mc.get("/metrics")).text
+            assert_problem(await mc.get("/v1/incidents"), 404)
         assert re.search(r'^pantau_open_incidents\{level="siaga"\} 1\.0$', m, re.M)
         assert "pantau_incidents_opened_total" in m and "pantau_time_to_acknowledge_seconds_bucket" in m
         assert_problem(await c.get("/nothing-here"), 404)

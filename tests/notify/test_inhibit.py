@@ -181,7 +181,7 @@ def test_province_incident_holds_the_kabupaten_page_until_it_resolves(fresh_redi
                               settings=DeliverySettings(poll_interval_s=0.05, lease_margin_s=0.5))
         from services.notify.incidents import IncidentStore
 
-        store = IncidentStore(r, ack_url=lambda i: links.url(i, clock()))
+        store = IncidentStore(r, ack_url=lambda i: links.url(i.id, clock(), epoch=i.rises))
         sched = Scheduler(store, deliverer, paging, links, clock=clock)
         handler = ScoreHandler(store, [POLICY], 2, clock=clock)
         app = create_app(ApiContext(store=store, links=links, operators=[Operator(id="op1", name="Piket", token=TOKEN)],
