@@ -21,6 +21,7 @@ from services.notify.incidents import (
     IncidentStore,
     ScoreUpdate,
     acknowledge,
+    apply_update,
     incident_key,
     open_incident,
     resolve,
@@ -282,6 +283,55 @@ def test_ack_link_on_a_resolved_incident_is_a_conflict(fresh_redis):
         page = await c.get(f"/ack/{token}", headers={"Accept": "text/html"})
         assert page.status_code == 200 and "<form" not in page.text
         assert_problem(await c.post(f"/ack/{token}"), 409)
+
+    with_api(t, fresh_redis)
+
+
+def test_a_link_from_before_a_level_rise_acknowledges_nothing(fresh_redis):
+    async def t(c, store, clock, woken):
+        a = await seed(store, "65.71", "election_dispute")
+        old = make_token(SECRET, a, NOW + 600, contact="budi", epoch=0)
+        await store.mutate(a, lambda i: apply_update(i, update("65.71", "election_dispute", "awas"), [POLICY], 2, NOW))
+        page = await c.get(f"/ack/{old}", headers={"Accept": "text/html"})
+        assert page.status_code == 410 and "<form" not in page.text
+        assert "rose to AWAS" in page.text and "AWAS" in page.text and "escalated" in page.text  # why, and the state
+        assert assert_problem(await c.post(f"/ack/{old}"), 410)["error"] == "stale_link"
+        assert (await store.get(a)).status == "escalated"
+        new = make_token(SECRET, a, NOW + 600, contact="budi", epoch=1)
+        assert (await c.post(f"/ack/{new}")).json()["acknowledged_by"] == "contact:budi"
+
+    with_api(t, fresh_redis)
+
+
+def test_a_rise_after_an_ack_reopens_and_voids_the_earlier_links(fresh_redis):
+    async def t(c, store, clock, woken):
+        a = await seed(store, "65.71", "election_dispute", lambda i: acknowledge(i, "contact:budi", NOW))
+        old = make_token(SECRET, a, NOW + 600, contact="sari", epoch=0)
+        await store.mutate(a, lambda i: apply_update(i, update("65.71", "election_dispute", "awas"), [POLICY], 2, NOW))
+        assert (await store.get(a)).status == "escalated"  # re-opened by the rise
+        r = await c.post(f"/ack/{old}", headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert r.status_code == 410 and "AWAS" in r.text
+        assert (await store.get(a)).status == "escalated" and (await store.get(a)).acks == 1
+
+    with_api(t, fresh_redis)
+
+
+def test_a_link_after_resolve_says_so_and_shows_the_state(fresh_redis):
+    async def t(c, store, clock, woken):
+        a = await seed(store, "65.71", "election_dispute", lambda i: resolve(i, "operator:op1", NOW))
+        token = make_token(SECRET, a, NOW + 600, contact="budi")
+        r = await c.post(f"/ack/{token}", headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert r.status_code == 409 and "resolved" in r.text and "SIAGA" in r.text
+
+    with_api(t, fresh_redis)
+
+
+def test_a_link_from_a_shared_room_acknowledges_as_the_channel(fresh_redis):
+    async def t(c, store, clock, woken):
+        a = await seed(store, "65.71", "election_dispute")
+        token = make_token(SECRET, a, NOW + 600, contact="channel:kaltara-slack")
+        assert (await c.post(f"/ack/{token}")).json()["acknowledged_by"] == "channel:kaltara-slack"
+        assert (await store.timeline(a))[-1]["by"] == "channel:kaltara-slack"
 
     with_api(t, fresh_redis)
 
