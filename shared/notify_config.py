@@ -163,15 +163,18 @@ class Rotation(_Strict):
 
 
 class InhibitSettings(_Strict):
-    """Inhibition (services.notify.inhibit): while a province incident of a category is open,
-    the pages of its kabupaten/kota incidents of that category wait, unless they are at a
-    higher level than the province incident."""
+    """Inhibition (services.notify.inhibit): while a province incident of a category is open
+    and unacknowledged, the pages of its kabupaten/kota incidents of that category wait, unless
+    they are at a higher level than the province incident."""
 
     province_over_kabupaten: StrictBool = True
     # Hold back only while the situation is wider than one kabupaten/kota: this many of its
     # kabupaten/kota incidents of the category open in the province (1: whenever the province
     # incident is open, even when it only echoes a single kabupaten/kota).
     min_kabkota: int = Field(2, ge=1, le=100)
+    # Keep holding back after the province incident is acknowledged. Off by default: one ack
+    # at the province would otherwise silence every kabupaten/kota page of the category.
+    while_acknowledged: StrictBool = False
     # A held incident looks again this often, so it resumes even if the wake-up sent when the
     # province incident resolved was lost (a notify process killed at that moment).
     recheck_s: float = Field(60.0, gt=0, le=3600)

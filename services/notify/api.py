@@ -348,6 +348,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
             raise Refusal(404, "not_found", f"no incident {inc_id!r}")
         count_change(change)
         if change is not None:
+            await release_held(ctx.store, change, ctx.clock())  # an acked province incident holds nothing back
             ctx.wake()
         return saved
 

@@ -272,13 +272,15 @@ class Scheduler:
                     return
                 holder, others = await self._province_of(inc)
                 rule = self.paging.inhibit
-                held = inhibitor(inc, holder, others, rule.province_over_kabupaten, rule.min_kabkota)
+                held = inhibitor(inc, holder, others, rule.province_over_kabupaten, rule.min_kabkota,
+                                 rule.while_acknowledged)
                 if held is not None:
                     await self._hold(inc, held, now)  # type: ignore[arg-type]
                     return
                 if inc.inhibited_by is not None:
                     why = release_reason(inc, holder if holder is not None and holder.id == inc.inhibited_by
-                                         else None, others, rule.province_over_kabupaten, rule.min_kabkota)
+                                         else None, others, rule.province_over_kabupaten, rule.min_kabkota,
+                                         rule.while_acknowledged)
                     known, timer_saved = await self.store.save(released(inc, now, why), inc.version), True
                     log.info("incident %s: pages resume (%s)", inc.id, why)
                     continue  # the resumed step is due now: fire it in the next round
