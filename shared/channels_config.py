@@ -57,6 +57,10 @@ class ContactConfig(_Strict):
     name: Annotated[str, Field(min_length=1, max_length=200)]
     language: Literal["id", "en"] = "id"
     telegram_chat_id: int | str | None = None
+    # Telegram user ids whose reply to a page acknowledges as this contact. Default: the chat
+    # id when it is a private chat (there the user id is the chat id); a group chat needs them
+    # listed, else no reply in it acknowledges (any member could otherwise ack as the contact).
+    telegram_user_ids: list[Annotated[int, Field(gt=0)]] | None = None
     email: str | None = None
     phone: str | None = None
     # A personal endpoint for webhook channels: when set, a webhook channel sending to this
@@ -74,6 +78,13 @@ class ContactConfig(_Strict):
         if isinstance(v, str) and re.fullmatch(r"@[A-Za-z0-9_]{5,64}", v):
             return v
         raise ValueError("must be a numeric chat id or an @channelname")
+
+    def reply_user_ids(self) -> frozenset[int]:
+        """The Telegram user ids that may acknowledge as this contact by replying."""
+        if self.telegram_user_ids is not None:
+            return frozenset(self.telegram_user_ids)
+        chat = self.telegram_chat_id
+        return frozenset({chat}) if isinstance(chat, int) and chat > 0 else frozenset()
 
     @field_validator("email")
     @classmethod

@@ -9,7 +9,10 @@ API's ack does it (escalation stops, everyone paged hears it, the timeline says 
                       └── offset in Redis ◀────┘ (advanced after each update is applied)
 
 **Who may acknowledge.** Only a reply (`reply_to_message`) to a page this channel sent, from a
-chat that is a configured contact's `telegram_chat_id`, whose whole text is an ack word (case
+chat that is a configured contact's `telegram_chat_id`, sent by that contact's own Telegram
+user (the chat id of a private chat, or one of `telegram_user_ids` for a group: any other
+member of the group is `not_the_contact`), within the ack link's lifetime
+(`notify.link_ttl_minutes`; older pages are `expired`), whose whole text is an ack word (case
 does not matter; spaces, a leading `/` and trailing `.`/`!` are ignored, so "Siap!" counts and
 "ok, nanti saya cek" does not). That contact is the acknowledger (`contact:<id>`; in a group
 chat the replier's Telegram user id is noted on the timeline). Anything else is ignored and
@@ -43,7 +46,7 @@ from shared import metrics
 from shared.channels_config import ContactConfig
 from services.notify.channels.base import redact
 from services.notify.channels.http import HttpError
-from services.notify.consumer import count_change
+from services.notify.consumer import count_change, release_held
 from services.notify.incidents import Conflict, IncidentStore, acknowledge
 from services.notify.lease import Lease
 
@@ -52,9 +55,10 @@ log = logging.getLogger("pantau.notify.replies")
 ACK_WORDS = ("ack", "ok", "terima", "siap")
 # What came of one update (the metric's label: keep this list closed).
 OUTCOMES = ("acknowledged", "already_acknowledged", "resolved", "unknown_incident", "unknown_message",
-            "not_an_ack_word", "not_a_reply", "unknown_chat", "from_bot", "not_a_message")
+            "not_an_ack_word", "not_a_reply", "unknown_chat", "from_bot", "not_a_message", "not_the_contact",
+            "expired")
 
-K_SENT = "pantau:notify:telegram:{}:sent:{}:{}"  # channel, chat id, message id → {incident_id, contact}
+K_SENT = "pantau:notify:telegram:{}:sent:{}:{}"  # channel, chat id, message id → {incident_id, contact, at}
 K_OFFSET = "pantau:notify:telegram:{}:offset"
 K_LEASE = "pantau:notify:telegram:{}:poller"
 
@@ -90,9 +94,10 @@ class SentPages:
         self.channel_id = channel_id
         self.ttl_s = ttl_s
 
-    async def remember(self, chat_id: int | str, message_id: int, incident_id: str, contact_id: str) -> None:
-        await self.r.set(K_SENT.format(self.channel_id, chat_id, message_id),
-                         orjson.dumps({"incident_id": incident_id, "contact": contact_id}), ex=self.ttl_s)
+    async def remember(self, chat_id: int | str, message_id: int, incident_id: str, contact_id: str,
+                       at: float | None = None) -> None:
+        doc = {"incident_id": incident_id, "contact": contact_id, "at": time.time() if at is None else at}
+        await self.r.set(K_SENT.format(self.channel_id, chat_id, message_id), orjson.dumps(doc), ex=self.ttl_s)
 
     async def lookup(self, chat_id: int | str, message_id: int) -> dict[str, str] | None:
         raw = await self.r.get(K_SENT.format(self.channel_id, chat_id, message_id))
@@ -114,7 +119,7 @@ class ReplyPoller:
 
     def __init__(self, channel: Any, store: IncidentStore, contacts: Iterable[ContactConfig], sent: SentPages,
                  wake: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.time,
-                 standby_s: float = 5.0):
+                 standby_s: float = 5.0, link_ttl_s: float = 24 * 3600.0):
         self.channel = channel
         self.cfg = channel.config
         self.store = store
@@ -123,6 +128,7 @@ class ReplyPoller:
         self.wake = wake
         self.clock = clock
         self.standby_s = standby_s
+        self.link_ttl_s = link_ttl_s
         self.contacts = list(contacts)
         self.me = uuid.uuid4().hex
         self.lease_s = self.cfg.poll_timeout_s + self.cfg.timeout_s + LEASE_MARGIN_S
@@ -247,9 +253,18 @@ class ReplyPoller:
         page = await self.sent.lookup(chat["id"], reply["message_id"])
         if page is None:
             return "unknown_message", None
-        # The chat's owner acknowledges; when several contacts share a group chat, the one
-        # the page went to.
-        who = next((c for c in owners if c.id == page.get("contact")), owners[0])
+        # The replier must be the contact's own Telegram user: in a group chat anyone else
+        # could otherwise acknowledge in the contact's name. When several contacts share the
+        # chat, the one the page went to if it is them, else whichever they are.
+        sender_id = sender.get("id")
+        mine = [c for c in owners if isinstance(sender_id, int) and sender_id in c.reply_user_ids()]
+        if not mine:
+            return "not_the_contact", None
+        who = next((c for c in mine if c.id == page.get("contact")), mine[0])
+        sent_at = page.get("at")
+        if not isinstance(sent_at, (int, float)) or self.clock() - sent_at > self.link_ttl_s:
+            # As the page's ack link has expired by now, so has a reply to it.
+            return "expired", None
         note = None
         if chat.get("type") in ("group", "supergroup") and isinstance(sender.get("id"), int):
             note = f"replied in the group chat by Telegram user {sender['id']}"
@@ -267,6 +282,7 @@ class ReplyPoller:
             name = next((c.name for c in self.contacts if by == f"contact:{c.id}"), by)
             return "already_acknowledged", self._answer(chat["id"], msg, who, "already_acknowledged", saved.id,
                                                         by=name)
+        await release_held(self.store, change, now)  # an acked province incident holds nothing back
         self.wake()  # the scheduler tells everyone paged now, not at its next poll
         log.info("incident %s acknowledged by contact:%s via telegram", saved.id, who.id)
         return "acknowledged", self._answer(chat["id"], msg, who, "acknowledged", saved.id,
@@ -292,7 +308,7 @@ class ReplyPoller:
 
 
 def reply_pollers(r: aioredis.Redis, channels: Any, contacts: Iterable[ContactConfig], store: IncidentStore,
-                  wake: Callable[[], None], retention_s: int) -> list[ReplyPoller]:
+                  wake: Callable[[], None], retention_s: int, link_ttl_s: float = 24 * 3600.0) -> list[ReplyPoller]:
     """A poller for each Telegram channel with `poll_replies`; each such channel is given the
     place to remember its pages' message ids (kept `retention_s`, as long as incidents)."""
     contacts = list(contacts)
@@ -300,5 +316,5 @@ def reply_pollers(r: aioredis.Redis, channels: Any, contacts: Iterable[ContactCo
     for ch in channels.values():
         if ch.type == "telegram" and getattr(ch.config, "poll_replies", False):
             ch.sent_pages = SentPages(r, ch.id, retention_s)
-            out.append(ReplyPoller(ch, store, contacts, ch.sent_pages, wake))
+            out.append(ReplyPoller(ch, store, contacts, ch.sent_pages, wake, link_ttl_s=link_ttl_s))
     return out

@@ -160,7 +160,8 @@ async def build(config: Config, nc: NotifyConfig) -> Parts:
                                 ready=ready, rotations=nc.rotations, overrides=overrides,
                                 contact_ids=[c.id for c in nc.contacts], language=s.language,
                                 ack_limiter=AddressLimiter(s.ack_rate_limit_per_minute)))
-    replies = reply_pollers(r, channels, nc.contacts, store, scheduler.wake, s.incident_retention_days * 86400)
+    replies = reply_pollers(r, channels, nc.contacts, store, scheduler.wake, s.incident_retention_days * 86400,
+                            s.link_ttl_minutes * 60.0)
     return Parts(r, producer, store, deliverer, scheduler, consumer, publisher, watchdog, app,
                  create_metrics_app(store), channels, replies)
 

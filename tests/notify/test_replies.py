@@ -34,6 +34,8 @@ from tests.notify.peers import TelegramBotApi
 OP_TOKEN = "replies-operator-token-kaltara"
 PROV_CHAT = 222333444
 STRANGER = 987654321
+GROUP_CHAT = -1001234567890  # a Telegram group: several people read and reply there
+POSKO_USER = 555001  # the Telegram user the posko-tarakan contact is
 
 
 def config_yaml(redis_url: str, bootstrap: str, bot_url: str, *, poll: bool = True, extra_channels: str = "") -> str:
@@ -45,6 +47,7 @@ operators:
 contacts:
   - {{id: kab-tarakan, name: Koordinator Kota Tarakan, telegram_chat_id: {CHAT_ID}}}
   - {{id: prov-kaltara, name: Provincial Coordinator, language: en, telegram_chat_id: {PROV_CHAT}}}
+  - {{id: posko-tarakan, name: Posko Tarakan, telegram_chat_id: {GROUP_CHAT}, telegram_user_ids: [{POSKO_USER}]}}
 channels:
   - id: telegram
     type: telegram
@@ -322,3 +325,34 @@ def test_the_same_reply_applied_twice_acknowledges_once(fresh_redis: str, kafka_
             assert (await notify.incident(inc_id))["status"] == "resolved"
 
     run(scenario())
+
+
+def test_in_a_group_only_the_contacts_own_user_acknowledges_and_only_within_the_link_lifetime(
+        fresh_redis: str, kafka_bootstrap: str, bot: TelegramBotApi) -> None:
+    ignored = ("not_the_contact", "expired")
+    before = {r: metric(r) for r in ignored}
+
+    def group_reply(update_id: int, page: int, sender: int, text: str = "ok") -> dict:
+        return {"update_id": update_id, "message": {
+            "message_id": 9000 + update_id, "text": text, "chat": {"id": GROUP_CHAT, "type": "supergroup"},
+            "from": {"id": sender, "is_bot": False}, "reply_to_message": {"message_id": page}}}
+
+    async def scenario() -> None:
+        async with started(fresh_redis, kafka_bootstrap, bot) as notify:
+            poller = notify.parts.replies[0]
+            inc_id = await notify.open("communal_clash")
+            await poller.sent.remember(GROUP_CHAT, 7001, inc_id, "posko-tarakan")
+
+            assert (await poller.handle(group_reply(1, 7001, STRANGER)))[0] == "not_the_contact"
+            assert (await notify.incident(inc_id))["status"] == "triggered"
+            assert (await poller.handle(group_reply(2, 7001, POSKO_USER, "siap")))[0] == "acknowledged"
+            assert (await notify.incident(inc_id))["acknowledged_by"] == "contact:posko-tarakan"
+
+            # A page older than the ack link's lifetime (24 h here): its reply is as dead as its link.
+            old = await notify.open("land_resource_conflict")
+            await poller.sent.remember(GROUP_CHAT, 7002, old, "posko-tarakan", at=poller.clock() - 24 * 3600 - 1)
+            assert (await poller.handle(group_reply(3, 7002, POSKO_USER)))[0] == "expired"
+            assert (await notify.incident(old))["status"] == "triggered"
+
+    run(scenario())
+    assert {r: metric(r) - before[r] for r in ignored} == dict.fromkeys(ignored, 1.0)
