@@ -307,7 +307,9 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s", request.url.path)
+        # An ack path is a bearer token: it never reaches a log.
+        path = "/ack/<token>" if request.url.path.startswith("/ack/") else request.url.path
+        log.error("unhandled %s on %s %s", type(exc).__name__, request.method, path)
         return _problem(500, "internal", "internal error")
 
     # --- incidents ---------------------------------------------------------------------------

@@ -44,7 +44,6 @@ import redis.asyncio as aioredis
 
 from shared import metrics
 from shared.channels_config import ContactConfig
-from services.notify.channels.base import redact
 from services.notify.channels.http import HttpError
 from services.notify.consumer import count_change, release_held
 from services.notify.incidents import Conflict, IncidentStore, acknowledge
@@ -207,20 +206,21 @@ class ReplyPoller:
         """Telegram said no: wait as it asks (429), or long enough not to hammer it."""
         answer = answer if isinstance(answer, dict) else {}
         code = answer.get("error_code") if isinstance(answer.get("error_code"), int) else status
-        desc = answer.get("description") if isinstance(answer.get("description"), str) else f"HTTP {status}"
-        desc = redact(desc[:200], self.channel.secrets())
+        # Only the code is logged: Telegram's description is provider text.
         params = answer.get("parameters") if isinstance(answer.get("parameters"), dict) else {}
         if code == 429 and isinstance(params.get("retry_after"), (int, float)):
             log.warning("telegram reply poller %s: flood control, waiting %ss", self.cfg.id, params["retry_after"])
             return float(params["retry_after"])
         if code == 409:
             # A webhook set on the bot, or another program reading its updates.
-            log.error("telegram reply poller %s: %s (something else reads this bot's updates)", self.cfg.id, desc)
+            log.error("telegram reply poller %s: getUpdates answered 409 (something else reads this bot's updates)",
+                      self.cfg.id)
             return 30.0
         if code in (401, 403, 404):
-            log.error("telegram reply poller %s: %s (check bot_token and base_url)", self.cfg.id, desc)
+            log.error("telegram reply poller %s: getUpdates answered %s (check bot_token and base_url)",
+                      self.cfg.id, code)
             return MAX_BACKOFF_S
-        log.warning("telegram reply poller %s: getUpdates answered %s: %s", self.cfg.id, code, desc)
+        log.warning("telegram reply poller %s: getUpdates answered %s", self.cfg.id, code)
         return 5.0
 
     # ----------------------------------------------------------------------- one update

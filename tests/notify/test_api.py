@@ -5,6 +5,7 @@ errors without tracebacks."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable
@@ -361,7 +362,7 @@ def test_ack_requests_are_rate_limited_per_client_address(fresh_redis):
 
 
 # --- health, metrics, errors -----------------------------------------------------------------
-def test_health_ready_metrics_and_no_tracebacks(fresh_redis):
+def test_health_ready_metrics_and_no_tracebacks(fresh_redis, caplog):
     async def t(c, store, clock, woken):
         await seed(store, "65.71", "election_dispute")
         assert (await c.get("/healthz")).json() == {"status": "ok"}
@@ -383,6 +384,13 @@ def test_health_ready_metrics_and_no_tracebacks(fresh_redis):
         r = await c.get("/v1/incidents/x", headers=AUTH)
         body = assert_problem(r, 500)
         assert "secret internals" not in r.text and body["error"] == "internal"
+        # A crash under /ack/ logs neither the path (the token) nor the exception's message.
+        token = make_token(SECRET, "inc-x", NOW + 600, contact="budi")
+        with caplog.at_level(logging.DEBUG):
+            assert_problem(await c.post(f"/ack/{token}"), 500)
+        logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records if r.name.startswith("pantau"))
+        assert "RuntimeError" in logged and token not in logged and token.split(".")[1] not in logged
+        assert "secret internals" not in logged
 
     with_api(t, fresh_redis)
 

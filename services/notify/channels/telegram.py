@@ -93,9 +93,9 @@ class TelegramChannel(Channel):
         params = answer.get("parameters") if isinstance(answer.get("parameters"), dict) else {}
         after = params.get("retry_after")
         after = float(after) if isinstance(after, (int, float)) and after >= 0 else None
-        description = answer.get("description")
-        detail = f"Telegram {code}" + (f": {description[:120]}" if isinstance(description, str) else "")
-        return status_result(code, detail, after)
+        # Telegram's `description` is provider text (it may quote the chat or the message):
+        # the code says enough for the timeline and the logs.
+        return status_result(code, f"Telegram {code}", after)
 
     async def aclose(self) -> None:
         if self._remembering:
