@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shared.config import ConfigError, load
+from shared.config import ConfigError, load, without_password
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Pantau: alert escalation for regional early warning.")
 console = Console(width=140) if not sys.stdout.isatty() else Console()
@@ -60,7 +60,13 @@ def up(
         # The embedded broker keeps nothing across runs; Redis state left by an earlier demo
         # would replay that run's overdue escalation steps. Each demo starts from scratch.
         shutil.rmtree(workdir / "redis", ignore_errors=True)
-    stack = EmbeddedStack(config, workdir)
+    from cli.workdir import WorkdirError
+
+    try:
+        stack = EmbeddedStack(config, workdir)
+    except WorkdirError as e:
+        err.print(f"[red]pantau up:[/] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
     stopping = False
 
     def _stop(*_):
@@ -115,7 +121,7 @@ def _print_endpoints(stack, cfg) -> None:
     t.add_column("listens on")
     t.add_column("log")
     t.add_row("Kafka broker (Tansu)", cfg.kafka.bootstrap_servers, str(stack.logdir / "broker.log"))
-    t.add_row("Redis (Valkey)", cfg.redis.url, str(stack.logdir / "redis.log"))
+    t.add_row("Redis (Valkey)", without_password(stack.config.redis.url), str(stack.logdir / "redis.log"))
     t.add_row("ingest gateway", f"http://{cfg.ingest.host}:{cfg.ingest.port}  (/v1/reports, /metrics, /openapi.json)",
               str(stack.logdir / "ingest-gateway.log"))
     t.add_row("ingest validator", f"metrics http://{cfg.ingest.host}:{cfg.ingest.metrics_port}/metrics",

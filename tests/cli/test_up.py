@@ -46,6 +46,9 @@ def test_up_serves_and_ctrl_c_leaves_no_process_or_port(tmp_path: Path) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0, out.decode()
     assert b"stopped" in out
+    # The Redis URL is printed without its (generated) password.
+    password = (tmp_path / "work" / "redis.password").read_text().strip()
+    assert password.encode() not in out and b":***@127.0.0.1" in out, out.decode()
     still = [p for p in children if Path(f"/proc/{p}").exists() and _state(p) != "Z"]
     assert still == [], f"processes left running: {still}"
     for port in (cfg.ingest.port, cfg.ingest.metrics_port, int(cfg.kafka.bootstrap_servers.rsplit(":", 1)[1])):
