@@ -205,7 +205,9 @@ async def serve(config: Config, nc: NotifyConfig) -> int:
             for t in done:
                 exc = t.exception()
                 if exc is not None or (not stop.is_set() and tasks[t] != "watchdog"):
-                    log.error("notify %s stopped unexpectedly: %r; shutting down", tasks[t], exc)
+                    # The type only: a provider's exception may quote its URL (a bot token) or text.
+                    log.error("notify %s stopped unexpectedly (%s); shutting down", tasks[t],
+                              type(exc).__name__ if exc is not None else "returned")
                     status = 1
                     shutdown()
             if stop.is_set() and pending:
