@@ -170,6 +170,13 @@ class EmbeddedStack:
         self.children: dict[str, Child] = {}
 
     @property
+    def service_env(self) -> dict[str, str]:
+        """What a service of this stack needs in its environment besides PANTAU_CONFIG."""
+        from shared.config import PASSWORD_FILE_VAR
+
+        return {PASSWORD_FILE_VAR: str(self.redis_password_file)}
+
+    @property
     def broker_addr(self) -> tuple[str, int]:
         return host_port(self.config.kafka.bootstrap_servers)
 
@@ -202,8 +209,7 @@ class EmbeddedStack:
         return c
 
     def start_service(self, name: str, wait: bool = True) -> Child:
-        c = self.children[name] = service(name, self.config_path, self.logdir,
-                                          {"PANTAU_REDIS_PASSWORD_FILE": str(self.redis_password_file)}).start()
+        c = self.children[name] = service(name, self.config_path, self.logdir, self.service_env).start()
         if wait:
             self.wait_ready(name)
         return c

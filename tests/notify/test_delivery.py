@@ -313,7 +313,7 @@ def test_dead_letter_after_the_last_attempt_of_the_fallback(fresh_redis: str, re
             assert dead["delivery_id"] == fb and dead["parent_delivery_id"] == did
             assert (dead["channel"], dead["reason"], dead["attempts"], dead["incident_id"]) == (
                 "telegram", "client_error", 1, INCIDENT)
-            assert "chat not found" in dead["detail"]
+            assert dead["detail"] == "Telegram 400"  # the code; Telegram's description is provider text
             assert (await h.deliverer.get(fb))["state"] == "dead"
             assert await h.redis.zcard(DUE_KEY) == 0
 

@@ -85,7 +85,8 @@ def start_notify(stack: EmbeddedStack, fault: str) -> None:
     old = stack.children.get("notify")
     if old is not None:
         old.stop()
-    stack.children["notify"] = service("notify", stack.config_path, stack.logdir, {FAULT_ENV: fault}).start()
+    stack.children["notify"] = service("notify", stack.config_path, stack.logdir,
+                                         {**stack.service_env, FAULT_ENV: fault}).start()
     stack.wait_ready("notify")
 
 
