@@ -94,6 +94,16 @@ def verify(secret: bytes, token: str, now: float, incident_id: str | None = None
     return AckClaim(inc, contact, expires_at, epoch)
 
 
+def epoch_of(url: str) -> int | None:
+    """The epoch written in a link this service made (not verified: for our own pages' records)."""
+    try:
+        payload = _unb64(url.rsplit("/", 1)[-1].split(".")[0]).decode()
+        fields = payload.split(_SEP)
+        return int(fields[4]) if fields[0] == _VERSION and len(fields) == 6 else None
+    except (ValueError, UnicodeDecodeError, IndexError):
+        return None
+
+
 @dataclass(frozen=True)
 class LinkMaker:
     """Makes ack URLs under the service's public URL."""

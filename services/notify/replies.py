@@ -55,7 +55,7 @@ ACK_WORDS = ("ack", "ok", "terima", "siap")
 # What came of one update (the metric's label: keep this list closed).
 OUTCOMES = ("acknowledged", "already_acknowledged", "resolved", "unknown_incident", "unknown_message",
             "not_an_ack_word", "not_a_reply", "unknown_chat", "from_bot", "not_a_message", "not_the_contact",
-            "expired")
+            "expired", "stale_page")
 
 K_SENT = "pantau:notify:telegram:{}:sent:{}:{}"  # channel, chat id, message id → {incident_id, contact, at}
 K_OFFSET = "pantau:notify:telegram:{}:offset"
@@ -94,8 +94,9 @@ class SentPages:
         self.ttl_s = ttl_s
 
     async def remember(self, chat_id: int | str, message_id: int, incident_id: str, contact_id: str,
-                       at: float | None = None) -> None:
-        doc = {"incident_id": incident_id, "contact": contact_id, "at": time.time() if at is None else at}
+                       at: float | None = None, epoch: int | None = None) -> None:
+        doc = {"incident_id": incident_id, "contact": contact_id, "at": time.time() if at is None else at,
+               "epoch": epoch}
         await self.r.set(K_SENT.format(self.channel_id, chat_id, message_id), orjson.dumps(doc), ex=self.ttl_s)
 
     async def lookup(self, chat_id: int | str, message_id: int) -> dict[str, str] | None:
@@ -106,11 +107,18 @@ class SentPages:
 _TEXTS = {
     "id": {"acknowledged": "Diterima. Insiden {id} ({region}) ditangani oleh {name}; eskalasi dihentikan.",
            "already_acknowledged": "Insiden {id} sudah ditangani oleh {by}.",
-           "resolved": "Insiden {id} sudah selesai; tidak perlu dikonfirmasi."},
+           "resolved": "Insiden {id} sudah selesai; tidak perlu dikonfirmasi.",
+           "stale_page": "Pesan ini sudah usang: level insiden {id} naik menjadi {level}. Balas pesan terbaru."},
     "en": {"acknowledged": "Acknowledged. Incident {id} ({region}) is now handled by {name}; escalation stopped.",
            "already_acknowledged": "Incident {id} was already acknowledged by {by}.",
-           "resolved": "Incident {id} is already resolved; nothing to acknowledge."},
+           "resolved": "Incident {id} is already resolved; nothing to acknowledge.",
+           "stale_page": "This page is out of date: incident {id} rose to {level}. Reply to the newest one."},
 }
+
+
+class _StalePage(Exception):
+    def __init__(self, incident: Any):
+        self.incident = incident
 
 
 class ReplyPoller:
@@ -269,11 +277,20 @@ class ReplyPoller:
         if chat.get("type") in ("group", "supergroup") and isinstance(sender.get("id"), int):
             note = f"replied in the group chat by Telegram user {sender['id']}"
         now = self.clock()
+
+        def ack_if_current(inc: Any):
+            # As with a link: a page from before the level last rose acknowledges nothing.
+            if isinstance(page.get("epoch"), int) and page["epoch"] != inc.rises:
+                raise _StalePage(inc)
+            return acknowledge(inc, f"contact:{who.id}", now, "telegram", note)
+
         try:
-            saved, change = await self.store.mutate(
-                page["incident_id"], lambda inc: acknowledge(inc, f"contact:{who.id}", now, "telegram", note))
+            saved, change = await self.store.mutate(page["incident_id"], ack_if_current)
         except Conflict:
             return "resolved", self._answer(chat["id"], msg, who, "resolved", page["incident_id"])
+        except _StalePage as e:
+            return "stale_page", self._answer(chat["id"], msg, who, "stale_page", page["incident_id"],
+                                              level=e.incident.level.upper())
         if saved is None:
             return "unknown_incident", None
         count_change(change)

@@ -19,6 +19,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 import contextlib
 
+import orjson
+
 import httpx
 import pytest
 from prometheus_client import REGISTRY
@@ -356,3 +358,28 @@ def test_in_a_group_only_the_contacts_own_user_acknowledges_and_only_within_the_
 
     run(scenario())
     assert {r: metric(r) - before[r] for r in ignored} == dict.fromkeys(ignored, 1.0)
+
+
+def test_a_reply_to_a_page_from_before_a_level_rise_acknowledges_nothing(fresh_redis: str, kafka_bootstrap: str,
+                                                                          bot: TelegramBotApi) -> None:
+    before = metric("stale_page")
+
+    async def scenario() -> None:
+        async with started(fresh_redis, kafka_bootstrap, bot) as notify:
+            poller = notify.parts.replies[0]
+            inc_id = await notify.open("political_violence")
+            page = await notify.page(bot, inc_id)
+            stored = orjson.loads(await notify.parts.redis.get(K_SENT.format("telegram", CHAT_ID, page)))
+            assert stored["epoch"] == 0 and stored["contact"] == "kab-tarakan"
+            rise = ScoreUpdate(region_code="65.71", category="political_violence",
+                               bucket_start="2024-11-27T06:00:00Z", level="awas", reasons=["severity 5 report"])
+            assert (await notify.parts.consumer.handler.handle(rise)) is not None
+            update = {"update_id": 1, "message": {
+                "message_id": 8000, "text": "ok", "chat": {"id": CHAT_ID, "type": "private"},
+                "from": {"id": CHAT_ID, "is_bot": False}, "reply_to_message": {"message_id": page}}}
+            outcome, answer = await poller.handle(update)
+            assert outcome == "stale_page" and answer is not None and "AWAS" in answer[2]
+            assert (await notify.incident(inc_id))["status"] == "escalated"
+
+    run(scenario())
+    assert metric("stale_page") == before + 1
