@@ -490,8 +490,10 @@ def create_app(ctx: ApiContext) -> FastAPI:
         """What the page's button does: acknowledge the incident the token names."""
         claim = _claim(request, token, ctx.clock())
         # A link in a shared room names the channel (`channel:<id>`), not a person.
-        by = claim.contact if claim.contact.startswith("channel:") else f"contact:{claim.contact}" \
-            if claim.contact else "link"
+        if claim.contact.startswith("channel:"):
+            by = claim.contact
+        else:
+            by = f"contact:{claim.contact}" if claim.contact else "link"
 
         def ack_if_current(inc: Incident):
             _current(claim, inc)  # checked inside the atomic update: a rise racing the click wins
