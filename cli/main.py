@@ -56,17 +56,17 @@ def up(
         _fresh_demo_secrets()
     cfg = _config_or_exit(config)
     workdir = workdir or default_workdir()
+    from cli.workdir import WorkdirError
+
+    try:
+        stack = EmbeddedStack(config, workdir)  # refuses a workdir that is not ours first
+    except WorkdirError as e:
+        err.print(f"[red]pantau up:[/] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
     if demo:
         # The embedded broker keeps nothing across runs; Redis state left by an earlier demo
         # would replay that run's overdue escalation steps. Each demo starts from scratch.
         shutil.rmtree(workdir / "redis", ignore_errors=True)
-    from cli.workdir import WorkdirError
-
-    try:
-        stack = EmbeddedStack(config, workdir)
-    except WorkdirError as e:
-        err.print(f"[red]pantau up:[/] {e}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1)
     stopping = False
 
     def _stop(*_):
