@@ -227,7 +227,13 @@ def test_dockerfile_runs_as_a_non_root_user_with_python_3_11_or_newer():
     cmd = next(arg for op, arg in reversed(final) if op == "CMD")
     assert cmd.startswith('["python", "-m", "services.'), "exec-form CMD running a Pantau service"
     copied = " ".join(arg for op, arg in instr if op in ("COPY", "ADD"))
-    for pkg in ("shared", "services", "cli"):
+    # Every package pyproject installs (pantau/ too: the webhook channel signs with it).
+    import tomllib
+
+    include = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = [p.rstrip("*") for p in include]
+    assert "pantau" in packages
+    for pkg in packages:
         assert f"{pkg} ./{pkg}" in copied, f"the image lacks {pkg}/"
     assert ".env" not in copied and "deploy/config" not in copied, "no config or secret is baked into the image"
 
