@@ -469,3 +469,23 @@ def test_links_bind_the_epoch_and_name_a_shared_room_not_the_person(fresh_redis)
         assert _claim(d.links[-1][2]).epoch == 1 == (await store.get(inc.id)).rises
 
     with_scheduler(t, fresh_redis)
+
+
+def test_a_telegram_group_chat_is_a_shared_room_a_private_chat_is_not():
+    from shared.config import parse
+    from shared.notify_config import NotifyConfig
+    from services.notify.service import paging_of
+
+    nc = NotifyConfig.of(parse("""
+contacts:
+  - {id: budi, name: Budi, telegram_chat_id: 123456789}
+  - {id: posko, name: Posko Tarakan, telegram_chat_id: -1001234567890, telegram_user_ids: [555001]}
+  - {id: kanal, name: Kanal Siaga, telegram_chat_id: "@kanal_siaga"}
+channels:
+  - {id: tg, type: telegram, bot_token: "123456:ABCdefGhIJKlmnOPQ"}
+  - {id: room, type: slack, webhook_url: "https://hooks.slack.com/services/T0/B0/x"}
+""", env={}))
+    paging = paging_of(nc)
+    assert not paging.is_shared("budi", "tg")
+    assert paging.is_shared("posko", "tg") and paging.is_shared("kanal", "tg")
+    assert paging.is_shared("budi", "room")  # Slack is a room whoever it pages
