@@ -364,6 +364,10 @@ class Scheduler:
                 sent.append((r, did))
         _fault("after_submit", f"{inc.id}/{fire.event_key}")
         change = fired(inc, fire, sent, notes, now)
+        for d in change.timeline[0]["deliveries"]:
+            if self.paging.is_shared(d["contact"], d["channel"]):
+                # The timeline says whose link a room got: whoever acks with it is this channel.
+                d["link_for"] = f"channel:{d['channel']}"
         saved = await self.store.save(change, inc.version)
         metrics.ESCALATION_STEPS.inc()
         log.info("incident %s: step %d fired (%s, %s) to %d deliveries", inc.id, fire.step, fire.status,

@@ -460,6 +460,8 @@ def test_links_bind_the_epoch_and_name_a_shared_room_not_the_person(fresh_redis)
         claim = _claim(url)
         assert (contact, channel) == ("kab", "hook")
         assert (claim.contact, claim.epoch) == ("channel:hook", 0)
+        (step,) = [e for e in await store.timeline(inc.id) if e["kind"] == "step"]
+        assert step["deliveries"][0]["link_for"] == "channel:hook"
         clock.t += 600
         await sched.tick()  # step 1 to prov, who has a personal webhook: a personal link
         (contact, _, url) = d.links[-1]
