@@ -138,10 +138,27 @@ def _errors(exc: ValidationError) -> list[dict[str, str]]:
     return out
 
 
-async def _body(request: Request, model: type[BaseModel], optional: bool = False) -> Any:
-    raw = await request.body()
-    if len(raw) > 64 * 1024:
+MAX_BODY = 64 * 1024
+
+
+async def _read_capped(request: Request) -> bytes:
+    """The body, refused (413) as soon as it is known to exceed MAX_BODY: by its declared length
+    before any of it is read, else once the bytes received pass the limit, so a stranger cannot
+    make notify hold a body of any size in memory."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and (len(declared) > 12 or int(declared) > MAX_BODY):
         raise Refusal(413, "too_large", "body is over 64 KiB")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise Refusal(413, "too_large", "body is over 64 KiB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _body(request: Request, model: type[BaseModel], optional: bool = False) -> Any:
+    raw = await _read_capped(request)
     if not raw.strip():
         if optional:
             return model()

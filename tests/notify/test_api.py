@@ -337,6 +337,27 @@ def test_a_link_from_a_shared_room_acknowledges_as_the_channel(fresh_redis):
     with_api(t, fresh_redis)
 
 
+def test_an_oversized_body_is_refused_before_it_is_read_whole(fresh_redis):
+    async def t(c, store, clock, woken):
+        a = await seed(store, "65.71", "election_dispute")
+        declared = await c.post(f"/v1/incidents/{a}/ack", headers={**AUTH, "Content-Length": str(10**9)},
+                                content=b"{}")
+        assert assert_problem(declared, 413)["error"] == "too_large"
+        sent = []
+
+        async def endless():  # no declared length: chunked, far past the limit
+            for _ in range(1000):
+                sent.append(1)
+                yield b"x" * 8192
+
+        streamed = await c.post(f"/v1/incidents/{a}/ack", headers=AUTH, content=endless())
+        assert assert_problem(streamed, 413)["error"] == "too_large"
+        assert len(sent) < 20, f"read {len(sent)} chunks of 8 KiB before refusing"
+        assert (await store.get(a)).status == "triggered"
+
+    with_api(t, fresh_redis)
+
+
 def test_ack_requests_are_rate_limited_per_client_address(fresh_redis):
     async def t(c, store, clock, woken):
         app = c._transport.app  # the same app, reached from other client addresses
