@@ -11,6 +11,7 @@ COPY pyproject.toml ./
 COPY shared ./shared
 COPY services ./services
 COPY cli ./cli
+COPY pantau ./pantau
 RUN python -m venv /opt/pantau && /opt/pantau/bin/pip install .
 
 FROM python:3.11-slim-bookworm

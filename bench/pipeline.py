@@ -56,7 +56,7 @@ STEADY_PAGE_EVERY = 10
 STEADY_FACTOR = 3
 TARGET_P99_MS = 250.0
 TARGET_SCORING_MB = 300.0  # the scoring stage's target; no other service has one yet
-HOOK_SECRET = "bench-webhook-secret-0123456789"
+HOOK_SECRET = "bench-webhook-secret-0123456789-Kd7w"
 DELIVERY_CONCURRENCY = 64  # notify.delivery.concurrency (default 16); 64 = its HTTP pool size
 PAGE_PATH = "/page"
 CHAIN_PATH = "/chain"
@@ -95,6 +95,7 @@ policies:
       - {{notify: ["contact:bench-oncall"], wait_minutes: 600}}
 notify:
   port: {notify_port}
+  metrics_port: {free_port()}
   public_url: "http://127.0.0.1:{notify_port}"
   link_secret: "bench-link-secret-0123456789abcdef"
 {inhibit}  delivery:

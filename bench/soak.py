@@ -92,7 +92,7 @@ def slope_per_min(points: list[tuple[float, float]]) -> float | None:
 def _lags(stack) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """Consumer lag summed per group, from each consuming service's /metrics."""
     cfg = stack.config
-    ports = {"ingest-validator": cfg.ingest.metrics_port, "scoring": cfg.scoring.web_port, "notify": cfg.notify.port}
+    ports = {"ingest-validator": cfg.ingest.metrics_port, "scoring": cfg.scoring.web_port, "notify": cfg.notify.metrics_port}
     out: dict[str, float] = {}
     for name, port in ports.items():
         try:

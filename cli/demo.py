@@ -104,24 +104,30 @@ class DemoReceiver(threading.Thread):
 
     def __init__(self, console: Console, secret: str, port: int = RECEIVER_PORT):
         super().__init__(daemon=True, name="demo-receiver")
-        from services.notify.channels.webhook import verify
+        from pantau.webhook import Rejected, SeenDeliveries, verify
 
         receiver = self
+        seen = SeenDeliveries()
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                ok = verify(secret, body, self.headers.get("x-pantau-signature", ""))
-                self.send_response(200 if ok else 401)
+                delivery = self.headers.get("x-pantau-delivery", "")
+                try:
+                    verify(secret, body, self.headers.get("x-pantau-signature"), delivery, seen)
+                    why = ""
+                except Rejected as e:
+                    why = e.reason
+                # A repeat of a delivery already shown was received: answer 200 so it stops.
+                self.send_response(401 if why and why != "replayed" else 200)
                 self.end_headers()
-                receiver.show(self.path.strip("/"), body, ok, self.headers.get("x-pantau-delivery", ""))
+                receiver.show(self.path.strip("/"), body, why, delivery)
 
             def log_message(self, *args) -> None:
                 pass
 
         self.console = console
         self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.seen: set[str] = set()
 
     def run(self) -> None:
         self.server.serve_forever(poll_interval=0.2)
@@ -130,11 +136,10 @@ class DemoReceiver(threading.Thread):
         self.server.shutdown()
         self.server.server_close()
 
-    def show(self, who: str, body: bytes, signed: bool, delivery: str) -> None:
-        if delivery in self.seen:
+    def show(self, who: str, body: bytes, rejected: str, delivery: str) -> None:
+        if rejected == "replayed":
             self.console.print(f"[dim]webhook → {who}: repeat of delivery {delivery[:8]}, dropped[/]")
             return
-        self.seen.add(delivery)
         try:
             m = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -144,4 +149,4 @@ class DemoReceiver(threading.Thread):
         self.console.print(
             f"[bold]📟 {who}[/] [{style}]{m.get('status', '').upper()} {m.get('level')}[/] "
             f"{m.get('region_name')} · {m.get('category')} (step {m.get('step')})"
-            f"{'' if signed else ' [red]BAD SIGNATURE[/]'}\n    {reason}\n    ack: {m.get('ack_url')}")
+            f"{f' [red]REJECTED ({rejected})[/]' if rejected else ''}\n    {reason}\n    ack: {m.get('ack_url')}")

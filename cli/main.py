@@ -13,13 +13,25 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shared.config import ConfigError, load
+from shared.config import ConfigError, load, without_password
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Pantau: alert escalation for regional early warning.")
 console = Console(width=140) if not sys.stdout.isatty() else Console()
 err = Console(stderr=True)
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "deploy" / "config" / "pantau.demo.yaml"
+# The demo config names its signing secrets by these variables; `pantau up` fills them with
+# fresh random values at each start, so no working secret ships in the repository.
+DEMO_SECRET_VARS = ("PANTAU_DEMO_LINK_SECRET", "PANTAU_DEMO_WEBHOOK_SECRET")
+
+
+def _fresh_demo_secrets() -> None:
+    import os
+
+    from shared.signing import fresh
+
+    for name in DEMO_SECRET_VARS:
+        os.environ[name] = fresh()
 
 
 def _config_or_exit(path: Optional[Path]):
@@ -40,13 +52,21 @@ def up(
     from cli.stack import EmbeddedStack, default_workdir
 
     config = config or DEMO_CONFIG
+    if config.resolve() == DEMO_CONFIG:
+        _fresh_demo_secrets()
     cfg = _config_or_exit(config)
     workdir = workdir or default_workdir()
+    from cli.workdir import WorkdirError
+
+    try:
+        stack = EmbeddedStack(config, workdir)  # refuses a workdir that is not ours first
+    except WorkdirError as e:
+        err.print(f"[red]pantau up:[/] {e}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
     if demo:
         # The embedded broker keeps nothing across runs; Redis state left by an earlier demo
         # would replay that run's overdue escalation steps. Each demo starts from scratch.
         shutil.rmtree(workdir / "redis", ignore_errors=True)
-    stack = EmbeddedStack(config, workdir)
     stopping = False
 
     def _stop(*_):
@@ -101,7 +121,7 @@ def _print_endpoints(stack, cfg) -> None:
     t.add_column("listens on")
     t.add_column("log")
     t.add_row("Kafka broker (Tansu)", cfg.kafka.bootstrap_servers, str(stack.logdir / "broker.log"))
-    t.add_row("Redis (Valkey)", cfg.redis.url, str(stack.logdir / "redis.log"))
+    t.add_row("Redis (Valkey)", without_password(stack.config.redis.url), str(stack.logdir / "redis.log"))
     t.add_row("ingest gateway", f"http://{cfg.ingest.host}:{cfg.ingest.port}  (/v1/reports, /metrics, /openapi.json)",
               str(stack.logdir / "ingest-gateway.log"))
     t.add_row("ingest validator", f"metrics http://{cfg.ingest.host}:{cfg.ingest.metrics_port}/metrics",
@@ -110,8 +130,17 @@ def _print_endpoints(stack, cfg) -> None:
         t.add_row("scoring (faust)", f"http://127.0.0.1:{cfg.scoring.web_port}/metrics", str(stack.logdir / "scoring.log"))
     if "notify" in stack.service_names:
         t.add_row("notify API", f"http://{cfg.notify.host}:{cfg.notify.port}/v1/incidents", str(stack.logdir / "notify.log"))
+        t.add_row("notify metrics", f"http://{cfg.notify.host}:{cfg.notify.metrics_port}/metrics", "")
     console.print(t)
     console.print("Ctrl-C stops everything.")
+
+
+@app.command()
+def secret() -> None:
+    """Print a fresh random signing secret (for notify.link_secret or a webhook channel's secret)."""
+    from shared.signing import fresh
+
+    sys.stdout.write(fresh() + "\n")
 
 
 @app.command()

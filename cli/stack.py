@@ -103,12 +103,16 @@ def broker(port: int, logdir: Path) -> Child:
                             "--storage-engine", "memory://tansu/"], logdir / "broker.log")
 
 
-def redis_server(port: int, logdir: Path, datadir: Path) -> Child:
-    datadir.mkdir(parents=True, exist_ok=True)
+def redis_server(port: int, logdir: Path, datadir: Path, password: str | None = None) -> Child:
+    datadir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # The password goes in a 0600 file, not on the command line other users can read in ps.
+    conf = datadir / "auth.conf"
+    conf.touch(mode=0o600)
+    conf.write_text(f"requirepass {password}\n" if password else "")
     # Append-only persistence, so a Redis restart keeps incidents, claims and timers.
-    return Child("redis", [valkey_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                           "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(datadir),
-                           "--protected-mode", "no"], logdir / "redis.log")
+    return Child("redis", [valkey_binary(), str(conf), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                           "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(datadir)],
+                 logdir / "redis.log")
 
 
 SERVICES = {
@@ -122,6 +126,13 @@ SERVICES = {
 def service(name: str, config_path: Path, logdir: Path, extra_env: dict[str, str] | None = None) -> Child:
     return Child(name, [sys.executable, *SERVICES[name]], logdir / f"{name}.log",
                  env={"PANTAU_CONFIG": str(config_path), **(extra_env or {})})
+
+
+def _with_password(config, password_file: Path):
+    """The config as the services see it once shared.config.load applies the password file."""
+    from shared.config import load_redis_password
+
+    return config.model_copy(update={"redis": load_redis_password(config.redis, password_file)})
 
 
 def host_port(bootstrap_or_url: str) -> tuple[str, int]:
@@ -145,12 +156,25 @@ class EmbeddedStack:
     def __init__(self, config_path: Path, workdir: Path, services: tuple[str, ...] = tuple(SERVICES)):
         from shared.config import load
 
+        from cli.workdir import PASSWORD_FILE, redis_password, secure_workdir
+
         self.config_path = Path(config_path)
-        self.config = load(self.config_path)
-        self.workdir = Path(workdir)
+        self.workdir = secure_workdir(Path(workdir))
+        # The embedded Redis requires a password: the config's own when its URL has one, else
+        # one generated into the workdir, which the services read (PANTAU_REDIS_PASSWORD_FILE).
+        self.redis_password_file = self.workdir / PASSWORD_FILE
+        self.redis_password = redis_password(self.workdir)
+        self.config = _with_password(load(self.config_path), self.redis_password_file)
         self.logdir = self.workdir / "logs"
         self.service_names = services
         self.children: dict[str, Child] = {}
+
+    @property
+    def service_env(self) -> dict[str, str]:
+        """What a service of this stack needs in its environment besides PANTAU_CONFIG."""
+        from shared.config import PASSWORD_FILE_VAR
+
+        return {PASSWORD_FILE_VAR: str(self.redis_password_file)}
 
     @property
     def broker_addr(self) -> tuple[str, int]:
@@ -179,12 +203,13 @@ class EmbeddedStack:
 
     def start_redis(self) -> Child:
         host, port = self.redis_addr
-        c = self.children["redis"] = redis_server(port, self.logdir, self.workdir / "redis").start()
+        password = urlparse(self.config.redis.url).password
+        c = self.children["redis"] = redis_server(port, self.logdir, self.workdir / "redis", password).start()
         wait_port(host, port, 15, c.proc, "redis")
         return c
 
     def start_service(self, name: str, wait: bool = True) -> Child:
-        c = self.children[name] = service(name, self.config_path, self.logdir).start()
+        c = self.children[name] = service(name, self.config_path, self.logdir, self.service_env).start()
         if wait:
             self.wait_ready(name)
         return c

@@ -15,6 +15,8 @@ from typing import Annotated, Any, Iterable, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, field_validator, model_validator
 
+from shared.signing import problem as signing_secret_problem
+
 _ID = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
 _EMAIL = re.compile(r"^[^@\s<>\"',;]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
@@ -55,6 +57,10 @@ class ContactConfig(_Strict):
     name: Annotated[str, Field(min_length=1, max_length=200)]
     language: Literal["id", "en"] = "id"
     telegram_chat_id: int | str | None = None
+    # Telegram user ids whose reply to a page acknowledges as this contact. Default: the chat
+    # id when it is a private chat (there the user id is the chat id); a group chat needs them
+    # listed, else no reply in it acknowledges (any member could otherwise ack as the contact).
+    telegram_user_ids: list[Annotated[int, Field(gt=0)]] | None = None
     email: str | None = None
     phone: str | None = None
     # A personal endpoint for webhook channels: when set, a webhook channel sending to this
@@ -72,6 +78,13 @@ class ContactConfig(_Strict):
         if isinstance(v, str) and re.fullmatch(r"@[A-Za-z0-9_]{5,64}", v):
             return v
         raise ValueError("must be a numeric chat id or an @channelname")
+
+    def reply_user_ids(self) -> frozenset[int]:
+        """The Telegram user ids that may acknowledge as this contact by replying."""
+        if self.telegram_user_ids is not None:
+            return frozenset(self.telegram_user_ids)
+        chat = self.telegram_chat_id
+        return frozenset({chat}) if isinstance(chat, int) and chat > 0 else frozenset()
 
     @field_validator("email")
     @classmethod
@@ -108,7 +121,7 @@ class _ChannelBase(_Strict):
 
 
 class WebhookChannelConfig(_ChannelBase):
-    """POSTs the contract JSON, signed with HMAC-SHA256 of the raw body."""
+    """POSTs the contract JSON, signed with HMAC-SHA256 over timestamp, delivery id and raw body."""
 
     type: Literal["webhook"]
     url: str
@@ -124,9 +137,10 @@ class WebhookChannelConfig(_ChannelBase):
 
     @field_validator("secret")
     @classmethod
-    def _secret_length(cls, v: SecretStr) -> SecretStr:
-        if len(v.get_secret_value()) < 16:
-            raise ValueError("must be at least 16 characters (it signs every request)")
+    def _signing_secret(cls, v: SecretStr) -> SecretStr:
+        why = signing_secret_problem(v.get_secret_value())
+        if why:
+            raise ValueError(why)
         return v
 
 

@@ -22,6 +22,9 @@ from shared.notify_config import NotifySettings, Policy, Rotation
 from shared.scoring_config import ScoringSettings
 
 ENV_VAR = "PANTAU_CONFIG"
+# Set by the embedded stack (cli/stack.py): a 0600 file with the password of the Redis it runs,
+# used when `redis.url` has none, so the password is never in a config file or a command line.
+PASSWORD_FILE_VAR = "PANTAU_REDIS_PASSWORD_FILE"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -145,6 +148,19 @@ class Config(_Strict):
         return self
 
 
+def without_password(url: str) -> str:
+    """`url` with any password in it replaced by `***`, for printing and logging."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def sha256_hex(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -220,8 +236,30 @@ def parse(text: str, path: str | Path | None = None, env: dict[str, str] | None 
         raise ConfigError(msgs, path) from None
 
 
+def load_redis_password(settings: RedisSettings, password_file: str | Path | None) -> RedisSettings:
+    """`settings` with the password from `password_file` in its URL, unless it has one already."""
+    from urllib.parse import quote, urlsplit, urlunsplit
+
+    parts = urlsplit(settings.url)
+    if not password_file or parts.password is not None:
+        return settings
+    try:
+        password = Path(password_file).read_text(encoding="utf-8").strip()
+    except OSError as e:
+        raise ConfigError([f"redis.url: cannot read the password file {password_file}: {e.strerror}"]) from None
+    netloc = f"{quote(parts.username or '')}:{quote(password, safe='')}@{parts.hostname}" + \
+        (f":{parts.port}" if parts.port else "")
+    return settings.model_copy(update={"url": urlunsplit(parts._replace(netloc=netloc))})
+
+
 def load(path: str | Path | None = None) -> Config:
     """Load the config from `path`, else from $PANTAU_CONFIG, else the built-in defaults."""
+    cfg = _load(path)
+    password_file = os.environ.get(PASSWORD_FILE_VAR)
+    return cfg.model_copy(update={"redis": load_redis_password(cfg.redis, password_file)}) if password_file else cfg
+
+
+def _load(path: str | Path | None = None) -> Config:
     path = path or os.environ.get(ENV_VAR)
     if not path:
         return Config()

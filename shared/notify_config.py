@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictBool, Valida
 from shared.channels_config import CHANNEL_TYPES, ContactConfig, DeliverySettings, channel_config
 from shared.regions import CODE_PATTERN, registry
 from shared.schemas import Category
+from shared.signing import problem as signing_secret_problem
 
 LEVELS = ("normal", "waspada", "siaga", "awas")
 LEVEL_RANK = {name: i for i, name in enumerate(LEVELS)}
@@ -162,15 +163,18 @@ class Rotation(_Strict):
 
 
 class InhibitSettings(_Strict):
-    """Inhibition (services.notify.inhibit): while a province incident of a category is open,
-    the pages of its kabupaten/kota incidents of that category wait, unless they are at a
-    higher level than the province incident."""
+    """Inhibition (services.notify.inhibit): while a province incident of a category is open
+    and unacknowledged, the pages of its kabupaten/kota incidents of that category wait, unless
+    they are at a higher level than the province incident."""
 
     province_over_kabupaten: StrictBool = True
     # Hold back only while the situation is wider than one kabupaten/kota: this many of its
     # kabupaten/kota incidents of the category open in the province (1: whenever the province
     # incident is open, even when it only echoes a single kabupaten/kota).
     min_kabkota: int = Field(2, ge=1, le=100)
+    # Keep holding back after the province incident is acknowledged. Off by default: one ack
+    # at the province would otherwise silence every kabupaten/kota page of the category.
+    while_acknowledged: StrictBool = False
     # A held incident looks again this often, so it resumes even if the wake-up sent when the
     # province incident resolved was lost (a notify process killed at that moment).
     recheck_s: float = Field(60.0, gt=0, le=3600)
@@ -181,11 +185,16 @@ class NotifySettings(_Strict):
 
     host: str = "127.0.0.1"
     port: int = Field(8082, ge=1, le=65535)
+    # /metrics is served here only, never on `port` (which faces the internet for the ack pages).
+    metrics_port: int = Field(9102, ge=1, le=65535)
     public_url: str = "http://127.0.0.1:8082"
     # Without a secret in the config, one is generated once and kept in Redis (links then
     # survive restarts, but rotating it means deleting that key).
     link_secret: SecretStr | None = None
     link_ttl_minutes: int = Field(24 * 60, ge=1, le=30 * 24 * 60)
+    # Requests to /ack/... per client address per minute (per notify process). Behind a reverse
+    # proxy every request comes from the proxy's address: limit there too, or raise this.
+    ack_rate_limit_per_minute: int = Field(30, ge=1, le=100_000)
     # Consecutive normal buckets before an incident resolves itself; default: scoring's
     # `auto_resolve_buckets` if it has one, else 2.
     auto_resolve_buckets: int | None = Field(None, ge=1, le=1000)
@@ -205,6 +214,20 @@ class NotifySettings(_Strict):
     incident_retention_days: int = Field(90, ge=1, le=3650)
     delivery: DeliverySettings = DeliverySettings()
     inhibit: InhibitSettings = InhibitSettings()
+
+    @model_validator(mode="after")
+    def _ports_differ(self) -> "NotifySettings":
+        if self.metrics_port == self.port:
+            raise ValueError("metrics_port must differ from port: metrics are never served on the public port")
+        return self
+
+    @field_validator("link_secret")
+    @classmethod
+    def _signing_secret(cls, v: SecretStr | None) -> SecretStr | None:
+        why = None if v is None else signing_secret_problem(v.get_secret_value())
+        if why:
+            raise ValueError(why)
+        return v
 
     @field_validator("public_url")
     @classmethod

@@ -18,6 +18,7 @@ def write_config(path: Path, extra: str = "") -> Path:
     path.write_text(f"""
 {stack_sections()}notify:
   port: {free_port()}
+  metrics_port: {free_port()}
 sources:
   - id: fkdm-kaltara
     api_key_sha256: "{sha256_hex(KALTARA_KEY)}"

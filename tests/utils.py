@@ -99,9 +99,12 @@ def fast_notify_section(port: int, link_secret: str, operators: bool = True) -> 
     """The `notify` section of a stack test config, listening on `port`: timers and deliveries
     polled every 0.1 s under 2 s leases, so escalations and crash recoveries take seconds, not
     the production half-minute. `operators` names piket-ops (a contact the config must define)."""
+    from cli.stack import free_port
+
     ops = "  operator_contacts: [piket-ops]\n" if operators else ""
     return f"""notify:
   port: {port}
+  metrics_port: {free_port()}
   public_url: "http://127.0.0.1:{port}"
   link_secret: "{link_secret}"
 {ops}  timer_lease_s: 2

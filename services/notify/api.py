@@ -21,11 +21,9 @@ import orjson
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared import metrics
 from shared.config import Operator, sha256_hex
 from shared.notify_config import Rotation
 from shared.regions import CODE_PATTERN, registry
@@ -43,6 +41,7 @@ from services.notify.incidents import (
 )
 from services.notify.links import LinkError, LinkMaker
 from services.notify.messages import category_name
+from services.notify.ratelimit import AddressLimiter
 from services.notify.rotations import OverrideStore, next_handover, on_call
 
 log = logging.getLogger("pantau.notify.api")
@@ -50,8 +49,10 @@ log = logging.getLogger("pantau.notify.api")
 
 class Refusal(Exception):
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None,
-                 errors: list[dict[str, str]] | None = None):
+                 errors: list[dict[str, str]] | None = None, incident: "Incident | None" = None):
         self.status, self.code, self.message, self.headers, self.errors = status, code, message, headers, errors
+        # The ack pages show the incident's current state beside why the link did nothing.
+        self.incident = incident
 
 
 @dataclass
@@ -68,6 +69,7 @@ class ApiContext:
     contact_ids: Sequence[str] = ()
     language: str = "id"
     clock: Callable[[], float] = time.time
+    ack_limiter: AddressLimiter = field(default_factory=lambda: AddressLimiter(30))
     _hashes: list[tuple[str, Operator]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -136,10 +138,27 @@ def _errors(exc: ValidationError) -> list[dict[str, str]]:
     return out
 
 
-async def _body(request: Request, model: type[BaseModel], optional: bool = False) -> Any:
-    raw = await request.body()
-    if len(raw) > 64 * 1024:
+MAX_BODY = 64 * 1024
+
+
+async def _read_capped(request: Request) -> bytes:
+    """The body, refused (413) as soon as it is known to exceed MAX_BODY: by its declared length
+    before any of it is read, else once the bytes received pass the limit, so a stranger cannot
+    make notify hold a body of any size in memory."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and (len(declared) > 12 or int(declared) > MAX_BODY):
         raise Refusal(413, "too_large", "body is over 64 KiB")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise Refusal(413, "too_large", "body is over 64 KiB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _body(request: Request, model: type[BaseModel], optional: bool = False) -> Any:
+    raw = await _read_capped(request)
     if not raw.strip():
         if optional:
             return model()
@@ -178,7 +197,9 @@ class Problem(BaseModel):
 
 _WHY = {401: "missing or unknown operator token", 403: "the link is malformed, forged or expired",
         404: "no such incident, silence or rotation", 409: "the incident's state does not allow it",
+        410: "the link was made before the incident last changed (level, re-open, resolve)",
         413: "body over 64 KiB", 422: "invalid request; `errors` names every bad field",
+        429: "too many ack requests from this address; see Retry-After",
         503: "Redis or the broker unreachable"}
 
 
@@ -281,7 +302,9 @@ def create_app(ctx: ApiContext) -> FastAPI:
     async def _refusal(request: Request, exc: Refusal) -> Response:
         if request.url.path.startswith("/ack/") and _wants_html(request):
             w = _WORDS[lang]
-            return _page(w["error"], f"<h1>{html.escape(w['error'])}</h1><p>{html.escape(exc.message)}</p>", exc.status)
+            state = _incident_html(exc.incident, lang) if exc.incident is not None else ""
+            return _page(w["error"], f"<h1>{html.escape(w['error'])}</h1><p><b>{html.escape(exc.message)}</b></p>"
+                         + state, exc.status)
         if exc.errors is not None:
             return JSONResponse({"error": exc.code, "message": exc.message, "errors": exc.errors},
                                 status_code=exc.status, headers=exc.headers)
@@ -301,7 +324,9 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s", request.url.path)
+        # An ack path is a bearer token: it never reaches a log.
+        path = "/ack/<token>" if request.url.path.startswith("/ack/") else request.url.path
+        log.error("unhandled %s on %s %s", type(exc).__name__, request.method, path)
         return _problem(500, "internal", "internal error")
 
     # --- incidents ---------------------------------------------------------------------------
@@ -330,15 +355,19 @@ def create_app(ctx: ApiContext) -> FastAPI:
         inc = await incident_or_404(incident_id)
         return _json({**inc.view(), "timeline": await ctx.store.timeline(incident_id)})
 
-    async def _ack(inc_id: str, by: str, via: str, note: str | None) -> Incident:
+    async def _ack(inc_id: str, by: str, via: str, note: str | None,
+                   transition: Callable[[Incident], Any] | None = None) -> Incident:
         try:
-            saved, change = await ctx.store.mutate(inc_id, lambda inc: acknowledge(inc, by, ctx.clock(), via, note))
+            saved, change = await ctx.store.mutate(
+                inc_id, transition or (lambda inc: acknowledge(inc, by, ctx.clock(), via, note)))
         except Conflict as e:
-            raise Refusal(409, "conflict", str(e)) from None
+            current = await ctx.store.get(inc_id) if via == "link" else None
+            raise Refusal(409, "conflict", str(e), incident=current) from None
         if saved is None:
             raise Refusal(404, "not_found", f"no incident {inc_id!r}")
         count_change(change)
         if change is not None:
+            await release_held(ctx.store, change, ctx.clock())  # an acked province incident holds nothing back
             ctx.wake()
         return saved
 
@@ -441,18 +470,29 @@ def create_app(ctx: ApiContext) -> FastAPI:
         return _json(doc, 201)
 
     # --- the one-tap ack link ----------------------------------------------------------------
-    def _claim(token: str, now: float):
+    def _current(claim: Any, inc: Incident) -> None:
+        """A link made before the incident's level last rose acknowledges nothing: whoever
+        holds it was told of a lesser situation than the one now going on."""
+        if claim.epoch != inc.rises:
+            raise Refusal(410, "stale_link", f"this link was sent before the level rose to {inc.level.upper()}; "
+                          f"acknowledge from the newest message", incident=inc)
+
+    def _claim(request: Request, token: str, now: float):
+        wait = ctx.ack_limiter.wait_s(request.client.host if request.client else "")
+        if wait:
+            raise Refusal(429, "rate_limited", f"too many requests; try again in {wait} s", {"Retry-After": str(wait)})
         try:
             return ctx.links.verify(token, now)
         except LinkError as e:
             raise Refusal(403, e.reason, str(e)) from None
 
-    @app.get("/ack/{token}", response_class=HTMLResponse, **_doc(403, 404, operator=False))
+    @app.get("/ack/{token}", response_class=HTMLResponse, **_doc(403, 404, 410, 429, operator=False))
     async def ack_page(request: Request, token: str) -> Response:
         """The page a coordinator opens from a message: one button (a GET never acknowledges,
         so link previews and scanners cannot)."""
-        claim = _claim(token, ctx.clock())
+        claim = _claim(request, token, ctx.clock())
         inc = await incident_or_404(claim.incident_id)
+        _current(claim, inc)
         w = _WORDS[lang]
         if inc.status == "resolved":
             action = f"<p><b>{html.escape(w['resolved'])}</b></p>"
@@ -462,12 +502,21 @@ def create_app(ctx: ApiContext) -> FastAPI:
             action = f'<form method="post"><button type="submit">{html.escape(w["button"])}</button></form>'
         return _page(w["title"], _incident_html(inc, lang) + action)
 
-    @app.post("/ack/{token}", **_doc(403, 404, 409, operator=False))
+    @app.post("/ack/{token}", **_doc(403, 404, 409, 410, 429, operator=False))
     async def ack_link(request: Request, token: str) -> Response:
         """What the page's button does: acknowledge the incident the token names."""
-        claim = _claim(token, ctx.clock())
-        by = f"contact:{claim.contact}" if claim.contact else "link"
-        saved = await _ack(claim.incident_id, by, "link", None)
+        claim = _claim(request, token, ctx.clock())
+        # A link in a shared room names the channel (`channel:<id>`), not a person.
+        if claim.contact.startswith("channel:"):
+            by = claim.contact
+        else:
+            by = f"contact:{claim.contact}" if claim.contact else "link"
+
+        def ack_if_current(inc: Incident):
+            _current(claim, inc)  # checked inside the atomic update: a rise racing the click wins
+            return acknowledge(inc, by, ctx.clock(), "link", None)
+
+        saved = await _ack(claim.incident_id, by, "link", None, ack_if_current)
         if _wants_html(request):
             w = _WORDS[lang]
             return _page(w["title"], _incident_html(saved, lang) + f"<p><b>{html.escape(w['done'])}</b></p>")
@@ -493,17 +542,6 @@ def create_app(ctx: ApiContext) -> FastAPI:
         if problems:
             return _problem(503, "not_ready", "; ".join(problems), {"Retry-After": "5"})
         return JSONResponse({"status": "ready"})
-
-    @app.get("/metrics", response_class=Response)
-    async def metrics_endpoint() -> Response:
-        try:
-            # Counted a chunk at a time, not by loading every open incident (IncidentStore.open_counts).
-            counts = await ctx.store.open_counts()
-            for lv, n in counts.items():
-                metrics.OPEN_INCIDENTS.labels(lv).set(n)
-        except Exception:
-            log.warning("could not count open incidents for /metrics")
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     def openapi() -> dict:
         if app.openapi_schema:

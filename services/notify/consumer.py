@@ -126,7 +126,7 @@ class ScoreHandler:
 
 
 async def release_held(store: IncidentStore, change: Change | None, now: float) -> int:
-    """A province incident that resolved or fell a level, or a kabupaten/kota incident that
+    """A province incident that resolved, was acknowledged or fell a level, or a kabupaten/kota incident that
     resolved (the situation may now be narrower than `notify.inhibit.min_kabkota`), may let
     held kabupaten/kota incidents page again: bring their timers forward so the scheduler
     decides now (services.notify.inhibit), not at their next recheck."""
@@ -134,7 +134,7 @@ async def release_held(store: IncidentStore, change: Change | None, now: float) 
         return 0
     inc = change.incident
     if "." not in inc.region_code:
-        if change.resolved or any(e.get("kind") == "level" for e in change.timeline):
+        if change.resolved or change.acknowledged or any(e.get("kind") == "level" for e in change.timeline):
             return await store.wake_held(inc.id, now, inc.region_code, inc.category)
         return 0
     if change.resolved:

@@ -567,7 +567,7 @@ class SaveConflict(Exception):
 class IncidentStore:
     """Incidents, timelines, the open index, step timers, the outbox and silences, in Redis."""
 
-    def __init__(self, r: aioredis.Redis, ack_url: Callable[[str], str] = lambda _id: "",
+    def __init__(self, r: aioredis.Redis, ack_url: Callable[["Incident"], str] = lambda _inc: "",
                  retention_days: int = 90):
         self.r = r
         self.ack_url = ack_url
@@ -721,7 +721,7 @@ class IncidentStore:
         else:
             open_action = "keep"
         timer = inc.wakeup() if change.timer == "auto" else change.timer
-        events = [orjson.dumps(lifecycle_event(inc, status, step, self.ack_url(inc.id))) for status, step in change.events]
+        events = [orjson.dumps(lifecycle_event(inc, status, step, self.ack_url(inc))) for status, step in change.events]
         ttl = self.retention_s if inc.status == "resolved" and not inc.broadcasts else 0
         closed = orjson.dumps({"id": inc.id, "level": inc.level, "bucket": inc.last_alert_bucket})
         keys = [K_INCIDENT.format(inc.id), K_TIMELINE.format(inc.id), K_OPEN, K_ALL, K_TIMERS, K_OUTBOX, K_CLOSED]

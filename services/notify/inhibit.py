@@ -11,8 +11,11 @@ resolved, falls below it, or stops paging; then it resumes from the step it was 
 
 What holds back, and what never does:
   * only a `score` incident of the province itself (code `65` for a `65.xx` incident), same
-    category, not resolved. An acknowledged province incident still holds back: somebody at
-    the province has taken the situation, which is exactly when kabupaten pages add noise.
+    category, not resolved, and by default not acknowledged either
+    (`notify.inhibit.while_acknowledged: false`): an acknowledgement says someone at the
+    province has it, not that they see each kabupaten/kota, and a single ack would otherwise
+    silence every kabupaten page of the category for as long as the province incident stays
+    open. Setting it true keeps holding back after the ack (less noise, more risk).
   * a province incident that pages nobody (no policy took it) holds nothing back, or neither
     incident would reach anyone.
   * the situation must be wider than this kabupaten/kota: at least `min_kabkota` (default 2)
@@ -68,7 +71,7 @@ def spread(target: IncidentLike, others: Sequence[IncidentLike]) -> int:
 
 
 def inhibitor(target: IncidentLike, province: IncidentLike | None, others: Sequence[IncidentLike] = (),
-              enabled: bool = True, min_kabkota: int = 2) -> IncidentLike | None:
+              enabled: bool = True, min_kabkota: int = 2, while_acknowledged: bool = False) -> IncidentLike | None:
     """The province incident that holds back `target`'s pages now, or None (page as usual).
     `others` are the other open incidents (any region; those that matter are picked here)."""
     if not enabled or province is None:
@@ -80,6 +83,8 @@ def inhibitor(target: IncidentLike, province: IncidentLike | None, others: Seque
         return None
     if province.status == "resolved" or province.id == target.id:
         return None
+    if province.status == "acknowledged" and not while_acknowledged:
+        return None
     if getattr(province.escalation, "policy_id", None) is None:
         return None  # the province incident pages nobody: holding back would silence both
     if LEVEL_RANK.get(target.level, 0) > LEVEL_RANK.get(province.level, 0):
@@ -90,12 +95,14 @@ def inhibitor(target: IncidentLike, province: IncidentLike | None, others: Seque
 
 
 def release_reason(target: IncidentLike, holder: IncidentLike | None, others: Sequence[IncidentLike] = (),
-                   enabled: bool = True, min_kabkota: int = 2) -> str:
+                   enabled: bool = True, min_kabkota: int = 2, while_acknowledged: bool = False) -> str:
     """Why a held incident may page again, in words for its timeline."""
     if not enabled:
         return "inhibition is switched off (notify.inhibit.province_over_kabupaten)"
     if holder is None or holder.status == "resolved":
         return "the province incident is resolved"
+    if holder.status == "acknowledged" and not while_acknowledged:
+        return "the province incident is acknowledged (notify.inhibit.while_acknowledged is off)"
     if LEVEL_RANK.get(target.level, 0) > LEVEL_RANK.get(holder.level, 0):
         return f"this incident ({target.level}) is now above the province incident ({holder.level})"
     if spread(target, others) < min_kabkota:

@@ -9,7 +9,10 @@ API's ack does it (escalation stops, everyone paged hears it, the timeline says 
                       └── offset in Redis ◀────┘ (advanced after each update is applied)
 
 **Who may acknowledge.** Only a reply (`reply_to_message`) to a page this channel sent, from a
-chat that is a configured contact's `telegram_chat_id`, whose whole text is an ack word (case
+chat that is a configured contact's `telegram_chat_id`, sent by that contact's own Telegram
+user (the chat id of a private chat, or one of `telegram_user_ids` for a group: any other
+member of the group is `not_the_contact`), within the ack link's lifetime
+(`notify.link_ttl_minutes`; older pages are `expired`), whose whole text is an ack word (case
 does not matter; spaces, a leading `/` and trailing `.`/`!` are ignored, so "Siap!" counts and
 "ok, nanti saya cek" does not). That contact is the acknowledger (`contact:<id>`; in a group
 chat the replier's Telegram user id is noted on the timeline). Anything else is ignored and
@@ -41,9 +44,8 @@ import redis.asyncio as aioredis
 
 from shared import metrics
 from shared.channels_config import ContactConfig
-from services.notify.channels.base import redact
 from services.notify.channels.http import HttpError
-from services.notify.consumer import count_change
+from services.notify.consumer import count_change, release_held
 from services.notify.incidents import Conflict, IncidentStore, acknowledge
 from services.notify.lease import Lease
 
@@ -52,9 +54,10 @@ log = logging.getLogger("pantau.notify.replies")
 ACK_WORDS = ("ack", "ok", "terima", "siap")
 # What came of one update (the metric's label: keep this list closed).
 OUTCOMES = ("acknowledged", "already_acknowledged", "resolved", "unknown_incident", "unknown_message",
-            "not_an_ack_word", "not_a_reply", "unknown_chat", "from_bot", "not_a_message")
+            "not_an_ack_word", "not_a_reply", "unknown_chat", "from_bot", "not_a_message", "not_the_contact",
+            "expired", "stale_page")
 
-K_SENT = "pantau:notify:telegram:{}:sent:{}:{}"  # channel, chat id, message id → {incident_id, contact}
+K_SENT = "pantau:notify:telegram:{}:sent:{}:{}"  # channel, chat id, message id → {incident_id, contact, at}
 K_OFFSET = "pantau:notify:telegram:{}:offset"
 K_LEASE = "pantau:notify:telegram:{}:poller"
 
@@ -90,9 +93,11 @@ class SentPages:
         self.channel_id = channel_id
         self.ttl_s = ttl_s
 
-    async def remember(self, chat_id: int | str, message_id: int, incident_id: str, contact_id: str) -> None:
-        await self.r.set(K_SENT.format(self.channel_id, chat_id, message_id),
-                         orjson.dumps({"incident_id": incident_id, "contact": contact_id}), ex=self.ttl_s)
+    async def remember(self, chat_id: int | str, message_id: int, incident_id: str, contact_id: str,
+                       at: float | None = None, epoch: int | None = None) -> None:
+        doc = {"incident_id": incident_id, "contact": contact_id, "at": time.time() if at is None else at,
+               "epoch": epoch}
+        await self.r.set(K_SENT.format(self.channel_id, chat_id, message_id), orjson.dumps(doc), ex=self.ttl_s)
 
     async def lookup(self, chat_id: int | str, message_id: int) -> dict[str, str] | None:
         raw = await self.r.get(K_SENT.format(self.channel_id, chat_id, message_id))
@@ -102,11 +107,18 @@ class SentPages:
 _TEXTS = {
     "id": {"acknowledged": "Diterima. Insiden {id} ({region}) ditangani oleh {name}; eskalasi dihentikan.",
            "already_acknowledged": "Insiden {id} sudah ditangani oleh {by}.",
-           "resolved": "Insiden {id} sudah selesai; tidak perlu dikonfirmasi."},
+           "resolved": "Insiden {id} sudah selesai; tidak perlu dikonfirmasi.",
+           "stale_page": "Pesan ini sudah usang: level insiden {id} naik menjadi {level}. Balas pesan terbaru."},
     "en": {"acknowledged": "Acknowledged. Incident {id} ({region}) is now handled by {name}; escalation stopped.",
            "already_acknowledged": "Incident {id} was already acknowledged by {by}.",
-           "resolved": "Incident {id} is already resolved; nothing to acknowledge."},
+           "resolved": "Incident {id} is already resolved; nothing to acknowledge.",
+           "stale_page": "This page is out of date: incident {id} rose to {level}. Reply to the newest one."},
 }
+
+
+class _StalePage(Exception):
+    def __init__(self, incident: Any):
+        self.incident = incident
 
 
 class ReplyPoller:
@@ -114,7 +126,7 @@ class ReplyPoller:
 
     def __init__(self, channel: Any, store: IncidentStore, contacts: Iterable[ContactConfig], sent: SentPages,
                  wake: Callable[[], None] = lambda: None, clock: Callable[[], float] = time.time,
-                 standby_s: float = 5.0):
+                 standby_s: float = 5.0, link_ttl_s: float = 24 * 3600.0):
         self.channel = channel
         self.cfg = channel.config
         self.store = store
@@ -123,6 +135,7 @@ class ReplyPoller:
         self.wake = wake
         self.clock = clock
         self.standby_s = standby_s
+        self.link_ttl_s = link_ttl_s
         self.contacts = list(contacts)
         self.me = uuid.uuid4().hex
         self.lease_s = self.cfg.poll_timeout_s + self.cfg.timeout_s + LEASE_MARGIN_S
@@ -201,20 +214,21 @@ class ReplyPoller:
         """Telegram said no: wait as it asks (429), or long enough not to hammer it."""
         answer = answer if isinstance(answer, dict) else {}
         code = answer.get("error_code") if isinstance(answer.get("error_code"), int) else status
-        desc = answer.get("description") if isinstance(answer.get("description"), str) else f"HTTP {status}"
-        desc = redact(desc[:200], self.channel.secrets())
+        # Only the code is logged: Telegram's description is provider text.
         params = answer.get("parameters") if isinstance(answer.get("parameters"), dict) else {}
         if code == 429 and isinstance(params.get("retry_after"), (int, float)):
             log.warning("telegram reply poller %s: flood control, waiting %ss", self.cfg.id, params["retry_after"])
             return float(params["retry_after"])
         if code == 409:
             # A webhook set on the bot, or another program reading its updates.
-            log.error("telegram reply poller %s: %s (something else reads this bot's updates)", self.cfg.id, desc)
+            log.error("telegram reply poller %s: getUpdates answered 409 (something else reads this bot's updates)",
+                      self.cfg.id)
             return 30.0
         if code in (401, 403, 404):
-            log.error("telegram reply poller %s: %s (check bot_token and base_url)", self.cfg.id, desc)
+            log.error("telegram reply poller %s: getUpdates answered %s (check bot_token and base_url)",
+                      self.cfg.id, code)
             return MAX_BACKOFF_S
-        log.warning("telegram reply poller %s: getUpdates answered %s: %s", self.cfg.id, code, desc)
+        log.warning("telegram reply poller %s: getUpdates answered %s", self.cfg.id, code)
         return 5.0
 
     # ----------------------------------------------------------------------- one update
@@ -247,18 +261,36 @@ class ReplyPoller:
         page = await self.sent.lookup(chat["id"], reply["message_id"])
         if page is None:
             return "unknown_message", None
-        # The chat's owner acknowledges; when several contacts share a group chat, the one
-        # the page went to.
-        who = next((c for c in owners if c.id == page.get("contact")), owners[0])
+        # The replier must be the contact's own Telegram user: in a group chat anyone else
+        # could otherwise acknowledge in the contact's name. When several contacts share the
+        # chat, the one the page went to if it is them, else whichever they are.
+        sender_id = sender.get("id")
+        mine = [c for c in owners if isinstance(sender_id, int) and sender_id in c.reply_user_ids()]
+        if not mine:
+            return "not_the_contact", None
+        who = next((c for c in mine if c.id == page.get("contact")), mine[0])
+        sent_at = page.get("at")
+        if not isinstance(sent_at, (int, float)) or self.clock() - sent_at > self.link_ttl_s:
+            # As the page's ack link has expired by now, so has a reply to it.
+            return "expired", None
         note = None
         if chat.get("type") in ("group", "supergroup") and isinstance(sender.get("id"), int):
             note = f"replied in the group chat by Telegram user {sender['id']}"
         now = self.clock()
+
+        def ack_if_current(inc: Any):
+            # As with a link: a page from before the level last rose acknowledges nothing.
+            if isinstance(page.get("epoch"), int) and page["epoch"] != inc.rises:
+                raise _StalePage(inc)
+            return acknowledge(inc, f"contact:{who.id}", now, "telegram", note)
+
         try:
-            saved, change = await self.store.mutate(
-                page["incident_id"], lambda inc: acknowledge(inc, f"contact:{who.id}", now, "telegram", note))
+            saved, change = await self.store.mutate(page["incident_id"], ack_if_current)
         except Conflict:
             return "resolved", self._answer(chat["id"], msg, who, "resolved", page["incident_id"])
+        except _StalePage as e:
+            return "stale_page", self._answer(chat["id"], msg, who, "stale_page", page["incident_id"],
+                                              level=e.incident.level.upper())
         if saved is None:
             return "unknown_incident", None
         count_change(change)
@@ -267,6 +299,7 @@ class ReplyPoller:
             name = next((c.name for c in self.contacts if by == f"contact:{c.id}"), by)
             return "already_acknowledged", self._answer(chat["id"], msg, who, "already_acknowledged", saved.id,
                                                         by=name)
+        await release_held(self.store, change, now)  # an acked province incident holds nothing back
         self.wake()  # the scheduler tells everyone paged now, not at its next poll
         log.info("incident %s acknowledged by contact:%s via telegram", saved.id, who.id)
         return "acknowledged", self._answer(chat["id"], msg, who, "acknowledged", saved.id,
@@ -292,7 +325,7 @@ class ReplyPoller:
 
 
 def reply_pollers(r: aioredis.Redis, channels: Any, contacts: Iterable[ContactConfig], store: IncidentStore,
-                  wake: Callable[[], None], retention_s: int) -> list[ReplyPoller]:
+                  wake: Callable[[], None], retention_s: int, link_ttl_s: float = 24 * 3600.0) -> list[ReplyPoller]:
     """A poller for each Telegram channel with `poll_replies`; each such channel is given the
     place to remember its pages' message ids (kept `retention_s`, as long as incidents)."""
     contacts = list(contacts)
@@ -300,5 +333,5 @@ def reply_pollers(r: aioredis.Redis, channels: Any, contacts: Iterable[ContactCo
     for ch in channels.values():
         if ch.type == "telegram" and getattr(ch.config, "poll_replies", False):
             ch.sent_pages = SentPages(r, ch.id, retention_s)
-            out.append(ReplyPoller(ch, store, contacts, ch.sent_pages, wake))
+            out.append(ReplyPoller(ch, store, contacts, ch.sent_pages, wake, link_ttl_s=link_ttl_s))
     return out

@@ -92,6 +92,16 @@ class Paging:
     watchdog_policy: Policy | None = None
     extra_policies: dict[str, Policy] = field(default_factory=dict)
     inhibit: InhibitSettings = field(default_factory=InhibitSettings)
+    # (contact, channel) pairs that reach a room rather than a person (a Telegram group chat).
+    group_pairs: frozenset[tuple[str, str]] = frozenset()
+
+    def is_shared(self, contact: str, channel: str) -> bool:
+        """Whether a page to `contact` on `channel` lands where others can read it: a shared
+        channel the contact has no personal address on (Slack, a webhook's own url), or a group chat."""
+        if (contact, channel) in self.group_pairs:
+            return True
+        reach = self.reaches.get(contact)
+        return channel in self.shared_channels and (reach is None or channel not in reach.usable)
 
     def policy(self, policy_id: str | None) -> Policy | None:
         if policy_id is None:
@@ -262,13 +272,15 @@ class Scheduler:
                     return
                 holder, others = await self._province_of(inc)
                 rule = self.paging.inhibit
-                held = inhibitor(inc, holder, others, rule.province_over_kabupaten, rule.min_kabkota)
+                held = inhibitor(inc, holder, others, rule.province_over_kabupaten, rule.min_kabkota,
+                                 rule.while_acknowledged)
                 if held is not None:
                     await self._hold(inc, held, now)  # type: ignore[arg-type]
                     return
                 if inc.inhibited_by is not None:
                     why = release_reason(inc, holder if holder is not None and holder.id == inc.inhibited_by
-                                         else None, others, rule.province_over_kabupaten, rule.min_kabkota)
+                                         else None, others, rule.province_over_kabupaten, rule.min_kabkota,
+                                         rule.while_acknowledged)
                     known, timer_saved = await self.store.save(released(inc, now, why), inc.version), True
                     log.info("incident %s: pages resume (%s)", inc.id, why)
                     continue  # the resumed step is due now: fire it in the next round
@@ -308,13 +320,19 @@ class Scheduler:
             notes.append(f"{contact} on {channel}: not sent ({e})")
             return None
 
+    def _link(self, inc: Incident, now: float, contact: str, channel: str) -> str:
+        """The ack link for one page: bound to the incident's epoch, and naming the channel
+        rather than the person when anyone in a shared room (Slack, a webhook) can open it."""
+        holder = f"channel:{channel}" if self.paging.is_shared(contact, channel) else contact
+        return self.links.url(inc.id, now, holder, epoch=inc.rises)
+
     async def _broadcast(self, inc: Incident, now: float) -> Incident:
         sent: list[tuple[str, str, str, str]] = []
         notes: list[str] = []
         step = inc.escalation.last_step if inc.escalation.last_step is not None else inc.escalation.step
         for b in inc.broadcasts:
             for contact, channel in inc.paged:
-                notice = notice_for(inc, b.status, step, self.links.url(inc.id, now, contact))
+                notice = notice_for(inc, b.status, step, self._link(inc, now, contact, channel))
                 did = await self._submit(inc, b.key, contact, channel, notice, None, notes)
                 if did is not None:
                     sent.append((b.key, contact, channel, did))
@@ -340,12 +358,16 @@ class Scheduler:
         shown = inc.model_copy(update={"updated_at": now})
         sent = []
         for r in recips:
-            notice = notice_for(shown, fire.status, fire.step, self.links.url(inc.id, now, r.contact))
+            notice = notice_for(shown, fire.status, fire.step, self._link(inc, now, r.contact, r.channel))
             did = await self._submit(inc, fire.event_key, r.contact, r.channel, notice, r.fallback, notes)
             if did is not None:
                 sent.append((r, did))
         _fault("after_submit", f"{inc.id}/{fire.event_key}")
         change = fired(inc, fire, sent, notes, now)
+        for d in change.timeline[0]["deliveries"]:
+            if self.paging.is_shared(d["contact"], d["channel"]):
+                # The timeline says whose link a room got: whoever acks with it is this channel.
+                d["link_for"] = f"channel:{d['channel']}"
         saved = await self.store.save(change, inc.version)
         metrics.ESCALATION_STEPS.inc()
         log.info("incident %s: step %d fired (%s, %s) to %d deliveries", inc.id, fire.step, fire.status,

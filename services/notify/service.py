@@ -38,7 +38,9 @@ from services.notify.consumer import EscalationPublisher, ScoreConsumer, ScoreHa
 from services.notify.delivery import Deliverer
 from services.notify.incidents import IncidentStore
 from services.notify.links import LinkMaker
+from services.notify.metrics_app import create_metrics_app
 from services.notify.policy import reach
+from services.notify.ratelimit import AddressLimiter
 from services.notify.replies import ReplyPoller, reply_pollers
 from services.notify.rotations import OverrideStore
 from services.notify.scheduler import Paging, Scheduler
@@ -77,7 +79,14 @@ def paging_of(nc: NotifyConfig) -> Paging:
         watchdog_policy=watchdog,
         extra_policies={watchdog.id: watchdog},
         inhibit=nc.settings.inhibit,
+        group_pairs=frozenset((c.id, ch.id) for c in nc.contacts for ch in nc.channels
+                              if ch.type == "telegram" and _group_chat(c.telegram_chat_id)),
     )
+
+
+def _group_chat(chat_id: int | str | None) -> bool:
+    # Telegram: users have positive ids; groups and supergroups negative ones; @name is a channel.
+    return isinstance(chat_id, str) or (isinstance(chat_id, int) and chat_id < 0)
 
 
 @dataclass
@@ -93,6 +102,7 @@ class Parts:
     publisher: EscalationPublisher
     watchdog: Watchdog
     app: Any
+    metrics_app: Any
     channels: Any
     # One per Telegram channel with `poll_replies` (services.notify.replies).
     replies: list[ReplyPoller] = field(default_factory=list)
@@ -122,7 +132,7 @@ async def build(config: Config, nc: NotifyConfig) -> Parts:
     retry = Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.5), 3, supported_errors=(RedisConnectionError,))
     r = redis_client.connect(config.redis.url, 5, retry=retry)
     links = LinkMaker(await link_secret(r, nc), s.public_url, s.link_ttl_minutes * 60.0)
-    store = IncidentStore(r, ack_url=lambda incident_id: links.url(incident_id, time.time()),
+    store = IncidentStore(r, ack_url=lambda inc: links.url(inc.id, time.time(), epoch=inc.rises),
                           retention_days=s.incident_retention_days)
     producer = await _start_producer(config.kafka.bootstrap_servers)
     channels = build_channels(nc.channels)
@@ -148,9 +158,12 @@ async def build(config: Config, nc: NotifyConfig) -> Parts:
 
     app = create_app(ApiContext(store=store, links=links, operators=config.operators, wake=scheduler.wake,
                                 ready=ready, rotations=nc.rotations, overrides=overrides,
-                                contact_ids=[c.id for c in nc.contacts], language=s.language))
-    replies = reply_pollers(r, channels, nc.contacts, store, scheduler.wake, s.incident_retention_days * 86400)
-    return Parts(r, producer, store, deliverer, scheduler, consumer, publisher, watchdog, app, channels, replies)
+                                contact_ids=[c.id for c in nc.contacts], language=s.language,
+                                ack_limiter=AddressLimiter(s.ack_rate_limit_per_minute)))
+    replies = reply_pollers(r, channels, nc.contacts, store, scheduler.wake, s.incident_retention_days * 86400,
+                            s.link_ttl_minutes * 60.0)
+    return Parts(r, producer, store, deliverer, scheduler, consumer, publisher, watchdog, app,
+                 create_metrics_app(store), channels, replies)
 
 
 async def serve(config: Config, nc: NotifyConfig) -> int:
@@ -158,11 +171,14 @@ async def serve(config: Config, nc: NotifyConfig) -> int:
     stop = asyncio.Event()
     server = _Server(uvicorn.Config(parts.app, host=nc.settings.host, port=nc.settings.port, log_level="warning",
                                     access_log=False, lifespan="off"))
+    metrics_server = _Server(uvicorn.Config(parts.metrics_app, host=nc.settings.host, port=nc.settings.metrics_port,
+                                            log_level="warning", access_log=False, lifespan="off"))
     loop = asyncio.get_running_loop()
 
     def shutdown() -> None:
         stop.set()
         server.should_exit = True
+        metrics_server.should_exit = True
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, shutdown)
@@ -177,9 +193,10 @@ async def serve(config: Config, nc: NotifyConfig) -> int:
         "watchdog": parts.watchdog.run(stop),
         **{f"replies-{p.channel.id}": p.run(stop) for p in parts.replies},
         "api": server.serve(),
+        "metrics": metrics_server.serve(),
     }
     tasks = {asyncio.create_task(coro, name=f"notify-{name}"): name for name, coro in loops.items()}
-    log.info("notify listening on %s:%d", nc.settings.host, nc.settings.port)
+    log.info("notify listening on %s:%d (metrics on %d)", nc.settings.host, nc.settings.port, nc.settings.metrics_port)
     status = 0
     pending = set(tasks)
     try:
@@ -188,7 +205,9 @@ async def serve(config: Config, nc: NotifyConfig) -> int:
             for t in done:
                 exc = t.exception()
                 if exc is not None or (not stop.is_set() and tasks[t] != "watchdog"):
-                    log.error("notify %s stopped unexpectedly: %r; shutting down", tasks[t], exc)
+                    # The type only: a provider's exception may quote its URL (a bot token) or text.
+                    log.error("notify %s stopped unexpectedly (%s); shutting down", tasks[t],
+                              type(exc).__name__ if exc is not None else "returned")
                     status = 1
                     shutdown()
             if stop.is_set() and pending:

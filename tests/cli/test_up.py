@@ -46,6 +46,9 @@ def test_up_serves_and_ctrl_c_leaves_no_process_or_port(tmp_path: Path) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0, out.decode()
     assert b"stopped" in out
+    # The Redis URL is printed without its (generated) password.
+    password = (tmp_path / "work" / "redis.password").read_text().strip()
+    assert password.encode() not in out and b":***@127.0.0.1" in out, out.decode()
     still = [p for p in children if Path(f"/proc/{p}").exists() and _state(p) != "Z"]
     assert still == [], f"processes left running: {still}"
     for port in (cfg.ingest.port, cfg.ingest.metrics_port, int(cfg.kafka.bootstrap_servers.rsplit(":", 1)[1])):
@@ -85,3 +88,27 @@ def test_bad_config_stops_with_the_key_named(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert "sources[0].regions" in r.stderr and "99.99" in r.stderr
     assert "Traceback" not in r.stderr + r.stdout
+
+
+def test_a_weak_signing_secret_stops_up_before_anything_starts(tmp_path: Path) -> None:
+    cfg_path = write_config(tmp_path / "pantau.yaml", 'channels:\n  - {id: hook, type: webhook, '
+                            'url: "http://127.0.0.1:9/", secret: "change-me-webhook-secret-0123456789"}\n')
+    cfg_path.write_text(cfg_path.read_text().replace("notify:\n", 'notify:\n  link_secret: ""\n', 1))
+    text = cfg_path.read_text()
+    r = subprocess.run([sys.executable, "-m", "cli.main", "up", "--config", str(cfg_path),
+                        "--workdir", str(tmp_path / "work")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "notify.link_secret: is empty" in r.stderr and "channels[0].secret: is a placeholder" in r.stderr
+    assert "Traceback" not in r.stderr + r.stdout
+    assert not (tmp_path / "work").exists(), "nothing may start (not even the workdir) with a weak secret"
+    assert "change-me-webhook-secret" not in r.stderr + r.stdout and "notify:" in text
+
+
+def test_each_service_refuses_a_weak_signing_secret_at_start(tmp_path: Path) -> None:
+    cfg_path = write_config(tmp_path / "pantau.yaml")
+    cfg_path.write_text(cfg_path.read_text().replace("notify:\n", 'notify:\n  link_secret: "too-short-Q7f3"\n', 1))
+    for module in (["services.notify"], ["services.ingest", "gateway"]):
+        r = subprocess.run([sys.executable, "-m", *module], capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "PANTAU_CONFIG": str(cfg_path)})
+        assert r.returncode == 2, (module, r.stderr)
+        assert "notify.link_secret: must be at least 32 bytes" in r.stderr and "too-short-Q7f3" not in r.stderr

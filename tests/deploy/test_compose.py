@@ -12,11 +12,14 @@ import yaml
 
 from cli.stack import SERVICES
 from shared import topics
-from shared.config import Config, parse
+from shared.config import Config, ConfigError, parse
 from shared.notify_config import NotifyConfig
+from shared.signing import fresh
 from tests.deploy import COMPOSE_CONFIG, COMPOSE_FILE, ENV_EXAMPLE, PROMETHEUS_DIR, REPO
 
 PORTS = {"ingest-gateway": 8080, "ingest-validator": 9101, "scoring": 8081, "notify": 8082}
+# Where Prometheus scrapes: notify's metrics are on their own port, never the public one.
+METRICS_PORTS = {**PORTS, "notify": 9102}
 _COMPOSE_VAR = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:[:?-][^}]*)?\}")
 _CONFIG_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -43,9 +46,24 @@ def env_example() -> dict[str, str]:
     return env
 
 
+SIGNING_VARS = ("PANTAU_LINK_SECRET", "COMMAND_CENTER_WEBHOOK_SECRET")
+
+
 @pytest.fixture(scope="module")
 def config(env_example) -> Config:
-    return parse(COMPOSE_CONFIG.read_text(encoding="utf-8"), COMPOSE_CONFIG, env=env_example)
+    # The example's signing secrets are placeholders the services refuse; an operator replaces
+    # them with `pantau secret` output, as here.
+    env = {**env_example, **{v: fresh() for v in SIGNING_VARS}}
+    return parse(COMPOSE_CONFIG.read_text(encoding="utf-8"), COMPOSE_CONFIG, env=env)
+
+
+def test_the_env_examples_signing_placeholders_stop_the_services(env_example):
+    with pytest.raises(ConfigError) as e:
+        parse(COMPOSE_CONFIG.read_text(encoding="utf-8"), COMPOSE_CONFIG, env=env_example)
+    assert any(p.startswith("notify.link_secret: is a placeholder") for p in e.value.problems), e.value.problems
+    assert any(p.startswith("channels[2].secret: is a placeholder") for p in e.value.problems), e.value.problems
+    for v in SIGNING_VARS:
+        assert env_example[v] not in str(e.value)
 
 
 def _flat(cmd: Any) -> str:
@@ -96,9 +114,12 @@ def test_ports_agree_with_config_healthchecks_and_prometheus(config, services):
         assert str(published).rsplit(":", 1)[-1] == str(PORTS[name])
     prom = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text(encoding="utf-8"))
     scraped = {j["job_name"]: j for j in prom["scrape_configs"]}
-    for name, port in PORTS.items():
+    for name, port in METRICS_PORTS.items():
         (sd,) = scraped[name]["dns_sd_configs"]
         assert sd["names"] == [name] and sd["port"] == port
+    assert config.notify.metrics_port == METRICS_PORTS["notify"]
+    published = {str(p).rsplit(":", 1)[-1] for s in services.values() for p in s.get("ports", [])}
+    assert str(config.notify.metrics_port) not in published, "notify's metrics must not be published"
 
 
 def test_infrastructure_addresses_match_the_config(config, services):
@@ -206,7 +227,13 @@ def test_dockerfile_runs_as_a_non_root_user_with_python_3_11_or_newer():
     cmd = next(arg for op, arg in reversed(final) if op == "CMD")
     assert cmd.startswith('["python", "-m", "services.'), "exec-form CMD running a Pantau service"
     copied = " ".join(arg for op, arg in instr if op in ("COPY", "ADD"))
-    for pkg in ("shared", "services", "cli"):
+    # Every package pyproject installs (pantau/ too: the webhook channel signs with it).
+    import tomllib
+
+    include = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = [p.rstrip("*") for p in include]
+    assert "pantau" in packages
+    for pkg in packages:
         assert f"{pkg} ./{pkg}" in copied, f"the image lacks {pkg}/"
     assert ".env" not in copied and "deploy/config" not in copied, "no config or secret is baked into the image"
 

@@ -37,7 +37,7 @@ MODULES = {"scoring": "services.scoring.__main__", "notify": "services.notify.__
 def _ports(stack: EmbeddedStack) -> dict[str, int]:
     c = stack.config
     return {"ingest-gateway": c.ingest.port, "ingest-validator": c.ingest.metrics_port,
-            "scoring": c.scoring.web_port, "notify": c.notify.port}
+            "scoring": c.scoring.web_port, "notify": c.notify.metrics_port}
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout_s: float = 45.0, poll_s: float = 0.25) -> Any:

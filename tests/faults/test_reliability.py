@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import signal
 import subprocess
 import tempfile
@@ -46,7 +47,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = "fault-src"
 API_KEY = "fault-suite-key-0123456789"
-HOOK_SECRET = "fault-suite-webhook-secret-0123"
+HOOK_SECRET = "fault-suite-webhook-secret-0123-Lp5x"
+LINK_SECRET = "fault-suite-link-secret-0123456789"
 RATE = float(os.environ.get("PANTAU_FAULTS_RATE", "50"))
 PHASE_MIN_REPORTS = int(RATE * 12)  # each phase lasts at least ~12 s of the stream
 PAGE_TIMEOUT_S = 120
@@ -115,7 +117,7 @@ channels:
       backoff_max_s: 1.0}}
 policies:
 {policies}
-{fast_notify_section(notify_port, "fault-suite-link-secret-0123456789", operators=False)}"""
+{fast_notify_section(notify_port, LINK_SECRET, operators=False)}"""
 
 
 @pytest.fixture(scope="module")
@@ -544,3 +546,21 @@ def test_pipeline_keeps_every_report_and_page_through_faults(stack: EmbeddedStac
     duplicated = sum(r.duplicated for r in rows) + run.stray
     assert lost == 0, f"{lost} lost; see {out}"
     assert duplicated == 0, f"{duplicated} duplicated; see {out}"
+
+
+def test_no_secret_or_issued_token_in_the_fault_runs_logs(stack: EmbeddedStack, hook: Hook, smtp: SmtpServer):
+    """Every line every service logged through the kills, restarts and failures above (so it
+    runs after them): no configured secret, no Redis password, no ack token Pantau issued."""
+    sent = [r.body for r in hook.requests]
+    sent += [part for m in smtp.mails.items for part in (m.data, m.message.get_payload(decode=True) or b"")]
+    link = re.compile(r"/ack/([A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{22})(?![A-Za-z0-9_-])")
+    tokens = {t for body in sent for t in link.findall(body.decode("utf-8", "replace"))}
+    assert tokens, "the run issued no ack link to look for"
+    needles = {"source API key": API_KEY, "webhook secret": HOOK_SECRET, "link secret": LINK_SECRET,
+               "Redis password": stack.redis_password,
+               **{f"ack token {t[:12]}...": t for t in tokens}, **{f"ack MAC of {t[:12]}...": t.split(".")[1]
+                                                                   for t in tokens}}
+    logs = {p.name: p.read_text(errors="replace") for p in sorted(Path(stack.logdir).glob("*.log"))}
+    assert {"notify.log", "ingest-gateway.log"} <= logs.keys()
+    found = [f"{what} in {name}" for what, needle in needles.items() for name, text in logs.items() if needle in text]
+    assert not found, "leaked into the fault run's logs:\n" + "\n".join(found[:20])

@@ -14,7 +14,7 @@ from cli.stack import broker, free_port, redis_server, wait_port
 from services.notify.messages import Notice
 from tests.notify.peers import HttpReceiver, SmtpServer, TelegramBotApi
 
-WEBHOOK_SECRET = "whsec-0123456789abcdef-KALTARA"
+WEBHOOK_SECRET = "whsec-0123456789abcdef-KALTARA-r8Tq"
 BOT_TOKEN = "7712345678:AAH-pantauTestTokenDoNotLeak_x9"
 SMTP_PASSWORD = "smtp-pass-Jangan-Bocor-42"
 SMS_TOKEN = "sms-gw-token-8d1f0c2b9e"

@@ -67,6 +67,18 @@ class Request:
     def json(self) -> Any:
         return json.loads(self.body)
 
+    def signed_by(self, secret: str, body: bytes | None = None) -> bool:
+        """Whether the X-Pantau-Signature holds over this delivery id and `body` (default: the
+        body received) under `secret` (the MAC only: time and replay are pantau.webhook.verify's)."""
+        from pantau.webhook import Rejected, check_signature
+
+        try:
+            check_signature(secret, self.body if body is None else body, self.headers.get("x-pantau-signature"),
+                            self.headers.get("x-pantau-delivery"))
+            return True
+        except Rejected:
+            return False
+
 
 @dataclass
 class Answer:

@@ -5,6 +5,7 @@ errors without tracebacks."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable
@@ -21,10 +22,12 @@ from services.notify.incidents import (
     IncidentStore,
     ScoreUpdate,
     acknowledge,
+    apply_update,
     incident_key,
     open_incident,
     resolve,
 )
+from services.notify.metrics_app import create_metrics_app
 from services.notify.links import LinkMaker, make_token
 from services.notify.rotations import OverrideStore
 
@@ -68,7 +71,7 @@ def with_api(test: Callable[[httpx.AsyncClient, IncidentStore, Clock, list], Awa
         clock = Clock(NOW)
         woken: list[int] = []
         links = LinkMaker(SECRET, "http://pantau.test", ttl_s=3600)
-        store = IncidentStore(r, ack_url=lambda i: links.url(i, clock()))
+        store = IncidentStore(r, ack_url=lambda i: links.url(i.id, clock(), epoch=i.rises))
         ops = [Operator(id="op1", name="Piket Kesbangpol", token=TOKEN),
                Operator(id="op2", name="Piket dua", token_sha256=sha256_hex(HASHED_TOKEN))]
         rotations = [Rotation(region="65.71", members=["budi", "sari"], handover="daily", start=date(2024, 11, 1))]
@@ -285,13 +288,112 @@ def test_ack_link_on_a_resolved_incident_is_a_conflict(fresh_redis):
     with_api(t, fresh_redis)
 
 
+def test_a_link_from_before_a_level_rise_acknowledges_nothing(fresh_redis):
+    async def t(c, store, clock, woken):
+        a = await seed(store, "65.71", "election_dispute")
+        old = make_token(SECRET, a, NOW + 600, contact="budi", epoch=0)
+        await store.mutate(a, lambda i: apply_update(i, update("65.71", "election_dispute", "awas"), [POLICY], 2, NOW))
+        page = await c.get(f"/ack/{old}", headers={"Accept": "text/html"})
+        assert page.status_code == 410 and "<form" not in page.text
+        assert "rose to AWAS" in page.text and "AWAS" in page.text and "escalated" in page.text  # why, and the state
+        assert assert_problem(await c.post(f"/ack/{old}"), 410)["error"] == "stale_link"
+        assert (await store.get(a)).status == "escalated"
+        new = make_token(SECRET, a, NOW + 600, contact="budi", epoch=1)
+        assert (await c.post(f"/ack/{new}")).json()["acknowledged_by"] == "contact:budi"
+
+    with_api(t, fresh_redis)
+
+
+def test_a_rise_after_an_ack_reopens_and_voids_the_earlier_links(fresh_redis):
+    async def t(c, store, clock, woken):
+        a = await seed(store, "65.71", "election_dispute", lambda i: acknowledge(i, "contact:budi", NOW))
+        old = make_token(SECRET, a, NOW + 600, contact="sari", epoch=0)
+        await store.mutate(a, lambda i: apply_update(i, update("65.71", "election_dispute", "awas"), [POLICY], 2, NOW))
+        assert (await store.get(a)).status == "escalated"  # re-opened by the rise
+        r = await c.post(f"/ack/{old}", headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert r.status_code == 410 and "AWAS" in r.text
+        assert (await store.get(a)).status == "escalated" and (await store.get(a)).acks == 1
+
+    with_api(t, fresh_redis)
+
+
+def test_a_link_after_resolve_says_so_and_shows_the_state(fresh_redis):
+    async def t(c, store, clock, woken):
+        a = await seed(store, "65.71", "election_dispute", lambda i: resolve(i, "operator:op1", NOW))
+        token = make_token(SECRET, a, NOW + 600, contact="budi")
+        r = await c.post(f"/ack/{token}", headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert r.status_code == 409 and "resolved" in r.text and "SIAGA" in r.text
+
+    with_api(t, fresh_redis)
+
+
+def test_a_link_from_a_shared_room_acknowledges_as_the_channel(fresh_redis):
+    async def t(c, store, clock, woken):
+        a = await seed(store, "65.71", "election_dispute")
+        token = make_token(SECRET, a, NOW + 600, contact="channel:kaltara-slack")
+        assert (await c.post(f"/ack/{token}")).json()["acknowledged_by"] == "channel:kaltara-slack"
+        assert (await store.timeline(a))[-1]["by"] == "channel:kaltara-slack"
+
+    with_api(t, fresh_redis)
+
+
+def test_an_oversized_body_is_refused_before_it_is_read_whole(fresh_redis):
+    async def t(c, store, clock, woken):
+        a = await seed(store, "65.71", "election_dispute")
+        declared = await c.post(f"/v1/incidents/{a}/ack", headers={**AUTH, "Content-Length": str(10**9)},
+                                content=b"{}")
+        assert assert_problem(declared, 413)["error"] == "too_large"
+        sent = []
+
+        async def endless():  # no declared length: chunked, far past the limit
+            for _ in range(1000):
+                sent.append(1)
+                yield b"x" * 8192
+
+        streamed = await c.post(f"/v1/incidents/{a}/ack", headers=AUTH, content=endless())
+        assert assert_problem(streamed, 413)["error"] == "too_large"
+        assert len(sent) < 20, f"read {len(sent)} chunks of 8 KiB before refusing"
+        assert (await store.get(a)).status == "triggered"
+
+    with_api(t, fresh_redis)
+
+
+def test_ack_requests_are_rate_limited_per_client_address(fresh_redis):
+    async def t(c, store, clock, woken):
+        app = c._transport.app  # the same app, reached from other client addresses
+        a = await seed(store, "65.71", "election_dispute")
+        token = make_token(SECRET, a, NOW + 600, contact="budi")
+        stranger = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("203.0.113.9", 4000)),
+                                     base_url="http://pantau.test")
+        neighbour = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("203.0.113.10", 4000)),
+                                      base_url="http://pantau.test")
+        async with stranger, neighbour:
+            answers = [(await stranger.get(f"/ack/x{i}.y")).status_code for i in range(30)]
+            assert set(answers) == {403}
+            limited = await stranger.get(f"/ack/{token}")
+            assert assert_problem(limited, 429)["error"] == "rate_limited"
+            assert int(limited.headers["retry-after"]) >= 1
+            page = await stranger.get(f"/ack/{token}", headers={"Accept": "text/html"})
+            assert page.status_code == 429 and "text/html" in page.headers["content-type"]
+            assert (await stranger.post(f"/ack/{token}")).status_code == 429
+            assert (await store.get(a)).status == "triggered"  # a limited POST acknowledges nothing
+            assert (await neighbour.get(f"/ack/{token}")).status_code == 200  # another address is not held
+
+    with_api(t, fresh_redis)
+
+
 # --- health, metrics, errors -----------------------------------------------------------------
-def test_health_ready_metrics_and_no_tracebacks(fresh_redis):
+def test_health_ready_metrics_and_no_tracebacks(fresh_redis, caplog):
     async def t(c, store, clock, woken):
         await seed(store, "65.71", "election_dispute")
         assert (await c.get("/healthz")).json() == {"status": "ok"}
         assert (await c.get("/readyz")).status_code == 200
-        m = (await c.get("/metrics")).text
+        # The public port the ack pages face the internet from never serves metrics.
+        assert_problem(await c.get("/metrics"), 404)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_metrics_app(store)),
+                                     base_url="http://metrics.test") as mc:
+            m = (await mc.get("/metrics")).text
+            assert_problem(await mc.get("/v1/incidents"), 404)
         assert re.search(r'^pantau_open_incidents\{level="siaga"\} 1\.0$', m, re.M)
         assert "pantau_incidents_opened_total" in m and "pantau_time_to_acknowledge_seconds_bucket" in m
         assert_problem(await c.get("/nothing-here"), 404)
@@ -303,6 +405,13 @@ def test_health_ready_metrics_and_no_tracebacks(fresh_redis):
         r = await c.get("/v1/incidents/x", headers=AUTH)
         body = assert_problem(r, 500)
         assert "secret internals" not in r.text and body["error"] == "internal"
+        # A crash under /ack/ logs neither the path (the token) nor the exception's message.
+        token = make_token(SECRET, "inc-x", NOW + 600, contact="budi")
+        with caplog.at_level(logging.DEBUG):
+            assert_problem(await c.post(f"/ack/{token}"), 500)
+        logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records if r.name.startswith("pantau"))
+        assert "RuntimeError" in logged and token not in logged and token.split(".")[1] not in logged
+        assert "secret internals" not in logged
 
     with_api(t, fresh_redis)
 

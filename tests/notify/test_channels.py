@@ -3,17 +3,20 @@ answer maps onto (ok, retry, reason), and that no secret ever reaches a result o
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
+import re
 from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
 
 from cli.stack import free_port
+from pantau.webhook import Rejected, SeenDeliveries, verify as webhook_verify
 from services.notify.channels import REGISTRY, ChannelSet, Reason, build_channels
 from services.notify.channels.base import REASONS, Result, status_result
-from services.notify.channels.webhook import signature, verify
 from services.notify.messages import render_text, webhook_body
 from shared.channels_config import CHANNEL_TYPES, ContactConfig, channel_config
 from shared.config import ConfigError, parse
@@ -109,7 +112,7 @@ def test_contacts_are_typed_and_phone_numbers_normalised() -> None:
 @pytest.mark.parametrize("item, words", [
     ({"id": "x", "type": "webhook", "url": "https://a.go.id", "secret": WEBHOOK_SECRET, "timout_s": 3}, "timout_s"),
     ({"id": "x", "type": "pager", "url": "https://a.go.id"}, "pager"),
-    ({"id": "x", "type": "webhook", "url": "https://a.go.id", "secret": "short"}, "16 characters"),
+    ({"id": "x", "type": "webhook", "url": "https://a.go.id", "secret": "short"}, "32 bytes"),
     ({"id": "x", "type": "webhook", "url": "ftp://a.go.id", "secret": WEBHOOK_SECRET}, "http"),
     ({"id": "x", "type": "telegram", "bot_token": "not-a-token"}, "Telegram bot token"),
     ({"id": "x", "type": "sms", "url": "https://g.id", "body_template": "to={to}"}, "{text}"),
@@ -215,10 +218,25 @@ def test_webhook_body_is_the_contract_json_and_its_signature_verifies(receiver: 
     assert json.loads(req.body)["version"] == "1"
     assert req.headers["content-type"] == "application/json"
     assert req.headers["x-pantau-delivery"] == "abc123"
-    assert req.headers["x-pantau-signature"] == signature(WEBHOOK_SECRET, req.body)
-    assert verify(WEBHOOK_SECRET, req.body, req.headers["x-pantau-signature"])
-    assert not verify("another-secret-0123456789", req.body, req.headers["x-pantau-signature"])
-    assert not verify(WEBHOOK_SECRET, req.body.replace(b"siaga", b"awas"), req.headers["x-pantau-signature"])
+    assert req.signed_by(WEBHOOK_SECRET)
+    assert not req.signed_by("another-secret-0123456789")
+    assert not req.signed_by(WEBHOOK_SECRET, req.body.replace(b"siaga", b"awas"))
+
+
+def test_a_captured_page_replayed_under_a_new_delivery_id_fails_verify(receiver: HttpReceiver) -> None:
+    assert run(send_once(webhook_cfg(receiver.url + "/pantau"), delivery_id="d-first")).ok
+    (req,) = receiver.requests
+    header = req.headers["x-pantau-signature"]
+    t, mac = re.fullmatch(r"t=([0-9]+),sha256=([0-9a-f]{64})", header).groups()
+    assert mac == hmac.new(WEBHOOK_SECRET.encode(), f"{t}.d-first.".encode() + req.body, hashlib.sha256).hexdigest()
+    seen = SeenDeliveries()
+    webhook_verify(WEBHOOK_SECRET, req.body, header, "d-first", seen)
+    with pytest.raises(Rejected) as e:
+        webhook_verify(WEBHOOK_SECRET, req.body, header, "d-replayed", seen)
+    assert e.value.reason == "bad_signature"
+    with pytest.raises(Rejected) as e:
+        webhook_verify(WEBHOOK_SECRET, req.body, header, "d-first", seen)
+    assert e.value.reason == "replayed"
 
 
 def test_webhook_goes_to_the_contacts_own_endpoint_when_set(receiver: HttpReceiver) -> None:
@@ -232,7 +250,7 @@ def test_webhook_can_mask_personal_data(receiver: HttpReceiver) -> None:
     body = json.loads(req.body)
     assert body["region_name"] == "Kota Tarakan" and "6571********0001" in body["summary"]
     assert not any(p in req.body.decode() for p in PERSON)
-    assert verify(WEBHOOK_SECRET, req.body, req.headers["x-pantau-signature"])
+    assert req.signed_by(WEBHOOK_SECRET)
 
 
 # --------------------------------------------------------------------------- telegram
@@ -258,7 +276,8 @@ def test_telegram_flood_control_is_rate_limited_with_retry_after(telegram: Teleg
 def test_telegram_unknown_chat_is_a_client_error(telegram: TelegramBotApi) -> None:
     result = run(send_once(telegram_cfg(telegram.url), contact(telegram_chat_id=42)))
     assert (result.retry, result.reason) == (False, Reason.client_error)
-    assert "chat not found" in result.detail
+    # Telegram's description is provider text: only its code goes to the timeline and logs.
+    assert result.detail == "Telegram 400" and "chat not found" not in result.detail
 
 
 def test_telegram_wrong_token_is_an_auth_error_without_the_token(telegram: TelegramBotApi) -> None:

@@ -27,7 +27,6 @@ import pytest
 from cli.stack import EmbeddedStack, free_port, service
 from shared import topics
 from shared.config import Config
-from services.notify.channels.webhook import verify as verify_signature
 from services.notify.scheduler import FAULT_ENV
 from tests.conftest import write_config
 from tests.notify.peers import HttpReceiver, Request, kaltara_people_yaml
@@ -36,7 +35,7 @@ from tests.utils import collect, fast_notify_section, produce, value
 pytestmark = pytest.mark.slow
 
 OP_TOKEN = "e2e-operator-token-kaltara"
-HOOK_SECRET = "e2e-webhook-secret-0123456789"
+HOOK_SECRET = "e2e-webhook-secret-0123456789-Mv3kQz"
 WAIT_MIN = 0.03  # 1.8 s between steps
 WITA = timezone(timedelta(hours=8))
 
@@ -86,7 +85,8 @@ def start_notify(stack: EmbeddedStack, fault: str) -> None:
     old = stack.children.get("notify")
     if old is not None:
         old.stop()
-    stack.children["notify"] = service("notify", stack.config_path, stack.logdir, {FAULT_ENV: fault}).start()
+    stack.children["notify"] = service("notify", stack.config_path, stack.logdir,
+                                         {**stack.service_env, FAULT_ENV: fault}).start()
     stack.wait_ready("notify")
 
 
@@ -137,7 +137,7 @@ def test_escalation_ack_level_rise_and_resolve(stack: EmbeddedStack, api: httpx.
 
     # 1. the kabupaten/kota on-call is paged at once, signed, with the contract body
     first = hook.wait_page("kab", cat, "triggered")
-    assert verify_signature(HOOK_SECRET, first.body, first.headers.get("x-pantau-signature"))
+    assert first.signed_by(HOOK_SECRET)
     assert first.headers["x-pantau-delivery"]
     b = body(first)
     assert list(b) == ["version", "incident_id", "status", "level", "region_code", "region_name", "category", "step",

@@ -230,7 +230,7 @@ CHAIN = Policy.model_validate({
               {"notify": ["operators"], "wait_minutes": 10}],
 })
 CONTACTS = [ContactConfig(id=c, name=c, webhook=f"http://127.0.0.1:9/{c}") for c in ("kab", "prov", "ops")]
-CHANNELS = [channel_config({"id": "hook", "type": "webhook", "url": "http://127.0.0.1:9/", "secret": "x" * 16})]
+CHANNELS = [channel_config({"id": "hook", "type": "webhook", "url": "http://127.0.0.1:9/", "secret": "incidents-test-webhook-secret-0123456789"})]
 
 
 class Clock:
@@ -247,10 +247,12 @@ class FakeDeliverer:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, str, str, str]] = []
         self.ids: dict[tuple[str, str, str, str], str] = {}
+        self.links: list[tuple[str, str, str]] = []  # (contact, channel, ack url) per submit
 
     async def submit(self, incident_id, event_key, contact_id, channel_id, notice, fallback_channel_id=None) -> str:
         key = (incident_id, event_key, contact_id, channel_id)
         self.calls.append((*key, notice.status))
+        self.links.append((contact_id, channel_id, notice.ack_url))
         return self.ids.setdefault(key, f"d{len(self.ids)}")
 
     def pages(self) -> list[tuple[str, str, str]]:
@@ -439,3 +441,53 @@ def test_watchdog_pages_operators_for_a_silent_source_and_resolves_when_it_speak
         assert saved.status == "resolved" and saved.resolution == "auto"
 
     with_scheduler(t, fresh_redis)
+
+
+def _claim(url: str):
+    return LinkMaker(b"s" * 32, "http://p", 3600).verify(url.rsplit("/", 1)[1], T0)
+
+
+def test_links_bind_the_epoch_and_name_a_shared_room_not_the_person(fresh_redis):
+    async def t(store, sched, handler, d, clock):
+        # kab has no personal address: it is paged in the webhook channel's shared room.
+        roomed = [ContactConfig(id="kab", name="kab"), *CONTACTS[1:]]
+        in_room = CHAIN.model_copy(update={"steps": [CHAIN.steps[0].model_copy(update={"channels": ["hook"]}),
+                                                     *CHAIN.steps[1:]]})
+        sched.paging = Paging([in_room], sched.paging.rotations, reach(roomed, CHANNELS), ["ops"], ["hook"])
+        inc = (await handler.handle(update("siaga"))).incident
+        await sched.tick()
+        (contact, channel, url) = d.links[-1]
+        claim = _claim(url)
+        assert (contact, channel) == ("kab", "hook")
+        assert (claim.contact, claim.epoch) == ("channel:hook", 0)
+        (step,) = [e for e in await store.timeline(inc.id) if e["kind"] == "step"]
+        assert step["deliveries"][0]["link_for"] == "channel:hook"
+        clock.t += 600
+        await sched.tick()  # step 1 to prov, who has a personal webhook: a personal link
+        (contact, _, url) = d.links[-1]
+        assert contact == "prov" and _claim(url).contact == "prov"
+        await handler.handle(update("awas"))  # a rise: a new epoch, and pages carry it
+        await sched.tick()
+        assert _claim(d.links[-1][2]).epoch == 1 == (await store.get(inc.id)).rises
+
+    with_scheduler(t, fresh_redis)
+
+
+def test_a_telegram_group_chat_is_a_shared_room_a_private_chat_is_not():
+    from shared.config import parse
+    from shared.notify_config import NotifyConfig
+    from services.notify.service import paging_of
+
+    nc = NotifyConfig.of(parse("""
+contacts:
+  - {id: budi, name: Budi, telegram_chat_id: 123456789}
+  - {id: posko, name: Posko Tarakan, telegram_chat_id: -1001234567890, telegram_user_ids: [555001]}
+  - {id: kanal, name: Kanal Siaga, telegram_chat_id: "@kanal_siaga"}
+channels:
+  - {id: tg, type: telegram, bot_token: "123456:ABCdefGhIJKlmnOPQ"}
+  - {id: room, type: slack, webhook_url: "https://hooks.slack.com/services/T0/B0/x"}
+""", env={}))
+    paging = paging_of(nc)
+    assert not paging.is_shared("budi", "tg")
+    assert paging.is_shared("posko", "tg") and paging.is_shared("kanal", "tg")
+    assert paging.is_shared("budi", "room")  # Slack is a room whoever it pages

@@ -94,10 +94,14 @@ def test_a_province_incident_that_only_echoes_one_kabupaten_holds_nothing():
     assert release_reason(kab, prov, others) == "no other kabupaten/kota incident of this category is open in the province"
 
 
-def test_an_acknowledged_province_incident_still_holds_a_resolved_one_does_not():
+def test_an_acknowledged_province_incident_holds_nothing_unless_configured_nor_a_resolved_one():
     prov = incident("65", "siaga")
     acked = acknowledge(prov, "operator:op1", T0 + 60).incident
-    assert inhibitor(incident("65.71", "siaga"), acked, [NUNUKAN]) is acked
+    # One ack at the province must not silence every kabupaten/kota page of the category.
+    assert inhibitor(incident("65.71", "siaga"), acked, [NUNUKAN]) is None
+    assert "acknowledged" in release_reason(incident("65.71", "siaga"), acked, [NUNUKAN])
+    assert inhibitor(incident("65.71", "siaga"), acked, [NUNUKAN], while_acknowledged=True) is acked
+    assert inhibitor(incident("65.71", "siaga"), prov, [NUNUKAN]) is prov
     done = resolve(prov, "operator:op1", T0 + 60).incident
     assert inhibitor(incident("65.71", "siaga"), done, [NUNUKAN]) is None
     assert release_reason(incident("65.71", "siaga"), done, [NUNUKAN]) == "the province incident is resolved"
@@ -134,7 +138,8 @@ def test_held_then_released_resumes_at_the_same_step_with_waits_from_now():
 
 
 def test_config_defaults_on_and_bad_values_name_the_key():
-    assert NotifySettings().inhibit == InhibitSettings(province_over_kabupaten=True, min_kabkota=2, recheck_s=60.0)
+    assert NotifySettings().inhibit == InhibitSettings(province_over_kabupaten=True, min_kabkota=2, recheck_s=60.0,
+                                                       while_acknowledged=False)
     cfg = parse("notify:\n  inhibit:\n    province_over_kabupaten: false\n    recheck_s: 5\n")
     assert cfg.notify.inhibit.province_over_kabupaten is False and cfg.notify.inhibit.recheck_s == 5
     for body, words in (("province_over_kabupaten: maybe", "notify.inhibit.province_over_kabupaten"),
@@ -162,7 +167,12 @@ def _pages(reqs: list[Request], path: str) -> list[tuple[str, str]]:
     return [(r.json()["incident_id"], r.json()["status"]) for r in reqs if r.path == path and r.status == 200]
 
 
-def test_province_incident_holds_the_kabupaten_page_until_it_resolves(fresh_redis, receiver: HttpReceiver):
+@pytest.mark.parametrize("action,reason", [
+    ("resolve", "the province incident is resolved"),
+    ("ack", "the province incident is acknowledged (notify.inhibit.while_acknowledged is off)"),
+])
+def test_province_incident_holds_the_kabupaten_page_until_it_is_acknowledged_or_resolved(
+        fresh_redis, receiver: HttpReceiver, action: str, reason: str):
     before = REGISTRY.get_sample_value("pantau_notify_inhibited_total") or 0.0
 
     async def scenario() -> None:
@@ -181,7 +191,7 @@ def test_province_incident_holds_the_kabupaten_page_until_it_resolves(fresh_redi
                               settings=DeliverySettings(poll_interval_s=0.05, lease_margin_s=0.5))
         from services.notify.incidents import IncidentStore
 
-        store = IncidentStore(r, ack_url=lambda i: links.url(i, clock()))
+        store = IncidentStore(r, ack_url=lambda i: links.url(i.id, clock(), epoch=i.rises))
         sched = Scheduler(store, deliverer, paging, links, clock=clock)
         handler = ScoreHandler(store, [POLICY], 2, clock=clock)
         app = create_app(ApiContext(store=store, links=links, operators=[Operator(id="op1", name="Piket", token=TOKEN)],
@@ -214,7 +224,7 @@ def test_province_incident_holds_the_kabupaten_page_until_it_resolves(fresh_redi
 
             clock.t += 60
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://pantau.test") as c:
-                resp = await c.post(f"/v1/incidents/{prov.id}/resolve", headers={"Authorization": f"Bearer {TOKEN}"})
+                resp = await c.post(f"/v1/incidents/{prov.id}/{action}", headers={"Authorization": f"Bearer {TOKEN}"})
                 assert resp.status_code == 200, resp.text
             assert await r.zscore(K_TIMERS, kab.id) == clock.t  # woken now, not at the next recheck
             await sched.tick()
@@ -225,7 +235,7 @@ def test_province_incident_holds_the_kabupaten_page_until_it_resolves(fresh_redi
             assert saved.escalation.step == 1 and saved.escalation.due == clock.t + 600
             kinds = [e["kind"] for e in await store.timeline(kab.id)]
             assert kinds[:4] == ["opened", "inhibited", "resumed", "step"]
-            assert (await store.timeline(kab.id))[2]["reason"] == "the province incident is resolved"
+            assert (await store.timeline(kab.id))[2]["reason"] == reason
         finally:
             stop.set()
             await asyncio.wait_for(worker, 10)

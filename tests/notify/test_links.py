@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from services.notify.links import LinkError, LinkMaker, make_token, verify
+from services.notify.links import LinkError, LinkMaker, epoch_of, make_token, verify
 
 SECRET = b"k" * 32
 
@@ -68,3 +68,10 @@ def test_tokens_are_unique_url_safe_and_short():
     assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
     assert len(a) < 160
     assert m.verify(token, 86399).contact == "budi"
+
+
+def test_a_link_carries_its_epoch_and_the_claim_says_it():
+    m = LinkMaker(SECRET, "https://pantau.example.go.id", 3600)
+    url = m.url("A", 0, "budi", epoch=3)
+    assert epoch_of(url) == 3 and m.verify(url.rsplit("/", 1)[1], 1).epoch == 3
+    assert epoch_of("https://x/ack/garbage") is None and epoch_of("") is None

@@ -266,7 +266,7 @@ CHANNELS = [
     channel_config({"id": "mail", "type": "email", "host": "smtp.local", "sender": "p@example.go.id"}),
     channel_config({"id": "sms", "type": "sms", "url": "http://sms.local/send",
                     "body_template": '{{"to": "{to}", "text": "{text}"}}'}),
-    channel_config({"id": "hook", "type": "webhook", "url": "http://hook.local/", "secret": "0123456789abcdef"}),
+    channel_config({"id": "hook", "type": "webhook", "url": "http://hook.local/", "secret": "policy-test-webhook-secret-0123456789"}),
 ]
 CONTACTS = [
     ContactConfig(id="budi", name="Budi", telegram_chat_id=42, phone="081234567890"),

@@ -19,6 +19,8 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 
 import contextlib
 
+import orjson
+
 import httpx
 import pytest
 from prometheus_client import REGISTRY
@@ -34,6 +36,8 @@ from tests.notify.peers import TelegramBotApi
 OP_TOKEN = "replies-operator-token-kaltara"
 PROV_CHAT = 222333444
 STRANGER = 987654321
+GROUP_CHAT = -1001234567890  # a Telegram group: several people read and reply there
+POSKO_USER = 555001  # the Telegram user the posko-tarakan contact is
 
 
 def config_yaml(redis_url: str, bootstrap: str, bot_url: str, *, poll: bool = True, extra_channels: str = "") -> str:
@@ -45,6 +49,7 @@ operators:
 contacts:
   - {{id: kab-tarakan, name: Koordinator Kota Tarakan, telegram_chat_id: {CHAT_ID}}}
   - {{id: prov-kaltara, name: Provincial Coordinator, language: en, telegram_chat_id: {PROV_CHAT}}}
+  - {{id: posko-tarakan, name: Posko Tarakan, telegram_chat_id: {GROUP_CHAT}, telegram_user_ids: [{POSKO_USER}]}}
 channels:
   - id: telegram
     type: telegram
@@ -322,3 +327,59 @@ def test_the_same_reply_applied_twice_acknowledges_once(fresh_redis: str, kafka_
             assert (await notify.incident(inc_id))["status"] == "resolved"
 
     run(scenario())
+
+
+def test_in_a_group_only_the_contacts_own_user_acknowledges_and_only_within_the_link_lifetime(
+        fresh_redis: str, kafka_bootstrap: str, bot: TelegramBotApi) -> None:
+    ignored = ("not_the_contact", "expired")
+    before = {r: metric(r) for r in ignored}
+
+    def group_reply(update_id: int, page: int, sender: int, text: str = "ok") -> dict:
+        return {"update_id": update_id, "message": {
+            "message_id": 9000 + update_id, "text": text, "chat": {"id": GROUP_CHAT, "type": "supergroup"},
+            "from": {"id": sender, "is_bot": False}, "reply_to_message": {"message_id": page}}}
+
+    async def scenario() -> None:
+        async with started(fresh_redis, kafka_bootstrap, bot) as notify:
+            poller = notify.parts.replies[0]
+            inc_id = await notify.open("communal_clash")
+            await poller.sent.remember(GROUP_CHAT, 7001, inc_id, "posko-tarakan")
+
+            assert (await poller.handle(group_reply(1, 7001, STRANGER)))[0] == "not_the_contact"
+            assert (await notify.incident(inc_id))["status"] == "triggered"
+            assert (await poller.handle(group_reply(2, 7001, POSKO_USER, "siap")))[0] == "acknowledged"
+            assert (await notify.incident(inc_id))["acknowledged_by"] == "contact:posko-tarakan"
+
+            # A page older than the ack link's lifetime (24 h here): its reply is as dead as its link.
+            old = await notify.open("land_resource_conflict")
+            await poller.sent.remember(GROUP_CHAT, 7002, old, "posko-tarakan", at=poller.clock() - 24 * 3600 - 1)
+            assert (await poller.handle(group_reply(3, 7002, POSKO_USER)))[0] == "expired"
+            assert (await notify.incident(old))["status"] == "triggered"
+
+    run(scenario())
+    assert {r: metric(r) - before[r] for r in ignored} == dict.fromkeys(ignored, 1.0)
+
+
+def test_a_reply_to_a_page_from_before_a_level_rise_acknowledges_nothing(fresh_redis: str, kafka_bootstrap: str,
+                                                                          bot: TelegramBotApi) -> None:
+    before = metric("stale_page")
+
+    async def scenario() -> None:
+        async with started(fresh_redis, kafka_bootstrap, bot) as notify:
+            poller = notify.parts.replies[0]
+            inc_id = await notify.open("political_violence")
+            page = await notify.page(bot, inc_id)
+            stored = orjson.loads(await notify.parts.redis.get(K_SENT.format("telegram", CHAT_ID, page)))
+            assert stored["epoch"] == 0 and stored["contact"] == "kab-tarakan"
+            rise = ScoreUpdate(region_code="65.71", category="political_violence",
+                               bucket_start="2024-11-27T06:00:00Z", level="awas", reasons=["severity 5 report"])
+            assert (await notify.parts.consumer.handler.handle(rise)) is not None
+            update = {"update_id": 1, "message": {
+                "message_id": 8000, "text": "ok", "chat": {"id": CHAT_ID, "type": "private"},
+                "from": {"id": CHAT_ID, "is_bot": False}, "reply_to_message": {"message_id": page}}}
+            outcome, answer = await poller.handle(update)
+            assert outcome == "stale_page" and answer is not None and "AWAS" in answer[2]
+            assert (await notify.incident(inc_id))["status"] == "escalated"
+
+    run(scenario())
+    assert metric("stale_page") == before + 1

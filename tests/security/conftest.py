@@ -23,7 +23,7 @@ HASHED_KEY = "sec-key-kaltara-hashed-Q7f3LmZp"  # configured only as its sha256
 PLAIN_KEY = "sec-key-jabar-plain-W2v9KdRx"  # configured in plain text
 OP_TOKEN = "sec-optoken-plain-N4c8TyHs"
 OP_TOKEN_HASHED = "sec-optoken-hashed-B6j1PuGe"
-WEBHOOK_SECRET = "sec-whsec-Vb82kQmX0pLz7RtY"
+WEBHOOK_SECRET = "sec-whsec-Vb82kQmX0pLz7RtY-Gh4nWs9c"
 SMTP_USER = "pantau-mailer"
 SMTP_PASSWORD = "sec-smtp-pass-Hn5sWq3Ec"
 BOT_TOKEN = "5512345678:AAsecBotTokenZx81Lq_pYt"
@@ -138,8 +138,12 @@ policies:
       - {{notify: ["contact:kab-tarakan"], channels: [hook, mail, tg, sms], wait_minutes: 600}}
 notify:
   port: {notify_port}
+  metrics_port: {free_port()}
   public_url: "http://127.0.0.1:{notify_port}"
   link_secret: "{LINK_SECRET}"
+  # The fuzzing sends thousands of /ack requests from one address; the limit itself is
+  # tests/notify/test_api.py's (test_ack_requests_are_rate_limited_per_client_address).
+  ack_rate_limit_per_minute: 100000
   timer_poll_s: 0.1
   delivery:
     poll_interval_s: 0.1

@@ -295,8 +295,7 @@ def test_nothing_fuzzed_was_half_accepted(sec_stack: EmbeddedStack):
     problems = [f"accepted {k} is on reports.v1 {v1.get(k, 0)} times" for k in accepted if v1.get(k, 0) != 1]
     problems += [f"refused {k} ({sorted(SENT.outcomes[k])}) is on reports.v1" for k in refused if k in v1]
     problems += [f"{k} is on the raw topic, which the gateway never writes" for k in SENT.outcomes if k in raw]
-    host, port = sec_stack.redis_addr
-    with redis.Redis(host=host, port=port) as r:
+    with redis.Redis.from_url(sec_stack.config.redis.url) as r:
         claimed = [k for k in refused if r.exists(dedup_key(*k))]
     problems += [f"refused {k} left a duplicate claim in Redis" for k in claimed]
     assert not problems, f"{len(problems)} of {len(SENT.outcomes)} reports:\n" + "\n".join(problems[:30])

@@ -4,8 +4,8 @@ personal data. Runs last in this folder (file order), so the logs it reads also 
 everything the fuzzing and edge tests above sent.
 
 On the way it checks, as an integrator would, with nothing from Pantau's code:
-  * the webhook page is signed with HMAC-SHA256 of the raw body under the channel secret
-    (a receiver recomputes it; a changed body or another secret does not verify);
+  * the webhook page is signed with HMAC-SHA256 over "<t>.<delivery id>.<raw body>" under
+    the channel secret (contract 1.1; a changed body, delivery id or secret does not verify);
   * the one-tap ack link in the page, tampered with (incident, signature, expiry, or the
     payload of one link with the signature of another), acknowledges nothing (403), and the
     genuine link acknowledges its own incident only.
@@ -18,6 +18,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import re
 import time
 from pathlib import Path
 
@@ -69,12 +70,13 @@ def _post(c: httpx.Client, path: str, body, key: str) -> httpx.Response:
                   headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
 
 
-def receiver_verifies(body: bytes, header: str | None, secret: str) -> bool:
-    """What a receiver writes from the contract alone."""
-    if not header or not header.startswith("sha256="):
+def receiver_verifies(body: bytes, header: str | None, delivery: str | None, secret: str) -> bool:
+    """What a receiver writes from the contract alone (1.1: t, delivery id and body signed)."""
+    m = re.fullmatch(r"t=([0-9]+),sha256=([0-9a-f]{64})", header or "")
+    if m is None or not delivery:  # (the clock check is tests/pantau/test_webhook.py's)
         return False
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header.removeprefix("sha256="))
+    expected = hmac.new(secret.encode(), f"{m.group(1)}.{delivery}.".encode() + body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, m.group(2))
 
 
 def _unb64(s: str) -> bytes:
@@ -152,14 +154,15 @@ def wait_in_log(stack: EmbeddedStack, service: str, predicate, timeout_s: float 
 
 def test_the_webhook_page_is_signed_and_a_receiver_verifies_it(paged: Request):
     sig = paged.headers.get("x-pantau-signature")
-    assert receiver_verifies(paged.body, sig, WEBHOOK_SECRET)
-    assert paged.headers.get("x-pantau-delivery")
+    delivery = paged.headers.get("x-pantau-delivery")
+    assert receiver_verifies(paged.body, sig, delivery, WEBHOOK_SECRET)
+    assert not receiver_verifies(paged.body, sig, delivery + "-replayed", WEBHOOK_SECRET)
     body = orjson.loads(paged.body)
     assert body["level"] == "awas" and body["ack_url"]
     tampered = paged.body.replace(b'"awas"', b'"normal"')
-    assert tampered != paged.body and not receiver_verifies(tampered, sig, WEBHOOK_SECRET)
-    assert not receiver_verifies(paged.body, sig, WEBHOOK_SECRET + "x")
-    assert not receiver_verifies(paged.body, None, WEBHOOK_SECRET)
+    assert tampered != paged.body and not receiver_verifies(tampered, sig, delivery, WEBHOOK_SECRET)
+    assert not receiver_verifies(paged.body, sig, delivery, WEBHOOK_SECRET + "x")
+    assert not receiver_verifies(paged.body, None, delivery, WEBHOOK_SECRET)
 
 
 def test_the_ack_link_resists_tampering_and_acks_only_its_incident(paged: Request, notify: httpx.Client):
@@ -224,7 +227,18 @@ def test_no_secret_or_personal_datum_in_any_log(sec_stack: EmbeddedStack, paged:
     assert {"ingest-gateway", "ingest-validator", "scoring", "notify"} <= names, names
     text = {p.name: p.read_bytes().decode("utf-8", "replace") for p in logs}
     assert sum(len(t) for t in text.values()) > 0
-    needles = {**SECRETS, **PERSONAL, **REPORTER, "wrong key a stranger sent": WRONG_KEY}
+    # Every ack token Pantau issued, on every channel: each is a bearer credential.
+    sent = [r.body for p in (peers.hook, peers.sms, peers.telegram) for r in p.requests]
+    sent += [part for m in peers.smtp.mails.items
+             for part in (m.data, m.message.get_payload(decode=True) or b"")]
+    # (a MAC of 22 characters: a token cut by an e-mail's line folding is left out, not half-searched)
+    tokens = {t for body in sent for t in re.findall(r"/ack/([A-Za-z0-9_-]{20,}\.[A-Za-z0-9_-]{22})(?![A-Za-z0-9_-])",
+                                                      body.decode("utf-8", "replace").replace("\\/", "/"))}
+    assert len(tokens) >= 4, tokens  # pages and notices on the webhook, e-mail, Telegram and SMS
+    needles = {**SECRETS, **PERSONAL, **REPORTER, "wrong key a stranger sent": WRONG_KEY,
+               "embedded Redis password": sec_stack.redis_password,
+               **{f"ack token {t[:12]}...": t for t in tokens}, **{f"ack MAC of {t[:12]}...": t.split(".")[1]
+                                                                   for t in tokens}}
     found = [f"{what} ({needle!r}) in {name}" for what, needle in needles.items() for name, t in text.items()
              if needle.lower() in t.lower()]
     assert not found, "leaked into logs:\n" + "\n".join(found)

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.config import ConfigError, load, parse, sha256_hex
+from shared.signing import fresh
 
 ROOT = Path(__file__).resolve().parents[2]
 HASH = sha256_hex("kunci-rahasia")
@@ -77,7 +78,7 @@ def test_shipped_example_parses():
     if not path.exists():
         pytest.skip("no example config yet")
     text = path.read_text()
-    env = {name: f"value-of-{name}" for name in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", text)}
+    env = {name: fresh() for name in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", text)}
     parse(text, path, env=env)
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from services.notify.links import epoch_of
 from services.notify.channels.base import Channel, Result, status_result
 from services.notify.messages import Notice, render_text
 from shared.channels_config import ContactConfig
@@ -61,7 +62,8 @@ class TelegramChannel(Channel):
 
         async def remember() -> None:
             try:
-                await sent_pages.remember(chat_id, message_id, notice.incident_id, target.id)
+                await sent_pages.remember(chat_id, message_id, notice.incident_id, target.id,
+                                          epoch=epoch_of(notice.ack_url))
             except Exception as e:
                 log.warning("telegram page %s for %s not remembered (%s): a reply to it will not acknowledge",
                             message_id, notice.incident_id, type(e).__name__)
@@ -93,9 +95,9 @@ class TelegramChannel(Channel):
         params = answer.get("parameters") if isinstance(answer.get("parameters"), dict) else {}
         after = params.get("retry_after")
         after = float(after) if isinstance(after, (int, float)) and after >= 0 else None
-        description = answer.get("description")
-        detail = f"Telegram {code}" + (f": {description[:120]}" if isinstance(description, str) else "")
-        return status_result(code, detail, after)
+        # Telegram's `description` is provider text (it may quote the chat or the message):
+        # the code says enough for the timeline and the logs.
+        return status_result(code, f"Telegram {code}", after)
 
     async def aclose(self) -> None:
         if self._remembering:

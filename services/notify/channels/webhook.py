@@ -1,30 +1,22 @@
 """Webhook channel: POSTs the contract JSON, signed, with a delivery id receivers can dedup on.
 
-Headers: `Content-Type: application/json`, `X-Pantau-Signature: sha256=<hex HMAC-SHA256 of
-the raw body with the channel secret>`, `X-Pantau-Delivery: <delivery id>` (the same on
-every retry of one delivery, so a receiver drops repeats).
+Headers: `Content-Type: application/json`, `X-Pantau-Delivery: <delivery id>` (the same on
+every retry of one delivery) and `X-Pantau-Signature: t=<unix seconds>,sha256=<hex
+HMAC-SHA256(secret, "<t>.<delivery id>.<raw body>")>` (contract 1.1). The delivery id and the
+time are signed so that a captured page cannot be replayed under a new id or days later;
+receivers check with `pantau.webhook.verify`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+import time
 
+from pantau.webhook import sign
 from services.notify.channels.base import Channel, Result, http_result
 from services.notify.messages import Notice, webhook_body
 from shared.channels_config import ContactConfig
 
 USER_AGENT = "pantau-notify/1"
-
-
-def signature(secret: str, body: bytes) -> str:
-    """The `X-Pantau-Signature` value for `body`."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def verify(secret: str, body: bytes, header: str | None) -> bool:
-    """What a receiver does: constant-time comparison of the header with our own signature."""
-    return header is not None and hmac.compare_digest(signature(secret, body), header)
 
 
 class WebhookChannel(Channel):
@@ -36,7 +28,8 @@ class WebhookChannel(Channel):
         resp = await self.http.post(url, content=body, timeout=self.timeout(), headers={
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
-            "X-Pantau-Signature": signature(self.config.secret.get_secret_value(), body),
+            # Signed per attempt: a retry minutes later carries its own fresh time.
+            "X-Pantau-Signature": sign(self.config.secret.get_secret_value(), delivery_id, body, int(time.time())),
             "X-Pantau-Delivery": delivery_id,
         })
         return http_result(resp)

@@ -1,0 +1,1 @@
+"""Helpers for systems that receive what Pantau sends (import `pantau.webhook` in a receiver)."""
