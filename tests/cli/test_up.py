@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -50,6 +51,42 @@ def test_up_serves_and_ctrl_c_leaves_no_process_or_port(tmp_path: Path) -> None:
     assert still == [], f"processes left running: {still}"
     for port in (cfg.ingest.port, cfg.ingest.metrics_port, int(cfg.kafka.bootstrap_servers.rsplit(":", 1)[1])):
         assert not port_open("127.0.0.1", port), f"port {port} still bound"
+
+
+def test_sigkill_of_up_alone_leaves_no_process_or_port(tmp_path: Path) -> None:
+    """A power-cut of the supervisor only (kill -9 of `pantau up`): the kernel takes its children
+    with it, so the next `pantau up` finds its ports free."""
+    cfg_path = write_config(tmp_path / "pantau.yaml")
+    cfg = load(cfg_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "up", "--config", str(cfg_path), "--workdir", str(tmp_path / "work")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    children: list[int] = []
+    try:
+        wait_port("127.0.0.1", cfg.ingest.port, 90, proc, "pantau up")
+        children = _all_descendants(proc.pid)
+        assert len(children) >= 4
+        proc.kill()  # SIGKILL to `pantau up` alone, not to its process group
+        proc.wait()
+        gone = _wait_until(lambda: not [p for p in children if _state(p) != "Z"], 30)
+        assert gone, f"processes left running after SIGKILL of pantau up: {children}"
+    finally:
+        for p in children:
+            if _state(p) != "Z":
+                os.kill(p, signal.SIGKILL)
+    ports = (cfg.ingest.port, cfg.ingest.metrics_port, int(cfg.kafka.bootstrap_servers.rsplit(":", 1)[1]),
+             int(cfg.redis.url.rsplit(":", 1)[1].split("/")[0]))
+    assert _wait_until(lambda: not any(port_open("127.0.0.1", p) for p in ports), 10), "a port is still bound"
+
+
+def _wait_until(cond, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
 
 
 def _state(pid: int) -> str:
