@@ -111,7 +111,7 @@ def _print_endpoints(stack, cfg) -> None:
     t.add_column("log")
     t.add_row("Kafka broker (Tansu)", cfg.kafka.bootstrap_servers, str(stack.logdir / "broker.log"))
     if stack.durable:
-        t.add_row("broker storage (localbucket S3)", f"http://127.0.0.1:{stack.store_port}  ({stack.workdir / 'broker'})",
+        t.add_row("broker storage (S3 over a folder)", f"http://127.0.0.1:{stack.store_port}  ({stack.workdir / 'broker'})",
                   str(stack.logdir / "store.log"))
     t.add_row("Redis (Valkey)", cfg.redis.url, str(stack.logdir / "redis.log"))
     t.add_row("ingest gateway", f"http://{cfg.ingest.host}:{cfg.ingest.port}  (/v1/reports, /metrics, /openapi.json)",

