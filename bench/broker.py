@@ -1,4 +1,4 @@
-"""The embedded broker durable (Tansu `s3://` on a localbucket folder) beside `memory://`, in one
+"""The embedded broker durable (Tansu `s3://` on cli/s3store.py's folder) beside `memory://`, in one
 run: produce and consume reports/s, a consumer group's first batch after start, and what is
 left after a power cut (broker and store killed with SIGKILL at once, then started again)."""
 
