@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import os
 import tempfile
 from datetime import datetime, timezone
@@ -32,9 +33,10 @@ def _error(status: int, code: str, message: str) -> web.Response:
     return web.Response(status=status, text=body, headers=_XML)
 
 
-def _etag(st: os.stat_result) -> str:
-    # Written once per version and never modified in place, so size and time name a version.
-    return f'"{st.st_mtime_ns:x}-{st.st_size:x}"'
+def _etag(data: bytes) -> str:
+    # Of the content: Tansu updates its metadata and watermarks with If-Match, and file times
+    # are too coarse (a few ms) to tell two versions of the same size apart.
+    return f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'
 
 
 def _http_date(st: os.stat_result) -> str:
@@ -109,6 +111,7 @@ class Store:
 
 def app(store: Store) -> web.Application:
     routes = web.RouteTableDef()
+    locks: dict[str, asyncio.Lock] = {}
 
     @routes.put("/{bucket}")
     async def create_bucket(request: web.Request) -> web.Response:
@@ -133,7 +136,7 @@ def app(store: Store) -> web.Application:
         found = [kv for kv in found if kv[0] > after]
         page, truncated = found[:limit], len(found) > limit
         items = "".join(f"<Contents><Key>{escape(k)}</Key><LastModified>{_iso(st)}</LastModified>"
-                        f"<ETag>{escape(_etag(st))}</ETag><Size>{st.st_size}</Size>"
+                        f"<ETag>\"{st.st_mtime_ns:x}-{st.st_size:x}\"</ETag><Size>{st.st_size}</Size>"
                         f"<StorageClass>STANDARD</StorageClass></Contents>" for k, st in page)
         nxt = f"<NextContinuationToken>{escape(page[-1][0])}</NextContinuationToken>" if truncated else ""
         body = (f'<?xml version="1.0" encoding="UTF-8"?>'
@@ -151,33 +154,44 @@ def app(store: Store) -> web.Application:
             return _error(404, "NoSuchBucket", request.match_info["bucket"])
         data = await request.read()
         create_only = request.headers.get("If-None-Match", "").strip() == "*"
-        st = await asyncio.to_thread(store.write, p, data, create_only)
+        if_match = request.headers.get("If-Match")
+        # Check and write as one step per object: Tansu's optimistic updates (If-Match on its
+        # watermarks and metadata) are only safe if no other write lands in between.
+        async with locks.setdefault(str(p), asyncio.Lock()):
+            if if_match is not None:
+                try:
+                    current = _etag(await asyncio.to_thread(p.read_bytes))
+                except FileNotFoundError:
+                    current = None
+                if current != if_match.strip():
+                    return _error(412, "PreconditionFailed", "the object changed")
+            st = await asyncio.to_thread(store.write, p, data, create_only)
         if st is None:
             return _error(412, "PreconditionFailed", "the object exists")
-        return web.Response(status=200, headers={"ETag": _etag(st)})
+        return web.Response(status=200, headers={"ETag": _etag(data)})
 
     async def read(request: web.Request, with_body: bool) -> web.StreamResponse:
         p = store.path(request.match_info["bucket"], request.match_info["key"])
         try:
-            data = await asyncio.to_thread(p.read_bytes) if (p is not None and with_body) else b""
-            st = p.stat() if p is not None else None
+            if p is None:
+                raise FileNotFoundError
+            data = await asyncio.to_thread(p.read_bytes)
+            st = p.stat()
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            st = None
-        if st is None or not p.is_file():  # type: ignore[union-attr]
             return _error(404, "NoSuchKey", "no such key") if with_body else web.Response(status=404)
-        headers = {"ETag": _etag(st), "Last-Modified": _http_date(st), "Content-Type": "application/octet-stream",
+        headers = {"ETag": _etag(data), "Last-Modified": _http_date(st), "Content-Type": "application/octet-stream",
                    "Accept-Ranges": "bytes"}
+        if not with_body:
+            headers["Content-Length"] = str(len(data))
+            return web.Response(status=200, headers=headers)
         rng = request.headers.get("Range", "")
-        if with_body and rng.startswith("bytes="):
+        if rng.startswith("bytes="):
             start_s, _, end_s = rng[6:].partition("-")
             size = len(data)
             start = int(start_s) if start_s else max(0, size - int(end_s))
             end = min(int(end_s), size - 1) if (start_s and end_s) else size - 1
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
             return web.Response(status=206, body=data[start:end + 1], headers=headers)
-        if not with_body:
-            headers["Content-Length"] = str(st.st_size)
-            return web.Response(status=200, headers=headers)
         return web.Response(status=200, body=data, headers=headers)
 
     @routes.get("/{bucket}/{key:.+}")  # HEAD too (aiohttp routes it here)
