@@ -36,6 +36,8 @@ def up(
     ephemeral: bool = typer.Option(False, "--ephemeral",
                                    help="keep topics in the broker's memory and start Redis empty: nothing survives"),
     workdir: Optional[Path] = typer.Option(None, help="where the broker's and Redis's data and the logs go"),
+    redis_maxmemory: str = typer.Option("256mb", "--redis-maxmemory",
+                                        help="Redis memory bound; when full, ingest answers 503 (README, Redis memory)"),
 ) -> None:
     """Run the embedded stack in the foreground: broker, Redis and every service. Ctrl-C stops all.
 
@@ -53,7 +55,7 @@ def up(
         err.print(f"[red]pantau up:[/] the embedded stack's servers are not installed ({', '.join(missing)}): "
                   f"pip install 'pantau[embedded]'")
         raise typer.Exit(2)
-    stack = EmbeddedStack(config, workdir, durable=durable)
+    stack = EmbeddedStack(config, workdir, durable=durable, redis_maxmemory=redis_maxmemory)
     stopping = False
 
     def _stop(*_):

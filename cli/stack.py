@@ -162,11 +162,17 @@ def broker(port: int, logdir: Path, store_port: int | None = None) -> Child:
                             "--storage-engine", engine], logdir / "broker.log", env)
 
 
-def redis_server(port: int, logdir: Path, datadir: Path) -> Child:
+REDIS_MAXMEMORY = "256mb"  # ~1.4 million dedup keys at 174 B each (README, Redis memory)
+
+
+def redis_server(port: int, logdir: Path, datadir: Path, maxmemory: str = REDIS_MAXMEMORY) -> Child:
     datadir.mkdir(parents=True, exist_ok=True)
     # Append-only persistence, so a Redis restart keeps incidents, claims and timers.
+    # Bounded, and never evicting: an evicted dedup claim or incident would be a silent loss;
+    # a refused write is a 503 the source retries.
     return Child("redis", [valkey_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                            "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(datadir),
+                           "--maxmemory", maxmemory, "--maxmemory-policy", "noeviction",
                            "--protected-mode", "no"], logdir / "redis.log")
 
 
@@ -206,7 +212,7 @@ class EmbeddedStack:
     kill or restart any of them, and stop everything in reverse order."""
 
     def __init__(self, config_path: Path, workdir: Path, services: tuple[str, ...] = tuple(SERVICES),
-                 durable: bool = False):
+                 durable: bool = False, redis_maxmemory: str = REDIS_MAXMEMORY):
         from shared.config import load
 
         self.config_path = Path(config_path)
@@ -215,6 +221,7 @@ class EmbeddedStack:
         self.logdir = self.workdir / "logs"
         self.service_names = services
         self.durable = durable
+        self.redis_maxmemory = redis_maxmemory
         self.store_port: int | None = None
         self.notes: list[str] = []  # what start_infra did to the workdir, for the user
         self.children: dict[str, Child] = {}
@@ -282,7 +289,8 @@ class EmbeddedStack:
 
     def start_redis(self) -> Child:
         host, port = self.redis_addr
-        c = self.children["redis"] = redis_server(port, self.logdir, self.workdir / "redis").start()
+        c = self.children["redis"] = redis_server(port, self.logdir, self.workdir / "redis",
+                                                     self.redis_maxmemory).start()
         wait_port(host, port, 15, c.proc, "redis")
         return c
 

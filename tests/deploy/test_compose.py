@@ -174,6 +174,12 @@ def test_redis_persists_append_only(services):
     assert any(v.endswith(":/data") for v in services["redis"]["volumes"])
 
 
+def test_redis_is_bounded_and_never_evicts(services):
+    cmd = services["redis"]["command"]
+    assert cmd[cmd.index("--maxmemory") + 1] not in ("0", "")
+    assert cmd[cmd.index("--maxmemory-policy") + 1] == "noeviction"
+
+
 def test_prometheus_and_grafana_get_the_repo_files(services):
     prom = services["prometheus"]
     assert "./deploy/prometheus:/etc/prometheus:ro" in prom["volumes"]
