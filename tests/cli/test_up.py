@@ -47,6 +47,7 @@ def test_up_serves_and_ctrl_c_leaves_no_process_or_port(tmp_path: Path) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 0, out.decode()
     assert b"stopped" in out
+    assert b"mode: durable" in out  # --config without --ephemeral keeps what it acknowledged
     still = [p for p in children if Path(f"/proc/{p}").exists() and _state(p) != "Z"]
     assert still == [], f"processes left running: {still}"
     for port in (cfg.ingest.port, cfg.ingest.metrics_port, int(cfg.kafka.bootstrap_servers.rsplit(":", 1)[1])):
@@ -112,6 +113,36 @@ def _all_descendants(pid: int) -> list[int]:
             out.append(c)
             todo.append(c)
     return out
+
+
+def test_an_ephemeral_run_refuses_a_durable_workdir(tmp_path: Path) -> None:
+    """An ephemeral broker beside a durable Redis would disagree about what was accepted."""
+    from cli.stack import EmbeddedStack
+
+    cfg_path = write_config(tmp_path / "pantau.yaml")
+    durable = EmbeddedStack(cfg_path, tmp_path / "work", (), durable=True)
+    durable.start_infra()
+    durable.stop()
+    r = subprocess.run([sys.executable, "-m", "cli.main", "up", "--ephemeral", "--config", str(cfg_path),
+                        "--workdir", str(tmp_path / "work")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    said = " ".join(r.stderr.split())  # rich wraps stderr to the terminal width
+    assert "durable stack's data" in said and "Run without --ephemeral" in said, said
+    assert (tmp_path / "work" / "broker").is_dir(), "the durable data was touched"
+
+
+def test_a_durable_run_starts_empty_over_what_an_ephemeral_one_left(tmp_path: Path) -> None:
+    from cli.stack import EmbeddedStack
+
+    cfg_path = write_config(tmp_path / "pantau.yaml")
+    eph = EmbeddedStack(cfg_path, tmp_path / "work", (), durable=False)
+    eph.start_infra()
+    eph.stop()
+    assert any((tmp_path / "work" / "redis").iterdir())
+    durable = EmbeddedStack(cfg_path, tmp_path / "work", (), durable=True)
+    durable.claim_workdir()
+    assert not (tmp_path / "work" / "redis").exists()
+    assert any("started empty" in n for n in durable.notes), durable.notes
 
 
 def test_bad_config_stops_with_the_key_named(tmp_path: Path) -> None:
