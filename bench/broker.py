@@ -24,10 +24,14 @@ from shared.kafka import ensure_topics
 TOPIC = topics.REPORTS_V1
 GROUP = "bench-broker"
 COUNTS = {"full": 100_000, "quick": 10_000}
+SINGLES = {"full": 3_000, "quick": 500}  # reports sent one at a time
 
 
 @dataclass
 class Measured:
+    single_per_s: float  # one report per acks=all request, one at a time: the gateway's case
+    single_p50_ms: float
+    single_p99_ms: float
     produce_per_s: float
     consume_per_s: float
     join_s: float  # consumer start to its first batch
@@ -36,8 +40,8 @@ class Measured:
     disk_mb: float
 
 
-def _bodies(n: int) -> list[bytes]:
-    return [orjson.dumps({"event_id": f"b-{i}", "source": "bench", "region_code": "65.71", "category": "other",
+def _bodies(n: int, tag: str = "b") -> list[bytes]:
+    return [orjson.dumps({"event_id": f"{tag}-{i}", "source": "bench", "region_code": "65.71", "category": "other",
                           "severity": 2, "occurred_at": "2026-12-02T08:00:00+08:00", "title": "Laporan uji",
                           "received_at": "2026-12-02T00:00:00Z", "ingest_id": f"{i:032x}"}) for i in range(n)]
 
@@ -52,6 +56,25 @@ async def _produce(bootstrap: str, bodies: list[bytes]) -> float:
         return len(bodies) / (time.perf_counter() - t0)
     finally:
         await p.stop()
+
+
+async def _produce_one_by_one(bootstrap: str, bodies: list[bytes]) -> tuple[float, float, float]:
+    """(reports/s, p50 ms, p99 ms) sending each report alone and waiting for its ack: every
+    report is its own record batch, so the store writes (and flushes) one object per report."""
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    await p.start()
+    try:
+        took = []
+        t0 = time.perf_counter()
+        for b in bodies:
+            t = time.perf_counter()
+            await p.send_and_wait(TOPIC, b, key=b"65.71")
+            took.append(time.perf_counter() - t)
+        rate = len(bodies) / (time.perf_counter() - t0)
+    finally:
+        await p.stop()
+    took.sort()
+    return rate, took[len(took) // 2] * 1000, took[int(len(took) * 0.99)] * 1000
 
 
 async def _consume(bootstrap: str, n: int) -> tuple[float, float]:
@@ -94,14 +117,15 @@ def _kept(bootstrap: str) -> int:
     return len({orjson.loads(v)["event_id"] for _, _, v in read_topic(bootstrap, TOPIC, timeout_s=60)})
 
 
-def measure(durable: bool, n: int, keep: bool) -> Measured:
+def measure(durable: bool, n: int, singles: int, keep: bool) -> Measured:
     workdir = Path(tempfile.mkdtemp(prefix=f"pantau-bench-broker-{'durable' if durable else 'memory'}-"))
     stack = EmbeddedStack(write_config(workdir / "pantau.yaml"), workdir, (), durable=durable)
     bootstrap = stack.config.kafka.bootstrap_servers
     try:
         stack.start_infra()
+        single = asyncio.run(_produce_one_by_one(bootstrap, _bodies(singles, "s")))
         produce = asyncio.run(_produce(bootstrap, _bodies(n)))
-        join, consume = asyncio.run(_consume(bootstrap, n))
+        join, consume = asyncio.run(_consume(bootstrap, n + singles))
         before = asyncio.run(_committed(bootstrap))
         # The power cut: every part of the broker at once, no chance to flush anything.
         for name in ("broker", "store"):
@@ -113,7 +137,7 @@ def measure(durable: bool, n: int, keep: bool) -> Measured:
         ensure_topics(bootstrap, PARTITIONS)  # as pantau up does: memory:// has lost them
         kept, after = _kept(bootstrap), asyncio.run(_committed(bootstrap))
         disk = sum(f.stat().st_size for f in (workdir / "broker").rglob("*") if f.is_file()) if durable else 0
-        return Measured(produce, consume, join, kept, after == before, disk / 1e6)
+        return Measured(*single, produce, consume, join, kept, after == before, disk / 1e6)
     finally:
         stack.stop()
         if not keep:
@@ -122,21 +146,28 @@ def measure(durable: bool, n: int, keep: bool) -> Measured:
 
 def run(ctx: Context) -> list[Row]:
     n = COUNTS[ctx.budget.name]
+    singles = SINGLES[ctx.budget.name]
+    total = n + singles
     got = {}
     for durable in (True, False):
-        got[durable] = m = measure(durable, n, ctx.keep)
-        ctx.log(f"broker {'durable s3://' if durable else 'memory://'}: produce {m.produce_per_s:,.0f}/s, consume "
-                f"{m.consume_per_s:,.0f}/s, first batch of a new group {m.join_s:.1f} s, after kill -9 "
-                f"{m.kept:,}/{n:,} on the topic, committed offsets kept {m.committed_kept}, {m.disk_mb:.1f} MB")
+        got[durable] = m = measure(durable, n, singles, ctx.keep)
+        ctx.log(f"broker {'durable s3://' if durable else 'memory://'}: one at a time {m.single_per_s:,.0f}/s "
+                f"(p50 {m.single_p50_ms:.1f} ms, p99 {m.single_p99_ms:.1f} ms), batched {m.produce_per_s:,.0f}/s, "
+                f"consume {m.consume_per_s:,.0f}/s, first batch of a new group {m.join_s:.1f} s, after kill -9 "
+                f"{m.kept:,}/{total:,} on the topic, committed offsets kept {m.committed_kept}, {m.disk_mb:.1f} MB")
     d, mem = got[True], got[False]
-    ctx.setup.append(f"broker: {n:,} reports (~250 B JSON) to {TOPIC} ({PARTITIONS} partitions), aiokafka producer "
-                     f"acks=all linger 5 ms; consumed by one aiokafka group member (getmany, json.loads, commit per "
-                     f"batch); then broker and store SIGKILLed together and started again on the same workdir")
+    ctx.setup.append(f"broker: {singles:,} reports (~250 B JSON) sent one at a time (acks=all, each waited for), then "
+                     f"{n:,} batched (linger 5 ms) to {TOPIC} ({PARTITIONS} partitions); all consumed by one aiokafka "
+                     f"group member (getmany, json.loads, commit per batch); then broker and store SIGKILLed together "
+                     f"and started again on the same workdir")
     notes = [f"first batch of a new consumer group: durable {d.join_s:.1f} s, memory {mem.join_s:.1f} s",
-             f"after kill -9 of broker and store: durable {d.kept:,} of {n:,} reports on the topic, committed offsets "
-             f"{'kept' if d.committed_kept else 'LOST'}; memory {mem.kept:,} of {n:,}",
-             f"durable store on disk: {d.disk_mb:.1f} MB for {n:,} reports"]
-    return [Row("broker produce, durable s3:// vs memory://", "reports/s", d.produce_per_s, mem.produce_per_s, None,
-                notes=notes),
+             f"after kill -9 of broker and store: durable {d.kept:,} of {total:,} reports on the topic, committed "
+             f"offsets {'kept' if d.committed_kept else 'LOST'}; memory {mem.kept:,} of {total:,}",
+             f"durable store on disk: {d.disk_mb:.1f} MB for {total:,} reports"]
+    return [Row("broker produce, one report per acks=all request, durable vs memory://", "reports/s",
+                d.single_per_s, mem.single_per_s, None, d.single_p50_ms, d.single_p99_ms, mem.single_p50_ms,
+                mem.single_p99_ms, notes=notes),
+            Row("broker produce (batched), durable s3:// vs memory://", "reports/s", d.produce_per_s,
+                mem.produce_per_s, None),
             Row("broker consume (group), durable s3:// vs memory://", "reports/s", d.consume_per_s, mem.consume_per_s,
                 None)]
