@@ -165,13 +165,14 @@ def broker(port: int, logdir: Path, store_port: int | None = None) -> Child:
 REDIS_MAXMEMORY = "256mb"  # ~1.4 million dedup keys at 174 B each (README, Redis memory)
 
 
-def redis_server(port: int, logdir: Path, datadir: Path, maxmemory: str = REDIS_MAXMEMORY) -> Child:
+def redis_server(port: int, logdir: Path, datadir: Path, maxmemory: str = REDIS_MAXMEMORY,
+                 appendfsync: str = "everysec") -> Child:
     datadir.mkdir(parents=True, exist_ok=True)
     # Append-only persistence, so a Redis restart keeps incidents, claims and timers.
     # Bounded, and never evicting: an evicted dedup claim or incident would be a silent loss;
     # a refused write is a 503 the source retries.
     return Child("redis", [valkey_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                           "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(datadir),
+                           "--appendonly", "yes", "--appendfsync", appendfsync, "--dir", str(datadir),
                            "--maxmemory", maxmemory, "--maxmemory-policy", "noeviction",
                            "--protected-mode", "no"], logdir / "redis.log")
 
@@ -289,8 +290,12 @@ class EmbeddedStack:
 
     def start_redis(self) -> Child:
         host, port = self.redis_addr
-        c = self.children["redis"] = redis_server(port, self.logdir, self.workdir / "redis",
-                                                     self.redis_maxmemory).start()
+        c = self.children["redis"] = redis_server(
+            port, self.logdir, self.workdir / "redis", self.redis_maxmemory,
+            # Durable: each claim is on disk before its report is produced (and the store
+            # fsyncs the report before the 202), so after a power cut the retry finds the claim
+            # and looks on the topic instead of publishing a second copy.
+            "always" if self.durable else "everysec").start()
         wait_port(host, port, 15, c.proc, "redis")
         return c
 
