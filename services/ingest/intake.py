@@ -49,12 +49,12 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
-from redis.exceptions import OutOfMemoryError, RedisError
+from redis.exceptions import RedisError
 
 from shared import metrics, topics
 from shared.schemas import ReportEvent, enriched, partition_key, rfc3339
 from services.ingest.scan import Finder
-from services.ingest.state import ACCEPTED, Attempt, IntakeState, dedup_key
+from services.ingest.state import ACCEPTED, Attempt, IntakeState, dedup_key, redis_full
 
 log = logging.getLogger("pantau.ingest")
 
@@ -71,7 +71,7 @@ class Unavailable(Exception):
 def state_unavailable(e: RedisError, maybe_accepted: bool) -> Unavailable:
     """Unavailable, saying whether Redis is gone or full. Full (maxmemory with noeviction)
     needs an operator: retries succeed only once memory is raised or keys expire."""
-    if isinstance(e, OutOfMemoryError) or "OOM command not allowed" in str(e):
+    if redis_full(e):
         return Unavailable("state store full: Redis has reached its maxmemory and refuses writes", maybe_accepted)
     return Unavailable("state store unreachable", maybe_accepted)
 

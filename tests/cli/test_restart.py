@@ -141,11 +141,12 @@ def committed(bootstrap: str) -> dict[str, dict[int, int]]:
     return asyncio.run(go())
 
 
-def wait_until(cond, timeout_s: float, what: str) -> None:
+def wait_until(cond, timeout_s: float, what) -> None:
+    """Poll `cond` until it holds; `what` (words, or a function giving them) names it on failure."""
     deadline = time.monotonic() + timeout_s
     while not cond():
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not within {timeout_s:.0f}s")
+            raise AssertionError(f"{what() if callable(what) else what} not within {timeout_s:.0f}s")
         time.sleep(0.2)
 
 
@@ -176,7 +177,9 @@ def test_ctrl_c_and_start_again_keeps_everything_acknowledged(tmp_path: Path, ho
         on_v1 = v1_reports(bootstrap, accepted)
         # Every group has committed past every message it was given before we stop it.
         ends = {g: _ends(bootstrap, t) for g, t in GROUPS.items()}
-        wait_until(lambda: committed(bootstrap) == ends, 60, f"committed offsets reaching {ends}")
+        seen: list = []
+        wait_until(lambda: seen.append(committed(bootstrap)) or seen[-1] == ends, 90,
+                   lambda: f"committed offsets reaching {ends} (last seen {seen[-1]})")
         before_offsets = committed(bootstrap)
 
         up.ctrl_c()

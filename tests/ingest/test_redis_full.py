@@ -3,6 +3,9 @@ accepted, and the same report is accepted once when there is room again."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import httpx
 import orjson
 import redis
@@ -46,3 +49,31 @@ def test_full_redis_is_a_clear_503_and_nothing_half_accepted(own_stack):
         assert check_json(c.post("/v1/reports", content=orjson.dumps(full), headers=auth()), 202)["status"] \
             == "accepted"
     assert copies_on_topic(bootstrap, before, full) == {before["event_id"]: 1, full["event_id"]: 1}
+
+
+def test_full_redis_pauses_the_validator_and_the_raw_report_lands_once_after(own_stack):
+    from shared import topics
+    from tests.utils import produce
+
+    bootstrap = own_stack.config.kafka.bootstrap_servers
+    r = redis.Redis.from_url(own_stack.config.redis.url)
+    raw = report()
+    limit = r.config_get("maxmemory")["maxmemory"]
+    r.config_set("maxmemory", str(max(1, r.info("memory")["used_memory"] // 2)))
+    try:
+        asyncio.run(produce(bootstrap, topics.REPORTS_RAW, [orjson.dumps(raw)]))
+        # Paused, not crashed: it says so in its log while Redis refuses its claim.
+        log = own_stack.logdir / "ingest-validator.log"
+        deadline = time.monotonic() + 60
+        while b"redis full" not in log.read_bytes():
+            assert time.monotonic() < deadline, "the validator never met the full Redis"
+            time.sleep(0.1)
+        assert own_stack.crashed() == []
+        assert copies_on_topic(bootstrap, raw) == {raw["event_id"]: 0}
+    finally:
+        r.config_set("maxmemory", limit)
+    deadline = time.monotonic() + 60
+    while copies_on_topic(bootstrap, raw) != {raw["event_id"]: 1}:
+        assert time.monotonic() < deadline, "the raw report never reached reports.v1"
+        time.sleep(0.2)
+    assert own_stack.crashed() == []
