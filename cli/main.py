@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Optional
@@ -128,6 +129,9 @@ def _print_endpoints(stack, cfg) -> None:
     if stack.durable:
         console.print(f"mode: [bold]durable[/]: topics, consumer offsets and Redis are kept in {stack.workdir}; "
                       f"a restart with the same --workdir carries on where this one stopped.")
+        if stack.workdir.resolve().is_relative_to(Path(tempfile.gettempdir()).resolve()):
+            console.print("[yellow]that folder is under the temporary directory, which may be emptied at boot: "
+                          "give --workdir for data you keep[/]")
     else:
         console.print(f"mode: [bold yellow]ephemeral[/]: the broker keeps topics in memory and Redis started "
                       f"empty; nothing survives a stop. Without --ephemeral/--demo, pantau up is durable.")
