@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import hashlib
 import os
 import tempfile
@@ -26,6 +27,14 @@ from aiohttp import web
 
 MAX_KEYS = 1000
 _XML = {"Content-Type": "application/xml"}
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
@@ -53,6 +62,11 @@ class Store:
     def __init__(self, root: Path):
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
+        # Sorted file names of folders that hold only files (a partition's records): Tansu lists
+        # them on every fetch, a page of 1,000 at a time, and reading and sorting the folder for
+        # each page made a full listing quadratic (3.3 s at 20,000 batches). This process is the
+        # only writer, so it keeps them current as it writes.
+        self._names: dict[Path, list[str]] = {}
 
     def path(self, bucket: str, key: str = "") -> Path | None:
         parts = [bucket, *key.split("/")] if key else [bucket]
@@ -63,7 +77,8 @@ class Store:
     def write(self, target: Path, data: bytes, create_only: bool = False) -> os.stat_result | None:
         """Write an object durably; with `create_only`, None if it exists already (atomically:
         link(2) refuses an existing name, where a check then a rename would let two writers win)."""
-        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.parent.is_dir():
+            self._make_dirs(target.parent)
         fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
         try:
             with os.fdopen(fd, "wb") as f:
@@ -79,12 +94,76 @@ class Store:
                 os.replace(tmp, target)
         finally:
             Path(tmp).unlink(missing_ok=True)
-        dfd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        _fsync_dir(target.parent)
         return target.stat()
+
+    def _make_dirs(self, folder: Path) -> None:
+        missing = []
+        while not folder.is_dir():
+            missing.append(folder)
+            folder = folder.parent
+        for d in reversed(missing):
+            d.mkdir(exist_ok=True)
+            _fsync_dir(d.parent)  # the new folder's name, durable like the objects in it
+            self._names.pop(d.parent, None)  # no longer a folder of files only
+
+    def added(self, target: Path) -> None:
+        """Note an object written (called on the event loop, after the write returned)."""
+        names = self._names.get(target.parent)
+        if names is not None:
+            i = bisect.bisect_left(names, target.name)
+            if i == len(names) or names[i] != target.name:
+                names.insert(i, target.name)
+
+    def removed(self, target: Path) -> None:
+        names = self._names.get(target.parent)
+        if names is not None:
+            i = bisect.bisect_left(names, target.name)
+            if i < len(names) and names[i] == target.name:
+                del names[i]
+
+    def _files_only(self, folder: Path) -> list[str] | None:
+        """The sorted file names of `folder` if it holds no folder, else None."""
+        if folder in self._names:
+            return self._names[folder]
+        names = []
+        with os.scandir(folder) as it:
+            for e in it:
+                if e.is_dir():
+                    return None
+                if not e.name.startswith(".tmp-"):
+                    names.append(e.name)
+        names.sort()
+        self._names[folder] = names
+        return names
+
+    def page(self, bucket: str, prefix: str, after: str, limit: int) -> tuple[list[tuple[str, os.stat_result]], bool]:
+        """Up to `limit` keys under `prefix` after `after`, in key order, and whether more follow."""
+        base_dir, _, leaf = prefix.rpartition("/")
+        top = self.path(bucket, base_dir) if base_dir else self.path(bucket)
+        if top is None or not top.is_dir():
+            return [], False
+        names = self._files_only(top) if base_dir else None
+        if names is None:
+            found = [kv for kv in self.keys(bucket, prefix) if kv[0] > after]
+            return found[:limit], len(found) > limit
+        folder = base_dir + "/"
+        i = bisect.bisect_left(names, leaf)
+        if after.startswith(folder):
+            i = max(i, bisect.bisect_right(names, after[len(folder):]))
+        elif after > folder:
+            return [], False
+        chosen = []
+        while i < len(names) and len(chosen) <= limit and names[i].startswith(leaf):
+            chosen.append(names[i])
+            i += 1
+        out = []
+        for name in chosen[:limit]:
+            try:
+                out.append((folder + name, os.stat(top / name)))
+            except FileNotFoundError:
+                continue
+        return out, len(chosen) > limit
 
     def keys(self, bucket: str, prefix: str) -> list[tuple[str, os.stat_result]]:
         """Keys under `prefix`, sorted, reading only the folder the prefix names (and below)."""
@@ -132,9 +211,7 @@ def app(store: Store) -> web.Application:
         prefix = q.get("prefix", "")
         after = q.get("continuation-token") or q.get("start-after", "")
         limit = min(int(q.get("max-keys", MAX_KEYS)), MAX_KEYS)
-        found = await asyncio.to_thread(store.keys, bucket, prefix)
-        found = [kv for kv in found if kv[0] > after]
-        page, truncated = found[:limit], len(found) > limit
+        page, truncated = await asyncio.to_thread(store.page, bucket, prefix, after, limit)
         items = "".join(f"<Contents><Key>{escape(k)}</Key><LastModified>{_iso(st)}</LastModified>"
                         f"<ETag>\"{st.st_mtime_ns:x}-{st.st_size:x}\"</ETag><Size>{st.st_size}</Size>"
                         f"<StorageClass>STANDARD</StorageClass></Contents>" for k, st in page)
@@ -166,6 +243,8 @@ def app(store: Store) -> web.Application:
                 if current != if_match.strip():
                     return _error(412, "PreconditionFailed", "the object changed")
             st = await asyncio.to_thread(store.write, p, data, create_only)
+            if st is not None:
+                store.added(p)
         if st is None:
             return _error(412, "PreconditionFailed", "the object exists")
         return web.Response(status=200, headers={"ETag": _etag(data)})
@@ -203,6 +282,7 @@ def app(store: Store) -> web.Application:
         p = store.path(request.match_info["bucket"], request.match_info["key"])
         if p is not None:
             p.unlink(missing_ok=True)
+            store.removed(p)
         return web.Response(status=204)
 
     application = web.Application(client_max_size=64 << 20)
