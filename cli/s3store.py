@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import functools
 import hashlib
 import os
 import tempfile
@@ -53,7 +54,13 @@ def _http_date(st: os.stat_result) -> str:
 
 
 def _iso(st: os.stat_result) -> str:
-    return datetime.fromtimestamp(st.st_mtime, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return _iso_second(int(st.st_mtime))
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_second(t: int) -> str:
+    # A listing page of 1,000 objects written in the same few seconds formats each second once.
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 class Store:
@@ -158,9 +165,10 @@ class Store:
             chosen.append(names[i])
             i += 1
         out = []
+        base = str(top) + os.sep
         for name in chosen[:limit]:
             try:
-                out.append((folder + name, os.stat(top / name)))
+                out.append((folder + name, os.stat(base + name)))
             except FileNotFoundError:
                 continue
         return out, len(chosen) > limit
