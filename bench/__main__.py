@@ -9,12 +9,13 @@ import sys
 import time
 from pathlib import Path
 
-from bench import deliveries, ingest, pipeline, scaling, scoring
+from bench import broker, deliveries, ingest, pipeline, scaling, scoring
 from bench.context import FULL, QUICK, Context
 from bench.report import document, load_average, table
 
 # Stage name → module with run(ctx) -> list[Row], in the order `python -m bench` runs them.
 STAGES = {
+    "broker": broker,
     "ingest": ingest,
     "scoring": scoring,
     "scaling": scaling,

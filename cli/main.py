@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Optional
@@ -45,28 +45,39 @@ def _config_or_exit(path: Optional[Path]):
 @app.command()
 def up(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="config file (default: the demo config)"),
-    demo: bool = typer.Option(False, "--demo", help="replay a Pilkada scenario through the pipeline"),
-    workdir: Optional[Path] = typer.Option(None, help="where logs and Redis data go"),
+    demo: bool = typer.Option(False, "--demo", help="replay a Pilkada scenario through the pipeline (ephemeral)"),
+    ephemeral: bool = typer.Option(False, "--ephemeral",
+                                   help="keep topics in the broker's memory and start Redis empty: nothing survives"),
+    workdir: Optional[Path] = typer.Option(None, help="where the broker's and Redis's data and the logs go"),
+    redis_maxmemory: str = typer.Option("256mb", "--redis-maxmemory",
+                                        help="Redis memory bound; when full, ingest answers 503 (README, Redis memory)"),
 ) -> None:
-    """Run the embedded stack in the foreground: broker, Redis and every service. Ctrl-C stops all."""
-    from cli.stack import EmbeddedStack, default_workdir
+    """Run the embedded stack in the foreground: broker, Redis and every service. Ctrl-C stops all.
+
+    Durable by default: every report acknowledged is still there after a restart or a power cut.
+    --ephemeral (and --demo) trade that for speed and start from nothing each time."""
+    from cli.stack import INFRA, EmbeddedStack, default_workdir, missing_servers
 
     config = config or DEMO_CONFIG
     if config.resolve() == DEMO_CONFIG:
         _fresh_demo_secrets()
     cfg = _config_or_exit(config)
-    workdir = workdir or default_workdir()
+    # A demo replays its own scenario from scratch; state kept from an earlier one would replay
+    # that run's overdue escalation steps.
+    durable = not (ephemeral or demo)
+    workdir = workdir or default_workdir(durable)
+    if missing := missing_servers():
+        err.print(f"[red]pantau up:[/] the embedded stack's servers are not installed ({', '.join(missing)}): "
+                  f"pip install 'pantau[embedded]'")
+        raise typer.Exit(2)
     from cli.workdir import WorkdirError
 
     try:
-        stack = EmbeddedStack(config, workdir)  # refuses a workdir that is not ours first
+        # Refuses a workdir that is not ours before anything starts.
+        stack = EmbeddedStack(config, workdir, durable=durable, redis_maxmemory=redis_maxmemory)
     except WorkdirError as e:
         err.print(f"[red]pantau up:[/] {e}", highlight=False, soft_wrap=True)
         raise typer.Exit(1)
-    if demo:
-        # The embedded broker keeps nothing across runs; Redis state left by an earlier demo
-        # would replay that run's overdue escalation steps. Each demo starts from scratch.
-        shutil.rmtree(workdir / "redis", ignore_errors=True)
     stopping = False
 
     def _stop(*_):
@@ -79,6 +90,8 @@ def up(
     try:
         with console.status("starting broker, Redis and services..."):
             stack.start()
+        for note in stack.notes:
+            console.print(note, markup=False, highlight=False)
         _print_endpoints(stack, cfg)
         feed = None
         if demo:
@@ -93,7 +106,7 @@ def up(
         restarts: dict[str, float] = {}
         while not stopping:
             for name in stack.crashed():
-                if name in ("broker", "redis"):
+                if name in INFRA:
                     err.print(f"[red]{name} exited; see {stack.logdir / (name + '.log')}. Stopping.[/]")
                     stopping = True
                 elif time.monotonic() - restarts.get(name, 0) > 2:
@@ -121,6 +134,9 @@ def _print_endpoints(stack, cfg) -> None:
     t.add_column("listens on")
     t.add_column("log")
     t.add_row("Kafka broker (Tansu)", cfg.kafka.bootstrap_servers, str(stack.logdir / "broker.log"))
+    if stack.durable:
+        t.add_row("broker storage (S3 over a folder)", f"http://127.0.0.1:{stack.store_port}  ({stack.workdir / 'broker'})",
+                  str(stack.logdir / "store.log"))
     t.add_row("Redis (Valkey)", without_password(stack.config.redis.url), str(stack.logdir / "redis.log"))
     t.add_row("ingest gateway", f"http://{cfg.ingest.host}:{cfg.ingest.port}  (/v1/reports, /metrics, /openapi.json)",
               str(stack.logdir / "ingest-gateway.log"))
@@ -132,6 +148,15 @@ def _print_endpoints(stack, cfg) -> None:
         t.add_row("notify API", f"http://{cfg.notify.host}:{cfg.notify.port}/v1/incidents", str(stack.logdir / "notify.log"))
         t.add_row("notify metrics", f"http://{cfg.notify.host}:{cfg.notify.metrics_port}/metrics", "")
     console.print(t)
+    if stack.durable:
+        console.print(f"mode: [bold]durable[/]: topics, consumer offsets and Redis are kept in {stack.workdir}; "
+                      f"a restart with the same --workdir carries on where this one stopped.")
+        if stack.workdir.resolve().is_relative_to(Path(tempfile.gettempdir()).resolve()):
+            console.print("[yellow]that folder is under the temporary directory, which may be emptied at boot: "
+                          "give --workdir for data you keep[/]")
+    else:
+        console.print(f"mode: [bold yellow]ephemeral[/]: the broker keeps topics in memory and Redis started "
+                      f"empty; nothing survives a stop. Without --ephemeral/--demo, pantau up is durable.")
     console.print("Ctrl-C stops everything.")
 
 

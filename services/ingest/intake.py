@@ -54,7 +54,7 @@ from redis.exceptions import RedisError
 from shared import metrics, topics
 from shared.schemas import ReportEvent, enriched, partition_key, rfc3339
 from services.ingest.scan import Finder
-from services.ingest.state import ACCEPTED, Attempt, IntakeState, dedup_key
+from services.ingest.state import ACCEPTED, Attempt, IntakeState, dedup_key, redis_full
 
 log = logging.getLogger("pantau.ingest")
 
@@ -66,6 +66,14 @@ class Unavailable(Exception):
     def __init__(self, message: str, maybe_accepted: bool):
         super().__init__(message)
         self.maybe_accepted = maybe_accepted
+
+
+def state_unavailable(e: RedisError, maybe_accepted: bool) -> Unavailable:
+    """Unavailable, saying whether Redis is gone or full. Full (maxmemory with noeviction)
+    needs an operator: retries succeed only once memory is raised or keys expire."""
+    if redis_full(e):
+        return Unavailable("state store full: Redis has reached its maxmemory and refuses writes", maybe_accepted)
+    return Unavailable("state store unreachable", maybe_accepted)
 
 
 class RateLimited(Exception):
@@ -129,7 +137,7 @@ class Intake:
         try:
             claim = await self.state.claim(source, rate_per_minute, keys, values, now_ms, self.state.dedup_ttl_ms)
         except RedisError as e:
-            raise Unavailable("state store unreachable", maybe_accepted=False) from e
+            raise state_unavailable(e, maybe_accepted=False) from e
         if claim.limited_ms:
             raise RateLimited(max(1, -(-claim.limited_ms // 1000)))
 
@@ -167,7 +175,7 @@ class Intake:
             if not await self.state.swap(key, existing, value):
                 return None
         except RedisError as e:
-            raise Unavailable("state store unreachable", maybe_accepted=True) from e
+            raise state_unavailable(e, maybe_accepted=True) from e
         return _Held(index, key, attempt, value, resolving=True)
 
     async def _write(self, reports: list[ReportEvent], held: list[_Held]) -> list[_Held]:
@@ -194,7 +202,7 @@ class Intake:
                     h.value = renewed
                 kept.append(h)
         except RedisError as e:
-            raise Unavailable("state store unreachable", maybe_accepted=True) from e
+            raise state_unavailable(e, maybe_accepted=True) from e
         held = kept
         if resolving:
             log.info("resolved %d uncertain claims: %d already on %s", len(resolving), len(found), topics.REPORTS_V1)
@@ -229,7 +237,7 @@ class Intake:
         except RedisError as e:
             # The broker has them; the claims stay pending and become resolvable when their
             # lease runs out, and the retry then finds them on the topic.
-            raise Unavailable("state store unreachable", maybe_accepted=True) from e
+            raise state_unavailable(e, maybe_accepted=True) from e
         return held
 
     async def _find(self, resolving: list[_Held]) -> set[str]:
@@ -264,7 +272,7 @@ class Intake:
             try:
                 v = await self.state.get(key)
             except RedisError as e:
-                raise Unavailable("state store unreachable", maybe_accepted=True) from e
+                raise state_unavailable(e, maybe_accepted=True) from e
             if v is not None and v.startswith(ACCEPTED):
                 return Outcome(report.event_id, "duplicate")
             if v is None or Attempt.resolvable(v, int(time.time() * 1000)) is not None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from redis.exceptions import OutOfMemoryError
 
 PENDING = "p:"
 UNCERTAIN = "u:"
@@ -117,6 +118,12 @@ if ARGV[2] == '' then return redis.call('DEL', KEYS[1]) end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """
+
+
+def redis_full(e: Exception) -> bool:
+    """Redis refused a write because it reached its maxmemory (it never evicts: noeviction).
+    A script's refusal comes as a plain error reply, so the words are checked too."""
+    return isinstance(e, OutOfMemoryError) or "OOM command not allowed" in str(e)
 
 
 def dedup_key(source: str, event_id: str) -> str:

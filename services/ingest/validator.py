@@ -27,10 +27,12 @@ from shared import heap, metrics, redis_client, topics
 from shared.config import Config
 from shared.kafka import CONSUMER_DEFAULTS, producer_settings, report_lag
 from shared.schemas import ReportEvent, enriched, partition_key, rfc3339, validate_json
-from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
+from redis.exceptions import ConnectionError as RedisConnectionError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.ingest.scan import Finder, ingest_id, read_to_high_watermark
-from services.ingest.state import ACCEPTED, PENDING, PENDING_TTL_MS, Attempt, IntakeState, claim_lease_s, dedup_key
+from services.ingest.state import (ACCEPTED, PENDING, PENDING_TTL_MS, Attempt, IntakeState, claim_lease_s, dedup_key,
+                                  redis_full)
 
 log = logging.getLogger("pantau.validator")
 
@@ -287,10 +289,12 @@ class Validator:
         while True:
             try:
                 return await op()
-            except (RedisConnectionError, RedisTimeoutError) as e:
-                if self.stopping.is_set():
+            except (RedisConnectionError, RedisTimeoutError, ResponseError) as e:
+                # A full Redis (maxmemory) pauses the validator too: it needs an operator, and
+                # restarting would only read the same batch again into the same refusal.
+                if self.stopping.is_set() or (isinstance(e, ResponseError) and not redis_full(e)):
                     raise
-                log.warning("redis unavailable (%s); retrying in %.1fs", e, delay)
+                log.warning("redis %s (%s); retrying in %.1fs", "full" if redis_full(e) else "unavailable", e, delay)
                 await asyncio.sleep(delay)
                 delay = min(2 * delay, 2.0)
 

