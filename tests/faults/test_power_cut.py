@@ -48,13 +48,13 @@ def config_yaml(hook: str) -> str:
 contacts:
   - {{id: piket, name: "Piket Jatim", webhook: "{hook}/piket"}}
 channels:
-  - {{id: hook, type: webhook, url: "{hook}/default", secret: "power-cut-webhook-secret-0123", timeout_s: 2,
+  - {{id: hook, type: webhook, url: "{hook}/default", secret: "power-cut-webhook-secret-0123-Vq8Zm4Lr", timeout_s: 2,
       max_attempts: 50, backoff_initial_s: 0.1, backoff_max_s: 1.0}}
 policies:
   - id: jatim
     match: {{region: "35.01", categories: [{CELL[1]}, {WITNESS[1]}], min_level: awas}}
     steps: [{{notify: ["contact:piket"], wait_minutes: 1440}}]
-{fast_notify_section(free_port(), "power-cut-link-secret-0123456789ab", operators=False)}"""
+{fast_notify_section(free_port(), "power-cut-link-secret-0123456789ab-Xk3P", operators=False)}"""
 
 
 @pytest.fixture
