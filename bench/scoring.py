@@ -58,7 +58,8 @@ def messages(tag: str, n: int) -> list[tuple[bytes, bytes]]:
     category (i // 514) mod 9, so every cell of the grid is touched; occurred_at is within the
     region's local today (a few seconds ago, never before local midnight)."""
     from shared.regions import registry
-    from shared.schemas import CATEGORIES, rfc3339
+    from shared.categories import CATEGORIES
+    from shared.times import rfc3339
 
     reg = registry()
     kabkota = reg.codes(2)
@@ -208,7 +209,7 @@ def history_messages(sc, now: float, seed: int = 1302) -> list[dict]:
     from services.scoring.baseline import bucket_start
     from services.scoring.evaluate import poisson
     from shared.regions import registry
-    from shared.schemas import CATEGORIES
+    from shared.categories import CATEGORIES
 
     rng = random.Random(seed)
     agg = Aggregate()

@@ -16,14 +16,15 @@ from typing import Annotated, Any, Iterable, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, field_validator, model_validator
 
 from shared.signing import problem as signing_secret_problem
+from shared.strict import Strict
 
 _ID = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
 _EMAIL = re.compile(r"^[^@\s<>\"',;]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Strict(Strict):
+    model_config = ConfigDict(frozen=True)
 
 
 def _http_url(v: str) -> str:

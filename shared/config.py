@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
-from shared.regions import CODE_PATTERN, registry
-from shared.schemas import CATEGORIES
+from shared.regions import known_region
+from shared.strict import Strict as _Strict
 from shared.channels_config import CHANNEL_TYPES, ChannelConfig, ContactConfig
 from shared.notify_config import NotifySettings, Policy, Rotation
 from shared.scoring_config import ScoringSettings
@@ -36,16 +36,6 @@ class ConfigError(Exception):
         self.path = str(path) if path else None
         where = f" in {self.path}" if self.path else ""
         super().__init__(f"invalid configuration{where}:\n" + "\n".join(f"  - {p}" for p in problems))
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-def _region_prefix(code: str) -> str:
-    if not CODE_PATTERN.match(code) or not registry().exists(code):
-        raise ValueError(f"unknown region code {code!r}")
-    return code
 
 
 RegionPrefix = Annotated[str, Field(min_length=2)]
@@ -86,7 +76,7 @@ class Source(_Strict):
     @field_validator("regions")
     @classmethod
     def _regions_exist(cls, v: list[str]) -> list[str]:
-        return [_region_prefix(c) for c in v]
+        return [known_region(c) for c in v]
 
     @model_validator(mode="after")
     def _one_key(self) -> "Source":

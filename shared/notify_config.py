@@ -39,30 +39,19 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictBool, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, StrictBool, ValidationError, field_validator, model_validator
 
 from shared.channels_config import CHANNEL_TYPES, ContactConfig, DeliverySettings, channel_config
-from shared.regions import CODE_PATTERN, registry
-from shared.schemas import Category
+from shared.categories import Category
+from shared.levels import LEVEL_RANK, LEVELS, AlertLevel
+from shared.regions import known_region as _region, registry
+from shared.strict import Strict as _Strict
 from shared.signing import problem as signing_secret_problem
 
-LEVELS = ("normal", "waspada", "siaga", "awas")
-LEVEL_RANK = {name: i for i, name in enumerate(LEVELS)}
-AlertLevel = Literal["waspada", "siaga", "awas"]
 
 _ID = r"^[A-Za-z0-9._-]{1,64}$"
 TARGET_PATTERN = r"^(contact:[A-Za-z0-9._-]{1,64}|oncall:kabkota|oncall:province|operators)$"
 Target = Annotated[str, Field(pattern=TARGET_PATTERN)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-def _region(code: str) -> str:
-    if not CODE_PATTERN.match(code) or not registry().exists(code):
-        raise ValueError(f"unknown region code {code!r}")
-    return code
 
 
 class PolicyMatch(_Strict):

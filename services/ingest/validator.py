@@ -26,7 +26,8 @@ from aiokafka.structs import ConsumerRecord
 from shared import heap, metrics, redis_client, topics
 from shared.config import Config
 from shared.kafka import CONSUMER_DEFAULTS, producer_settings, report_lag
-from shared.schemas import ReportEvent, enriched, partition_key, rfc3339, validate_json
+from shared.schemas import ReportEvent, enriched, partition_key, validate_json
+from shared.times import rfc3339
 from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
 
 from services.ingest.scan import Finder, ingest_id, read_to_high_watermark

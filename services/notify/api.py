@@ -21,24 +21,17 @@ import orjson
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.config import Operator, sha256_hex
 from shared.notify_config import Rotation
-from shared.regions import CODE_PATTERN, registry
-from shared.schemas import CATEGORIES
+from shared.regions import CODE_PATTERN, known_region, registry
+from shared.strict import Strict as _Strict
+from shared.categories import CATEGORIES
 from services.notify.consumer import count_change, release_held
-from services.notify.incidents import (
-    Conflict,
-    Incident,
-    IncidentStore,
-    acknowledge,
-    parse_ts,
-    resolve,
-    rfc3339,
-    silence_view,
-)
+from services.notify.incidents import Conflict, Incident, IncidentStore, acknowledge, resolve, silence_view
+from shared.times import parse_ts, rfc3339
 from services.notify.links import LinkError, LinkMaker
 from services.notify.messages import category_name
 from services.notify.ratelimit import AddressLimiter
@@ -77,10 +70,6 @@ class ApiContext:
 
 
 # --- request bodies ----------------------------------------------------------------------------
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
 class NoteBody(_Strict):
     note: str | None = Field(None, max_length=2000)
 
@@ -92,9 +81,7 @@ class Matchers(_Strict):
     @field_validator("region")
     @classmethod
     def _region(cls, v: str | None) -> str | None:
-        if v is not None and (not CODE_PATTERN.match(v) or not registry().exists(v)):
-            raise ValueError(f"unknown region code {v!r}")
-        return v
+        return None if v is None else known_region(v)
 
     @field_validator("category")
     @classmethod
@@ -580,4 +567,4 @@ def create_app(ctx: ApiContext) -> FastAPI:
     return app
 
 
-__all__ = ["ApiContext", "create_app", "rfc3339"]
+__all__ = ["ApiContext", "create_app"]

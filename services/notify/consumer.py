@@ -37,12 +37,12 @@ from services.notify.incidents import (
     K_OUTBOX,
     Change,
     IncidentStore,
-    ScoreUpdate,
     apply_update,
     incident_key,
     new_incident_id,
     open_incident,
 )
+from shared.scores import ScoreUpdate
 
 log = logging.getLogger("pantau.notify.consumer")
 

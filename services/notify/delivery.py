@@ -53,7 +53,7 @@ from services.notify.lease import Lease
 from services.notify.messages import Notice
 from shared import metrics, topics
 from shared.channels_config import ContactConfig, DeliverySettings, contact_configs
-from shared.schemas import rfc3339
+from shared.times import rfc3339
 
 log = logging.getLogger("pantau.delivery")
 

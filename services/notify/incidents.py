@@ -28,11 +28,13 @@ from typing import Any, Callable, Literal, Sequence
 
 import orjson
 import redis.asyncio as aioredis
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from shared.notify_config import LEVEL_RANK, LEVELS, Policy
+from shared.levels import LEVEL_RANK, LEVELS
+from shared.notify_config import Policy
+from shared.scores import ScoreUpdate
+from shared.times import rfc3339
 from shared.regions import in_scope, registry
-from shared.schemas import CATEGORIES
 from services.notify.messages import category_name
 from services.notify.policy import Escalation, Fire, Recipient, on_level_rise, route, start, stop
 
@@ -49,68 +51,6 @@ class Conflict(Exception):
 
 
 # --- data ---------------------------------------------------------------------------------------
-class ScoreUpdate(BaseModel):
-    """One message of `pantau.scores.v1` (contract: Score update); the fields notify uses."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    region_code: str
-    category: str
-    bucket_start: str
-    bucket_end: str | None = None
-    level: str
-    reasons: list[str] = Field(default_factory=list)
-    report_ids: list[str] = Field(default_factory=list)
-    computed_at: str | None = None
-
-    @field_validator("region_code")
-    @classmethod
-    def _region(cls, v: str) -> str:
-        if not registry().exists(v):
-            raise ValueError(f"unknown region code {v!r}")
-        return v
-
-    @field_validator("category")
-    @classmethod
-    def _category(cls, v: str) -> str:
-        if v not in CATEGORIES:
-            raise ValueError(f"unknown category {v!r}")
-        return v
-
-    @field_validator("level")
-    @classmethod
-    def _level(cls, v: str) -> str:
-        if v not in LEVELS:
-            raise ValueError(f"unknown level {v!r}")
-        return v
-
-    @field_validator("bucket_start")
-    @classmethod
-    def _ts(cls, v: str) -> str:
-        parse_ts(v)
-        return v
-
-    @property
-    def bucket_ts(self) -> float:
-        return parse_ts(self.bucket_start)
-
-    @property
-    def incident_region(self) -> str:
-        """Incidents live at kabupaten/kota level (kecamatan and desa roll up), or province."""
-        return registry().kabkota_of(self.region_code)
-
-
-def parse_ts(v: str) -> float:
-    dt = datetime.fromisoformat(v.replace("z", "Z"))
-    if dt.tzinfo is None:
-        raise ValueError(f"{v!r} has no UTC offset")
-    return dt.timestamp()
-
-
-def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 class Broadcast(BaseModel):
     """A notice to everyone paged so far (acknowledged / resolved), not yet handed over."""
 

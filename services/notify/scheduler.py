@@ -47,8 +47,8 @@ from services.notify.incidents import (
     inhibited,
     kabkota_of_province,
     released,
-    rfc3339,
 )
+from shared.times import rfc3339
 from services.notify.inhibit import inhibitor, province_pair, release_reason
 from services.notify.links import LinkMaker
 from services.notify.messages import Notice

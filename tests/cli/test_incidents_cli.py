@@ -27,13 +27,13 @@ from shared.notify_config import Policy
 from services.notify.api import ApiContext, create_app
 from services.notify.incidents import (
     IncidentStore,
-    ScoreUpdate,
     acknowledge,
     incident_key,
     inhibited,
     open_incident,
     resolve,
 )
+from shared.scores import ScoreUpdate
 from services.notify.links import LinkMaker
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,13 +20,13 @@ from services.notify.api import ApiContext, create_app
 from services.notify.incidents import (
     K_AUDIT,
     IncidentStore,
-    ScoreUpdate,
     acknowledge,
     apply_update,
     incident_key,
     open_incident,
     resolve,
 )
+from shared.scores import ScoreUpdate
 from services.notify.metrics_app import create_metrics_app
 from services.notify.links import LinkMaker, make_token
 from services.notify.rotations import OverrideStore

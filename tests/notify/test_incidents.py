@@ -24,7 +24,6 @@ from services.notify.incidents import (
     Conflict,
     IncidentStore,
     SaveConflict,
-    ScoreUpdate,
     acknowledge,
     apply_update,
     broadcast_done,
@@ -33,6 +32,7 @@ from services.notify.incidents import (
     open_incident,
     resolve,
 )
+from shared.scores import ScoreUpdate
 from services.notify.links import LinkMaker
 from services.notify.policy import Fire, Recipient, Wait, next_action, reach
 from services.notify.scheduler import Paging, Scheduler

@@ -23,15 +23,8 @@ from services.notify.api import ApiContext, create_app
 from services.notify.channels import build_channels
 from services.notify.consumer import ScoreHandler
 from services.notify.delivery import Deliverer
-from services.notify.incidents import (
-    K_TIMERS,
-    ScoreUpdate,
-    acknowledge,
-    inhibited,
-    open_incident,
-    released,
-    resolve,
-)
+from services.notify.incidents import K_TIMERS, acknowledge, inhibited, open_incident, released, resolve
+from shared.scores import ScoreUpdate
 from services.notify.inhibit import inhibitor, province_pair, release_reason
 from services.notify.links import LinkMaker
 from services.notify.policy import reach
