@@ -2,8 +2,8 @@
 resolve incidents and manage silences; coordinators acknowledge with one tap on a signed link.
 
 Operators send `Authorization: Bearer <token>`; the token's sha256 is compared with every
-configured operator's in constant time. Every error is JSON `{"error", "message"}` (the ack
-page answers a browser in HTML), never a traceback.
+configured operator's in constant time. Every error is a problem (`shared/problems.py`; the
+ack page answers a browser in HTML), never a traceback.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from typing import Any, Awaitable, Callable, Literal, Sequence
 
 import orjson
 from fastapi import Depends, FastAPI, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError, field_validator
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from shared import problems
 from shared.config import Operator, sha256_hex
+from shared.problems import Problem
 from shared.notify_config import Rotation
 from shared.regions import CODE_PATTERN, known_region, registry
 from shared.strict import Strict as _Strict
@@ -40,10 +40,12 @@ from services.notify.rotations import OverrideStore, next_handover, on_call
 log = logging.getLogger("pantau.notify.api")
 
 
-class Refusal(Exception):
+class Refusal(problems.Refusal):
+    """A refused request; on an ack page it may carry the incident the link was for."""
+
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None,
                  errors: list[dict[str, str]] | None = None, incident: "Incident | None" = None):
-        self.status, self.code, self.message, self.headers, self.errors = status, code, message, headers, errors
+        super().__init__(status, code, message, headers, errors)
         # The ack pages show the incident's current state beside why the link did nothing.
         self.incident = incident
 
@@ -162,26 +164,11 @@ async def _body(request: Request, model: type[BaseModel], optional: bool = False
         raise Refusal(422, "invalid", "invalid body", errors=_errors(exc)) from None
 
 
-def _problem(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
-
-
 def _json(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
 # --- the OpenAPI document: what each operation takes and every answer it can give ------------
-class FieldError(BaseModel):
-    field: str
-    message: str
-
-
-class Problem(BaseModel):
-    error: str
-    message: str
-    errors: list[FieldError] | None = None
-
-
 _WHY = {401: "missing or unknown operator token", 403: "the link is malformed, forged or expired",
         404: "no such incident, silence or rotation", 409: "the incident's state does not allow it",
         410: "the link was made before the incident last changed (level, re-open, resolve)",
@@ -208,9 +195,7 @@ def _doc(*codes: int, body: type[BaseModel] | None = None, body_required: bool =
         extra["requestBody"] = {"required": body_required, "content": {"application/json": {
             "schema": {"$ref": f"#/components/schemas/{body.__name__}"}}}}
     errors = (401, *codes) if operator else codes
-    problem = {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
-    return {"responses": {c: {"description": _WHY[c], "content": problem} for c in errors}, "openapi_extra": extra,
-            **kwargs}
+    return {"responses": problems.responses({c: _WHY[c] for c in errors}), "openapi_extra": extra, **kwargs}
 
 
 # --- the ack page --------------------------------------------------------------------------------
@@ -285,36 +270,23 @@ def create_app(ctx: ApiContext) -> FastAPI:
             raise Refusal(404, "not_found", f"no incident {incident_id!r}")
         return inc
 
-    @app.exception_handler(Refusal)
-    async def _refusal(request: Request, exc: Refusal) -> Response:
-        if request.url.path.startswith("/ack/") and _wants_html(request):
-            w = _WORDS[lang]
-            state = _incident_html(exc.incident, lang) if exc.incident is not None else ""
-            return _page(w["error"], f"<h1>{html.escape(w['error'])}</h1><p><b>{html.escape(exc.message)}</b></p>"
-                         + state, exc.status)
-        if exc.errors is not None:
-            return JSONResponse({"error": exc.code, "message": exc.message, "errors": exc.errors},
-                                status_code=exc.status, headers=exc.headers)
-        return _problem(exc.status, exc.code, exc.message, exc.headers)
+    async def _ack_page(request: Request, exc: problems.Refusal) -> Response | None:
+        if not (request.url.path.startswith("/ack/") and _wants_html(request)):
+            return None
+        w = _WORDS[lang]
+        incident = getattr(exc, "incident", None)
+        state = _incident_html(incident, lang) if incident is not None else ""
+        return _page(w["error"], f"<h1>{html.escape(w['error'])}</h1><p><b>{html.escape(exc.message)}</b></p>"
+                     + state, exc.status)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        # Keep the exception's headers: a 405 must say which methods are allowed (RFC 9110).
-        return _problem(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"field": ".".join(str(p) for p in e["loc"] if p not in ("query", "path", "body")),
-                   "message": e["msg"]} for e in exc.errors()]
-        return JSONResponse({"error": "invalid", "message": "invalid request", "errors": errors}, status_code=422)
-
-    @app.exception_handler(Exception)
-    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+    def _crash(request: Request, exc: Exception) -> None:
         # An ack path is a bearer token: it never reaches a log.
         path = "/ack/<token>" if request.url.path.startswith("/ack/") else request.url.path
         log.error("unhandled %s on %s %s", type(exc).__name__, request.method, path)
-        return _problem(500, "internal", "internal error")
+
+    problems.install(app, "internal error",
+                     field_of=lambda loc: ".".join(str(p) for p in loc if p not in ("query", "path", "body")),
+                     on_crash=_crash, on_refusal=_ack_page)
 
     # --- incidents ---------------------------------------------------------------------------
     @app.get("/v1/incidents", **_doc(422))
@@ -516,18 +488,18 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     @app.get("/readyz", **_doc(503, operator=False))
     async def readyz() -> Response:
-        problems: list[str] = []
+        down: list[str] = []
         try:
             await asyncio.wait_for(ctx.store.r.ping(), 2)
         except Exception:
-            problems.append("redis unreachable")
+            down.append("redis unreachable")
         if ctx.ready is not None:
             try:
-                problems += await asyncio.wait_for(ctx.ready(), 3)
+                down += await asyncio.wait_for(ctx.ready(), 3)
             except Exception:
-                problems.append("not ready")
-        if problems:
-            return _problem(503, "not_ready", "; ".join(problems), {"Retry-After": "5"})
+                down.append("not ready")
+        if down:
+            return problems.problem(503, "not_ready", "; ".join(down), {"Retry-After": "5"})
         return JSONResponse({"status": "ready"})
 
     def openapi() -> dict:
@@ -556,8 +528,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         for ops in schema["paths"].values():
             for op in ops.values():
                 if "422" in op["responses"]:
-                    op["responses"]["422"] = {"description": _WHY[422], "content": {"application/json": {
-                        "schema": {"$ref": "#/components/schemas/Problem"}}}}
+                    op["responses"]["422"] = problems.responses({422: _WHY[422]})[422]
         for name in ("HTTPValidationError", "ValidationError"):
             comps["schemas"].pop(name, None)
         app.openapi_schema = schema
