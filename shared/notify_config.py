@@ -372,6 +372,6 @@ class NotifyConfig:
 
 
 __all__ = [
-    "LEVELS", "LEVEL_RANK", "AlertLevel", "Target", "PolicyMatch", "Step", "LevelSteps", "Policy",
+    "AlertLevel", "Target", "PolicyMatch", "Step", "LevelSteps", "Policy",
     "Override", "Rotation", "InhibitSettings", "NotifySettings", "NotifyConfig",
 ]

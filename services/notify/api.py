@@ -29,13 +29,19 @@ from shared.notify_config import Rotation
 from shared.regions import CODE_PATTERN, known_region, registry
 from shared.strict import Strict as _Strict
 from shared.categories import CATEGORIES
-from services.notify.consumer import count_change, release_held
-from services.notify.incidents import Conflict, Incident, IncidentStore, acknowledge, resolve, silence_view
+from services.notify.wakeups import release_held
+from services.notify.incident_metrics import count_change
+from services.notify.silences import silence_view
+from services.notify.store import IncidentStore
+from services.notify.transitions import acknowledge, resolve
+from services.notify.incident import Conflict, Incident
 from shared.times import parse_ts, rfc3339
 from services.notify.links import LinkError, LinkMaker
 from services.notify.messages import category_name
 from services.notify.ratelimit import AddressLimiter
 from services.notify.rotations import OverrideStore, next_handover, on_call
+from services.notify import silences
+from services.notify.wakeups import wake_matching
 
 log = logging.getLogger("pantau.notify.api")
 
@@ -371,14 +377,14 @@ def create_app(ctx: ApiContext) -> FastAPI:
             errors.append({"field": "ends_at", "message": "must be in the future"})
         if errors:
             raise Refusal(422, "invalid", "invalid silence", errors=errors)
-        s = await ctx.store.add_silence(matchers, ends, body.reason, f"operator:{op.id}", now)
+        s = await silences.add(ctx.store.r, matchers, ends, body.reason, f"operator:{op.id}", now)
         return _json(silence_view(s, now), 201)
 
     @app.get("/v1/silences", **_doc(422))
     async def list_silences(request: Request, all: bool = False) -> Response:
         """Active silences (with `?all=true`, expired and deleted ones too)."""
         operator(request)
-        items = sorted(await ctx.store.silences(), key=lambda s: s["created_at"], reverse=True)
+        items = sorted(await silences.all_of(ctx.store.r), key=lambda s: s["created_at"], reverse=True)
         views = [silence_view(s, ctx.clock()) for s in items]
         return _json({"silences": views if all else [v for v in views if v["active"]]})
 
@@ -386,10 +392,10 @@ def create_app(ctx: ApiContext) -> FastAPI:
     async def delete_silence(request: Request, silence_id: str) -> Response:
         """End a silence now; held-back steps fire at once (audited)."""
         op = operator(request)
-        s = await ctx.store.delete_silence(silence_id, f"operator:{op.id}", ctx.clock())
+        s = await silences.delete(ctx.store.r, silence_id, f"operator:{op.id}", ctx.clock())
         if s is None:
             raise Refusal(404, "not_found", f"no active silence {silence_id!r}")
-        if await ctx.store.wake_matching(s["matchers"], ctx.clock()):
+        if await wake_matching(ctx.store, s["matchers"], ctx.clock()):
             ctx.wake()
         return _json(silence_view(s, ctx.clock()))
 

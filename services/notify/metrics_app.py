@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared import metrics, problems
-from services.notify.incidents import IncidentStore
+from services.notify.store import IncidentStore
 
 log = logging.getLogger("pantau.notify.metrics")
 

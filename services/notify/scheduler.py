@@ -36,18 +36,9 @@ from typing import Any, Callable, Protocol, Sequence
 from shared import metrics
 from shared.notify_config import InhibitSettings, Override, Policy, Rotation
 from shared.regions import registry
-from services.notify.incidents import (
-    Incident,
-    IncidentStore,
-    OpenPair,
-    SaveConflict,
-    broadcast_done,
-    deferred,
-    fired,
-    inhibited,
-    kabkota_of_province,
-    released,
-)
+from services.notify.store import IncidentStore, OpenPair, SaveConflict, kabkota_of_province
+from services.notify.transitions import broadcast_done, deferred, fired, inhibited, released
+from services.notify.incident import Incident
 from shared.times import rfc3339
 from services.notify.inhibit import inhibitor, province_pair, release_reason
 from services.notify.links import LinkMaker
@@ -63,6 +54,7 @@ from services.notify.policy import (
     silenced_by,
 )
 from services.notify.rotations import OverrideStore
+from services.notify import silences as silence_store
 
 log = logging.getLogger("pantau.notify.scheduler")
 
@@ -212,7 +204,7 @@ class Scheduler:
         # One round trip for all the claimed incidents and one for the silences, instead of
         # one each per incident: a silence added now counts from the next claim.
         first = await self.store.get_many(ids)
-        silences = await self.store.silences()
+        silences = await silence_store.all_of(self.store.r)
         for incident_id, inc in zip(ids, first):
             t = asyncio.create_task(self._process_safely(incident_id, inc, silences), name=f"notify-fire-{incident_id}")
             inflight.add(t)
@@ -265,7 +257,7 @@ class Scheduler:
                         await self.store.set_timer(incident_id, inc.wakeup())
                     return
                 if silences is None:
-                    silences = await self.store.silences()
+                    silences = await silence_store.all_of(self.store.r)
                 silence = silenced_by(silences, inc.region_code, inc.category, now)
                 if silence is not None:
                     await self.store.save(deferred(inc, silence, now), inc.version)

@@ -2,7 +2,7 @@
 
     pantau.scores.v1 ─▶ ScoreConsumer ─▶ incidents (Redis) ─▶ Scheduler ─▶ Deliverer ─▶ channels
     pantau.reports.v1 ─▶ Watchdog ─────┘        │                │
-                                            outbox ─▶ EscalationPublisher ─▶ pantau.escalations.v1
+                                            outbox ─▶ OutboxPublisher ─▶ pantau.escalations.v1
     HTTP API (ack, resolve, silences, ack links) ─┘
     Telegram getUpdates ─▶ ReplyPoller (a reply "terima" acks) ─┘   (channels with poll_replies)
 
@@ -34,9 +34,10 @@ from shared.kafka import producer_settings
 from shared.notify_config import NotifyConfig
 from services.notify.api import ApiContext, create_app
 from services.notify.channels import build_channels
-from services.notify.consumer import EscalationPublisher, ScoreConsumer, ScoreHandler
+from services.notify.consumer import ScoreConsumer, ScoreHandler, escalation_publisher
+from services.notify.outbox import OutboxPublisher
 from services.notify.delivery import Deliverer
-from services.notify.incidents import IncidentStore
+from services.notify.store import IncidentStore
 from services.notify.links import LinkMaker
 from services.notify.metrics_app import create_metrics_app
 from services.notify.policy import reach
@@ -99,7 +100,7 @@ class Parts:
     deliverer: Deliverer
     scheduler: Scheduler
     consumer: ScoreConsumer
-    publisher: EscalationPublisher
+    publisher: OutboxPublisher
     watchdog: Watchdog
     app: Any
     metrics_app: Any
@@ -143,7 +144,7 @@ async def build(config: Config, nc: NotifyConfig) -> Parts:
     handler = ScoreHandler(store, nc.policies, nc.auto_resolve_buckets(config.scoring), s.language,
                            wake=scheduler.wake)
     consumer = ScoreConsumer(config.kafka.bootstrap_servers, s.consumer_group, handler)
-    publisher = EscalationPublisher(r, producer)
+    publisher = escalation_publisher(r, producer)
     watched = [(src.id, src.silent_after_minutes * 60.0, src.regions[0])
                for src in config.sources if src.silent_after_minutes]
     watchdog = Watchdog(r, store, config.kafka.bootstrap_servers, s.watchdog_group, watched,

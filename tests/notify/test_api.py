@@ -17,15 +17,10 @@ import redis.asyncio as aioredis
 from shared.config import Operator, sha256_hex
 from shared.notify_config import Policy, Rotation
 from services.notify.api import ApiContext, create_app
-from services.notify.incidents import (
-    K_AUDIT,
-    IncidentStore,
-    acknowledge,
-    apply_update,
-    incident_key,
-    open_incident,
-    resolve,
-)
+from services.notify.silences import K_AUDIT
+from services.notify.store import IncidentStore
+from services.notify.transitions import acknowledge, apply_update, open_incident, resolve
+from services.notify.incident import incident_key
 from shared.scores import ScoreUpdate
 from services.notify.metrics_app import create_metrics_app
 from services.notify.links import LinkMaker, make_token

@@ -19,16 +19,8 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import REGISTRY
 
 from services.notify.channels import build_channels
-from services.notify.delivery import (
-    DEAD_KEY,
-    DUE_KEY,
-    OUTBOX_KEY,
-    Deliverer,
-    backoff_delay,
-    delivery_id,
-    read_timeline,
-    record_key,
-)
+from services.notify.delivery import Deliverer, backoff_delay
+from services.notify.delivery_records import DEAD_KEY, DUE_KEY, OUTBOX_KEY, delivery_id, read_timeline, record_key
 from shared import topics
 from shared.channels_config import DeliverySettings
 from shared.kafka import producer_settings
