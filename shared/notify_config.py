@@ -43,7 +43,7 @@ from pydantic import BaseModel, Field, SecretStr, StrictBool, ValidationError, f
 
 from shared.channels_config import CHANNEL_TYPES, ContactConfig, DeliverySettings, channel_config
 from shared.categories import Category
-from shared.levels import LEVEL_RANK, LEVELS, AlertLevel
+from shared.levels import AlertLevel
 from shared.regions import known_region as _region, registry
 from shared.strict import Strict as _Strict
 from shared.signing import problem as signing_secret_problem
@@ -262,18 +262,12 @@ class NotifyConfig:
 
     @classmethod
     def of(cls, config: Any) -> "NotifyConfig":
-        """Build from a shared.config.Config, whether its notify sections are already typed
-        or still plain dicts; raise ConfigError naming each bad key."""
+        """Build from a shared.config.Config; raise ConfigError naming each bad key."""
         from shared.config import ConfigError
 
         problems: list[str] = []
-        raw_notify = config.notify
-        raw_rotations = getattr(config, "rotations", None)
-        if isinstance(raw_notify, dict) and raw_rotations is None:
-            # Until `rotations` is a top-level key of Config, it may sit under `notify`.
-            raw_notify = dict(raw_notify)
-            raw_rotations = raw_notify.pop("rotations", None)
-        settings = _validate(NotifySettings, raw_notify or {}, "notify", problems)
+        raw_rotations = config.rotations
+        settings = _validate(NotifySettings, config.notify or {}, "notify", problems)
         policies = [_validate(Policy, p, f"policies[{i}]", problems) for i, p in enumerate(config.policies or [])]
         rotations = [_validate(Rotation, r, f"rotations[{i}]", problems) for i, r in enumerate(raw_rotations or [])]
         contacts = [_validate(ContactConfig, c, f"contacts[{i}]", problems) for i, c in enumerate(config.contacts or [])]

@@ -24,11 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fnmatch
 import inspect
 import logging
-import os
-import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
@@ -57,13 +54,6 @@ from services.notify.rotations import OverrideStore
 from services.notify import silences as silence_store
 
 log = logging.getLogger("pantau.notify.scheduler")
-
-# Test-only fault injection (kill -9 at a chosen point, for the crash tests): a comma-separated
-# list of `<point>:<glob>`, point `due` (a firing is due, nothing submitted yet) or
-# `after_submit` (its deliveries are submitted, its state not yet saved), the glob matched
-# against `<incident id>/<event key>`.
-FAULT_ENV = "PANTAU_NOTIFY_FAULT"
-
 
 class Submitter(Protocol):
     """The one thing the scheduler needs from delivery (services.notify.delivery.Deliverer)."""
@@ -114,13 +104,6 @@ def notice_for(inc: Incident, status: str, step: int, ack_url: str) -> Notice:
 async def _call(fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
     out = fn(*args, **kw)
     return await out if inspect.isawaitable(out) else out
-
-
-def _fault(point: str, subject: str) -> None:
-    for spec in filter(None, os.environ.get(FAULT_ENV, "").split(",")):
-        if spec.startswith(point + ":") and fnmatch.fnmatchcase(subject, spec[len(point) + 1:]):
-            log.warning("fault injection %s at %s: killing this process", point, subject)
-            os.kill(os.getpid(), signal.SIGKILL)
 
 
 class Scheduler:
@@ -334,7 +317,6 @@ class Scheduler:
         return await self.store.save(change, inc.version)
 
     async def _fire(self, inc: Incident, policy: Policy, fire: Fire, now: float) -> Incident:
-        _fault("due", f"{inc.id}/{fire.event_key}")
         at = as_datetime(fire.at)
         extra: dict[str, list[Override]] = {}
         if self.overrides is not None:
@@ -354,7 +336,6 @@ class Scheduler:
             did = await self._submit(inc, fire.event_key, r.contact, r.channel, notice, r.fallback, notes)
             if did is not None:
                 sent.append((r, did))
-        _fault("after_submit", f"{inc.id}/{fire.event_key}")
         change = fired(inc, fire, sent, notes, now)
         for d in change.timeline[0]["deliveries"]:
             if self.paging.is_shared(d["contact"], d["channel"]):

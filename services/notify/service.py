@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import signal
 import time
@@ -46,6 +47,7 @@ from services.notify.replies import ReplyPoller, reply_pollers
 from services.notify.rotations import OverrideStore
 from services.notify.scheduler import Paging, Scheduler
 from services.notify.watchdog import Watchdog, builtin_policy
+from services.notify import fault_injection_for_tests
 
 log = logging.getLogger("pantau.notify")
 
@@ -141,6 +143,8 @@ async def build(config: Config, nc: NotifyConfig) -> Parts:
     paging = paging_of(nc)
     overrides = OverrideStore(r)
     scheduler = Scheduler(store, deliverer, paging, links, overrides, lease_s=s.timer_lease_s, poll_s=s.timer_poll_s)
+    if fault_injection_for_tests.ENV in os.environ:  # only the crash tests set it
+        fault_injection_for_tests.install(scheduler)
     handler = ScoreHandler(store, nc.policies, nc.auto_resolve_buckets(config.scoring), s.language,
                            wake=scheduler.wake)
     consumer = ScoreConsumer(config.kafka.bootstrap_servers, s.consumer_group, handler)
