@@ -43,14 +43,13 @@ from pydantic import BaseModel, Field, SecretStr, StrictBool, ValidationError, f
 
 from shared.channels_config import CHANNEL_TYPES, ContactConfig, DeliverySettings, channel_config
 from shared.categories import Category
+from shared.ids import TARGET_PATTERN, Id
 from shared.levels import AlertLevel
 from shared.regions import known_region as _region, registry
 from shared.strict import Strict as _Strict
 from shared.signing import problem as signing_secret_problem
 
 
-_ID = r"^[A-Za-z0-9._-]{1,64}$"
-TARGET_PATTERN = r"^(contact:[A-Za-z0-9._-]{1,64}|oncall:kabkota|oncall:province|operators)$"
 Target = Annotated[str, Field(pattern=TARGET_PATTERN)]
 
 
@@ -91,7 +90,7 @@ class LevelSteps(_Strict):
 class Policy(_Strict):
     """Routing (match) and the ordered escalation steps for the incidents it takes."""
 
-    id: Annotated[str, Field(pattern=_ID)]
+    id: Id
     match: PolicyMatch = PolicyMatch()
     steps: list[Step] = Field(min_length=1)
     level_steps: LevelSteps = LevelSteps()
@@ -110,7 +109,7 @@ class Policy(_Strict):
 class Override(_Strict):
     """Someone else on call for a while; a time without offset is the region's local time."""
 
-    contact: Annotated[str, Field(pattern=_ID)]
+    contact: Id
     start: datetime
     end: datetime
 
@@ -131,7 +130,7 @@ class Rotation(_Strict):
     """Who is on call for one region (a kabupaten/kota or a province), in turns."""
 
     region: str
-    members: list[Annotated[str, Field(pattern=_ID)]] = Field(min_length=1)
+    members: list[Id] = Field(min_length=1)
     handover: Literal["weekly", "daily"] = "weekly"
     handover_at: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")] = "08:00"
     start: date
@@ -189,7 +188,7 @@ class NotifySettings(_Strict):
     auto_resolve_buckets: int | None = Field(None, ge=1, le=1000)
     silent_source_check_s: float = Field(30.0, gt=0, le=3600)
     language: Literal["id", "en"] = "id"
-    operator_contacts: list[Annotated[str, Field(pattern=_ID)]] = Field(default_factory=list)
+    operator_contacts: list[Id] = Field(default_factory=list)
     # Source-silence incidents: the policy they follow (an id from `policies`), else one step
     # to `operators` repeated every `watchdog_reminder_minutes`.
     watchdog_policy: str | None = None

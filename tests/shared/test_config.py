@@ -316,3 +316,25 @@ def test_arbitrary_file_bytes_give_a_config_or_a_config_error(content):
             load(f.name)
         except ConfigError:
             pass
+
+
+# --- ids -------------------------------------------------------------------------------------
+
+def test_a_contact_id_with_a_colon_is_refused_by_its_key():
+    # `contact:<id>` is how a policy pages a contact: an id with ':' could never be paged.
+    got = problems(GOOD + "contacts:\n  - {id: 'kab:tarakan', name: Kab Tarakan}\n")
+    assert len(got) == 1 and got[0].startswith("contacts[0].id"), got
+    assert "':'" in got[0], got
+
+
+def test_contact_ids_and_contact_targets_accept_the_same_ids():
+    cfg = parse(GOOD + """
+contacts:
+  - {id: kab.tarakan_1, name: Kab Tarakan}
+policies:
+  - id: p
+    match: {region: "65"}
+    steps: [{notify: ["contact:kab.tarakan_1"], wait_minutes: 5}]
+""", env=ENV)
+    assert cfg.contacts[0].id == "kab.tarakan_1"
+    assert cfg.policies[0].steps[0].notify == ["contact:kab.tarakan_1"]
