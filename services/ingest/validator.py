@@ -32,6 +32,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutErr
 
 from services.ingest.scan import Finder, ingest_id, read_to_high_watermark
 from services.ingest.state import ACCEPTED, PENDING, PENDING_TTL_MS, Attempt, IntakeState, claim_lease_s, dedup_key
+from shared.retry import backoff_s
 
 log = logging.getLogger("pantau.validator")
 
@@ -284,16 +285,17 @@ class Validator:
         """Run a Redis operation until Redis answers: a Redis restart pauses the validator
         instead of ending it, and nothing is committed before the batch is done. Every
         operation retried this way is idempotent or a compare-and-swap."""
-        delay = 0.1
+        failures = 0
         while True:
             try:
                 return await op()
             except (RedisConnectionError, RedisTimeoutError) as e:
                 if self.stopping.is_set():
                     raise
+                failures += 1
+                delay = backoff_s(failures, 0.1, 2.0)
                 log.warning("redis unavailable (%s); retrying in %.1fs", e, delay)
                 await asyncio.sleep(delay)
-                delay = min(2 * delay, 2.0)
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         # Offsets first, checkpoint second: a checkpoint must never point past output of a

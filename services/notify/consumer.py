@@ -37,6 +37,7 @@ from shared.scores import ScoreUpdate
 from services.notify.outbox import OutboxPublisher
 from services.notify.incident_metrics import count_change
 from services.notify.wakeups import release_held
+from shared.retry import backoff_s
 
 log = logging.getLogger("pantau.notify.consumer")
 
@@ -196,7 +197,7 @@ class ScoreConsumer:
         append-only file): the offsets stay put meanwhile, and a partly applied batch applied
         again changes nothing. Exiting instead left the restart to a supervisor, with every
         update of the outage read again. False: `stop` came first."""
-        delay = 0.1
+        failures = 0
         while True:
             try:
                 # Each pair's updates are applied in the order this loop once applied them one by one.
@@ -204,13 +205,15 @@ class ScoreConsumer:
                 await self.note_received(changes, received)
                 return True
             except (aioredis.RedisError, OSError) as e:
+                failures += 1
+                delay = backoff_s(failures, 0.1, 5.0)
                 log.warning("applying %d score updates failed (%s: %s); retrying in %.1f s",
                             len(updates), type(e).__name__, e, delay)
             try:
                 await asyncio.wait_for(stop.wait(), delay)
                 return False
             except asyncio.TimeoutError:
-                delay = min(5.0, delay * 2)
+                pass
 
     async def note_received(self, changes: Sequence[Change | None], received: Sequence[float | None]) -> None:
         """Remember when the report behind each newly opened incident was received, for the

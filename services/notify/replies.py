@@ -51,6 +51,7 @@ from services.notify.store import IncidentStore
 from services.notify.transitions import acknowledge
 from services.notify.incident import Conflict
 from services.notify.lease import Lease
+from shared.retry import backoff_s
 
 log = logging.getLogger("pantau.notify.replies")
 
@@ -161,7 +162,7 @@ class ReplyPoller:
                 except Exception as e:  # Redis away, or a bug: log the kind only, never a URL
                     failures += 1
                     log.warning("telegram reply poller %s: %s; retrying", self.cfg.id, type(e).__name__)
-                    wait = min(MAX_BACKOFF_S, 0.5 * 2 ** min(failures, 8))
+                    wait = backoff_s(failures + 1, 0.5, MAX_BACKOFF_S)
                 if wait:
                     try:
                         await asyncio.wait_for(stop.wait(), wait)

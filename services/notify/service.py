@@ -48,6 +48,7 @@ from services.notify.rotations import OverrideStore
 from services.notify.scheduler import Paging, Scheduler
 from services.notify.watchdog import Watchdog, builtin_policy
 from services.notify import fault_injection_for_tests
+from shared.retry import backoff_s
 
 log = logging.getLogger("pantau.notify")
 
@@ -113,6 +114,7 @@ class Parts:
 
 async def _start_producer(bootstrap: str, timeout_s: float = 30.0) -> AIOKafkaProducer:
     deadline = time.monotonic() + timeout_s
+    failures = 0
     while True:
         p = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_settings())
         try:
@@ -122,7 +124,8 @@ async def _start_producer(bootstrap: str, timeout_s: float = 30.0) -> AIOKafkaPr
             await p.stop()
             if time.monotonic() > deadline:
                 raise
-            await asyncio.sleep(0.5)
+            failures += 1
+            await asyncio.sleep(backoff_s(failures, 0.1, 0.5))
 
 
 async def build(config: Config, nc: NotifyConfig) -> Parts:
