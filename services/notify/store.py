@@ -174,12 +174,9 @@ class IncidentStore:
 
     async def open_counts(self, chunk: int = 500) -> dict[str, int]:
         """Unresolved open incidents per level (for /metrics), reading `chunk` docs at a time and
-        only their level and status. /metrics used to load every open incident at once, so each
-        scrape's transient peak grew with the number open: in a soak (100 reports/s, ~10
-        incidents opening a second, a scrape every 10 s) glibc's heap grew +2 MB/min with live
-        data flat (free-but-retained 0.5 → 10 MB in 5 min), pymalloc went from 47 to 54 arenas,
-        and notify's RSS rose +2.2 to +4 MB/min. Counted this way: 107 MB, flat from minute 4
-        to 12 (+0.08 MB/min over the second half)."""
+        only their level and status, so a scrape's transient peak does not grow with the number
+        open: loading them all at once makes glibc's heap and pymalloc's arenas grow scrape after
+        scrape while incidents keep opening, with live data flat (docs/history.md, soak runs)."""
         counts = {lv: 0 for lv in LEVELS}
         ids = [decoded(v) for v in await self.r.hvals(K_OPEN)]
         for first in range(0, len(ids), chunk):

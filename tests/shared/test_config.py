@@ -73,13 +73,18 @@ def test_empty_file_gives_the_defaults():
     assert cfg.sources == [] and cfg.ingest.port == 8080
 
 
-def test_shipped_example_parses():
+def test_shipped_example_is_complete_and_valid_with_its_cross_references():
+    from shared.notify_config import NotifyConfig
+
     path = ROOT / "deploy" / "config" / "pantau.example.yaml"
-    if not path.exists():
-        pytest.skip("no example config yet")
     text = path.read_text()
     env = {name: fresh() for name in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", text)}
-    parse(text, path, env=env)
+    env["PANTAU_TELEGRAM_BOT_TOKEN"] = "123456789:AAExampleTokenNotRealAAAAAAAAAAAAAA"
+    cfg = parse(text, path, env=env)
+    nc = NotifyConfig.of(cfg)  # contacts, channels, rotation members, policy targets resolve
+    for section in ("sources", "operators", "contacts", "channels", "policies", "rotations"):
+        assert getattr(cfg, section), f"the example has no {section}"
+    assert nc.policies and nc.rotations and nc.settings.operator_contacts
 
 
 # --- ${ENV} expansion ---------------------------------------------------------------------
