@@ -4,21 +4,12 @@ from __future__ import annotations
 
 from enum import Enum
 
+CATEGORIES = (
+    "election_dispute", "mass_mobilization", "sara_incitement", "hoax_disinformation", "communal_clash",
+    "land_resource_conflict", "political_violence", "security_threat", "other",
+)
 
-class Category(str, Enum):
-    """One category of social-conflict report, in snake_case as it travels on the wire."""
-
-    election_dispute = "election_dispute"
-    mass_mobilization = "mass_mobilization"
-    sara_incitement = "sara_incitement"
-    hoax_disinformation = "hoax_disinformation"
-    communal_clash = "communal_clash"
-    land_resource_conflict = "land_resource_conflict"
-    political_violence = "political_violence"
-    security_threat = "security_threat"
-    other = "other"
-
-
-CATEGORIES = tuple(c.value for c in Category)
+# The same list as a str enum, for models and OpenAPI documents: `Category("other") == "other"`.
+Category = Enum("Category", [(c, c) for c in CATEGORIES], type=str, module=__name__)
 
 __all__ = ["Category", "CATEGORIES"]

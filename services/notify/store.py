@@ -215,16 +215,12 @@ class IncidentStore:
         return out
 
     async def _many(self, ids: list[str]) -> list[Incident | None]:
-        if not ids:
-            return []
-        async with self.r.pipeline(transaction=False) as p:
-            for i in ids:
-                p.hget(K_INCIDENT.format(i), "doc")
-            docs = await p.execute()
-        gone = [i for i, d in zip(ids, docs) if d is None]
+        """`get_many`, forgetting from the index of all incidents those that expired."""
+        incs = await self.get_many(ids)
+        gone = [i for i, inc in zip(ids, incs) if inc is None]
         if gone:
             await self.r.zrem(K_ALL, *gone)  # expired after the retention period
-        return [None if d is None else Incident.model_validate_json(d) for d in docs]
+        return incs
 
     async def timeline(self, incident_id: str) -> list[dict[str, Any]]:
         out = []
