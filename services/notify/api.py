@@ -3,7 +3,8 @@ resolve incidents and manage silences; coordinators acknowledge with one tap on 
 
 Operators send `Authorization: Bearer <token>`; the token's sha256 is compared with every
 configured operator's in constant time. Every error is a problem (`shared/problems.py`; the
-ack page answers a browser in HTML), never a traceback.
+ack page answers a browser in HTML, `ack_page.py`), never a traceback. Request bodies and
+their reading are in `api_bodies.py`; this file is the routes, one screen each.
 """
 
 from __future__ import annotations
@@ -20,14 +21,13 @@ from typing import Any, Awaitable, Callable, Literal, Sequence
 import orjson
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel
 
 from shared import problems
 from shared.config import Operator, sha256_hex
 from shared.problems import Problem
 from shared.notify_config import Rotation
-from shared.regions import CODE_PATTERN, known_region, registry
-from shared.strict import Strict as _Strict
+from shared.regions import CODE_PATTERN, registry
 from shared.categories import CATEGORIES
 from services.notify.wakeups import release_held
 from services.notify.incident_metrics import count_change
@@ -35,9 +35,10 @@ from services.notify.silences import silence_view
 from services.notify.store import IncidentStore
 from services.notify.transitions import acknowledge, resolve
 from services.notify.incident import Conflict, Incident
-from shared.times import parse_ts, rfc3339
+from shared.times import parse_ts
+from services.notify.ack_page import WORDS, incident_html, page, wants_html
+from services.notify.api_bodies import NoteBody, OverrideBody, SilenceBody, read_body
 from services.notify.links import LinkError, LinkMaker
-from services.notify.messages import category_name
 from services.notify.ratelimit import AddressLimiter
 from services.notify.rotations import OverrideStore, next_handover, on_call
 from services.notify import silences
@@ -77,99 +78,6 @@ class ApiContext:
         self._hashes = [(op.token_hash(), op) for op in self.operators]
 
 
-# --- request bodies ----------------------------------------------------------------------------
-class NoteBody(_Strict):
-    note: str | None = Field(None, max_length=2000)
-
-
-class Matchers(_Strict):
-    region: str | None = None
-    category: str | None = None
-
-    @field_validator("region")
-    @classmethod
-    def _region(cls, v: str | None) -> str | None:
-        return None if v is None else known_region(v)
-
-    @field_validator("category")
-    @classmethod
-    def _category(cls, v: str | None) -> str | None:
-        if v is not None and v not in CATEGORIES:
-            raise ValueError(f"must be one of {', '.join(CATEGORIES)}")
-        return v
-
-
-class SilenceBody(_Strict):
-    matchers: Matchers
-    ends_at: str
-    reason: str = Field(min_length=1, max_length=500)
-
-    @field_validator("ends_at")
-    @classmethod
-    def _ts(cls, v: str) -> str:
-        try:
-            ts = parse_ts(v)
-        except ValueError:
-            raise ValueError("must be an RFC 3339 time with offset, e.g. 2024-11-28T08:00:00+08:00") from None
-        try:
-            rfc3339(ts)  # 9999-12-31T23:59:59-14:00 is year 10000 in UTC: it could be stored, never shown
-        except (ValueError, OverflowError):
-            raise ValueError("is out of range: it must fall before 9999-12-31T23:59:59Z") from None
-        return v
-
-
-class OverrideBody(_Strict):
-    contact: str
-    start: str
-    end: str
-    reason: str | None = Field(None, max_length=500)
-
-
-def _errors(exc: ValidationError) -> list[dict[str, str]]:
-    out = []
-    for e in exc.errors(include_url=False, include_input=False):
-        msg = "unknown field" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
-        out.append({"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": msg})
-    return out
-
-
-MAX_BODY = 64 * 1024
-
-
-async def _read_capped(request: Request) -> bytes:
-    """The body, refused (413) as soon as it is known to exceed MAX_BODY: by its declared length
-    before any of it is read, else once the bytes received pass the limit, so a stranger cannot
-    make notify hold a body of any size in memory."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and (len(declared) > 12 or int(declared) > MAX_BODY):
-        raise Refusal(413, "too_large", "body is over 64 KiB")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise Refusal(413, "too_large", "body is over 64 KiB")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def _body(request: Request, model: type[BaseModel], optional: bool = False) -> Any:
-    raw = await _read_capped(request)
-    if not raw.strip():
-        if optional:
-            return model()
-        raise Refusal(422, "invalid", "a JSON body is required", errors=[{"field": "(body)", "message": "required"}])
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise Refusal(422, "invalid", "invalid JSON", errors=[{"field": "(body)", "message": "invalid JSON"}]) from None
-    if not isinstance(data, dict):
-        raise Refusal(422, "invalid", "must be a JSON object", errors=[{"field": "(body)", "message": "must be a JSON object"}])
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise Refusal(422, "invalid", "invalid body", errors=_errors(exc)) from None
-
-
 def _json(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
@@ -204,47 +112,6 @@ def _doc(*codes: int, body: type[BaseModel] | None = None, body_required: bool =
     return {"responses": problems.responses({c: _WHY[c] for c in errors}), "openapi_extra": extra, **kwargs}
 
 
-# --- the ack page --------------------------------------------------------------------------------
-_WORDS = {
-    "id": {"title": "Konfirmasi insiden", "button": "Saya tangani (konfirmasi)", "done": "Terima kasih: insiden dikonfirmasi.",
-           "already": "Insiden ini sudah dikonfirmasi", "resolved": "Insiden ini sudah selesai.", "level": "Level",
-           "status": "Status", "reasons": "Alasan", "error": "Tautan tidak dapat dipakai"},
-    "en": {"title": "Acknowledge incident", "button": "I'm on it (acknowledge)", "done": "Thank you: incident acknowledged.",
-           "already": "This incident is already acknowledged", "resolved": "This incident is resolved.", "level": "Level",
-           "status": "Status", "reasons": "Why", "error": "This link cannot be used"},
-}
-_PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
-}
-
-
-def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    doc = (f'<!doctype html><html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,'
-           f'initial-scale=1"><title>{html.escape(title)}</title><style>body{{font-family:sans-serif;max-width:36em;'
-           f'margin:1em auto;padding:0 1em}}button{{font-size:1.3em;padding:.7em 1.2em;width:100%}}'
-           f'.lvl{{font-weight:bold}}</style></head><body>{body}</body></html>')
-    return HTMLResponse(doc, status_code=status, headers=_PAGE_HEADERS)
-
-
-def _incident_html(inc: Incident, language: str) -> str:
-    w = _WORDS[language]
-    e = html.escape
-    reasons = "".join(f"<li>{e(r)}</li>" for r in inc.reasons)
-    return (f"<h1>{e(category_name(inc.category, 'en' if language == 'en' else 'id'))} — {e(inc.region_name)}</h1>"
-            f"<p>{e(w['level'])}: <span class=lvl>{e(inc.level.upper())}</span> · {e(w['status'])}: {e(inc.status)}</p>"
-            f"<p>{e(inc.summary)}</p>" + (f"<p>{e(w['reasons'])}:</p><ul>{reasons}</ul>" if reasons else ""))
-
-
-def _wants_html(request: Request) -> bool:
-    accept = request.headers.get("accept", "")
-    return "text/html" in accept or request.method == "POST" and "application/x-www-form-urlencoded" in \
-        request.headers.get("content-type", "")
-
-
 def create_app(ctx: ApiContext) -> FastAPI:
     app = FastAPI(title="Pantau notify", version="1", docs_url=None, redoc_url=None)
     app.state.ctx = ctx
@@ -277,12 +144,12 @@ def create_app(ctx: ApiContext) -> FastAPI:
         return inc
 
     async def _ack_page(request: Request, exc: problems.Refusal) -> Response | None:
-        if not (request.url.path.startswith("/ack/") and _wants_html(request)):
+        if not (request.url.path.startswith("/ack/") and wants_html(request)):
             return None
-        w = _WORDS[lang]
+        w = WORDS[lang]
         incident = getattr(exc, "incident", None)
-        state = _incident_html(incident, lang) if incident is not None else ""
-        return _page(w["error"], f"<h1>{html.escape(w['error'])}</h1><p><b>{html.escape(exc.message)}</b></p>"
+        state = incident_html(incident, lang) if incident is not None else ""
+        return page(w["error"], f"<h1>{html.escape(w['error'])}</h1><p><b>{html.escape(exc.message)}</b></p>"
                      + state, exc.status)
 
     def _crash(request: Request, exc: Exception) -> None:
@@ -340,14 +207,14 @@ def create_app(ctx: ApiContext) -> FastAPI:
     async def ack(request: Request, incident_id: str) -> Response:
         """Acknowledge: the escalation stops; acknowledging again changes nothing."""
         op = operator(request)
-        body = await _body(request, NoteBody, optional=True)
+        body = await read_body(request, NoteBody, optional=True)
         return _json((await _ack(incident_id, f"operator:{op.id}", "api", body.note)).view())
 
     @app.post("/v1/incidents/{incident_id}/resolve", **_doc(404, 409, 413, 422, body=NoteBody, body_required=False))
     async def resolve_incident(request: Request, incident_id: str) -> Response:
         """Resolve: everyone who was paged hears it, on every channel they were paged on."""
         op = operator(request)
-        body = await _body(request, NoteBody, optional=True)
+        body = await read_body(request, NoteBody, optional=True)
         try:
             saved, change = await ctx.store.mutate(
                 incident_id, lambda inc: resolve(inc, f"operator:{op.id}", ctx.clock(), "manual", body.note))
@@ -365,7 +232,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     async def create_silence(request: Request) -> Response:
         """Hold back pages for matching incidents until `ends_at` (audited)."""
         op = operator(request)
-        body: SilenceBody = await _body(request, SilenceBody)
+        body: SilenceBody = await read_body(request, SilenceBody)
         matchers = body.matchers.model_dump(exclude_none=True)
         now = ctx.clock()
         errors = []
@@ -419,7 +286,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         rot = next((r for r in ctx.rotations if r.region == region), None)
         if rot is None or ctx.overrides is None:
             raise Refusal(404, "not_found", f"no rotation for region {region!r}")
-        body: OverrideBody = await _body(request, OverrideBody)
+        body: OverrideBody = await read_body(request, OverrideBody)
         try:
             start, end = datetime.fromisoformat(body.start), datetime.fromisoformat(body.end)
             if start.tzinfo is None or end.tzinfo is None:
@@ -458,14 +325,14 @@ def create_app(ctx: ApiContext) -> FastAPI:
         claim = _claim(request, token, ctx.clock())
         inc = await incident_or_404(claim.incident_id)
         _current(claim, inc)
-        w = _WORDS[lang]
+        w = WORDS[lang]
         if inc.status == "resolved":
             action = f"<p><b>{html.escape(w['resolved'])}</b></p>"
         elif inc.status == "acknowledged":
             action = f"<p><b>{html.escape(w['already'])} ({html.escape(inc.acknowledged_by or '')}).</b></p>"
         else:
             action = f'<form method="post"><button type="submit">{html.escape(w["button"])}</button></form>'
-        return _page(w["title"], _incident_html(inc, lang) + action)
+        return page(w["title"], incident_html(inc, lang) + action)
 
     @app.post("/ack/{token}", **_doc(403, 404, 409, 410, 429, operator=False))
     async def ack_link(request: Request, token: str) -> Response:
@@ -482,9 +349,9 @@ def create_app(ctx: ApiContext) -> FastAPI:
             return acknowledge(inc, by, ctx.clock(), "link", None)
 
         saved = await _ack(claim.incident_id, by, "link", None, ack_if_current)
-        if _wants_html(request):
-            w = _WORDS[lang]
-            return _page(w["title"], _incident_html(saved, lang) + f"<p><b>{html.escape(w['done'])}</b></p>")
+        if wants_html(request):
+            w = WORDS[lang]
+            return page(w["title"], incident_html(saved, lang) + f"<p><b>{html.escape(w['done'])}</b></p>")
         return _json(saved.view())
 
     # --- health ------------------------------------------------------------------------------
