@@ -38,6 +38,8 @@ class Broadcast(BaseModel):
 
 
 class Incident(BaseModel):
+    """One incident as stored and shown: where, what, how bad, its escalation and who took it."""
+
     model_config = ConfigDict(extra="ignore")
 
     id: str

@@ -111,7 +111,7 @@ class SaveConflict(Exception):
 
 
 class IncidentStore:
-    """Incidents, timelines, the open index, step timers, the outbox and silences, in Redis."""
+    """Incidents, timelines, the open index, step timers and the lifecycle-event outbox, in Redis."""
 
     def __init__(self, r: aioredis.Redis, ack_url: Callable[["Incident"], str] = lambda _inc: "",
                  retention_days: int = 90):
