@@ -42,7 +42,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterable
 
 import orjson
 import redis.asyncio as aioredis
@@ -100,12 +100,12 @@ class Deliverer:
 
     def __init__(
         self,
-        config: Any,
+        contacts: Iterable[Any],
         redis: aioredis.Redis,
         producer: Any,
         channels: "dict[str, Channel] | Any",
         *,
-        settings: DeliverySettings | None = None,
+        settings: DeliverySettings = DeliverySettings(),
         rng: Callable[[], float] | None = None,
         clock: Callable[[], float] = time.time,
         on_event: EventListener | None = None,
@@ -113,8 +113,8 @@ class Deliverer:
         self.redis = redis
         self.producer = producer
         self.channels = channels
-        self.contacts: dict[str, ContactConfig] = {c.id: c for c in contact_configs(getattr(config, "contacts", []))}
-        self.settings = settings or _settings_of(config)
+        self.contacts: dict[str, ContactConfig] = {c.id: c for c in contact_configs(contacts)}
+        self.settings = settings
         self.rng = rng or random.Random().random
         self.clock = clock
         self.on_event = on_event
@@ -350,10 +350,3 @@ class Deliverer:
         """The newest dead letters first."""
         return [orjson.loads(x) for x in await self.redis.lrange(DEAD_KEY, 0, limit - 1)]
 
-
-def _settings_of(config: Any) -> DeliverySettings:
-    notify = getattr(config, "notify", None)
-    raw = notify.get("delivery") if isinstance(notify, dict) else getattr(notify, "delivery", None)
-    if isinstance(raw, DeliverySettings):
-        return raw
-    return DeliverySettings.model_validate(raw or {})

@@ -142,7 +142,7 @@ async def build(config: Config, nc: NotifyConfig) -> Parts:
                           retention_days=s.incident_retention_days)
     producer = await _start_producer(config.kafka.bootstrap_servers)
     channels = build_channels(nc.channels)
-    deliverer = Deliverer(config, r, producer, channels, settings=s.delivery)
+    deliverer = Deliverer(nc.contacts, r, producer, channels, settings=s.delivery)
     paging = paging_of(nc)
     overrides = OverrideStore(r)
     scheduler = Scheduler(store, deliverer, paging, links, overrides, lease_s=s.timer_lease_s, poll_s=s.timer_poll_s)

@@ -8,7 +8,6 @@ page go out."""
 from __future__ import annotations
 
 import asyncio
-import types
 from datetime import date, datetime, timedelta, timezone
 
 import httpx
@@ -181,7 +180,7 @@ def test_province_incident_holds_the_kabupaten_page_until_it_is_acknowledged_or_
         paging = Paging([POLICY], rotations, reach(contacts, list(channels.values())), [], ["hook"],
                         inhibit=InhibitSettings(recheck_s=30))
         links = LinkMaker(b"s" * 32, "http://pantau.test", 3600)
-        deliverer = Deliverer(types.SimpleNamespace(contacts=contacts), r, None, channels,
+        deliverer = Deliverer(contacts, r, None, channels,
                               settings=DeliverySettings(poll_interval_s=0.05, lease_margin_s=0.5))
         from services.notify.store import IncidentStore
 
