@@ -3,11 +3,11 @@ the reading itself (at most 64 KiB, refused as a problem with every bad field na
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
 from fastapi import Request
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_validator
 
 from shared.categories import CATEGORIES
 from shared.problems import Refusal
@@ -25,13 +25,8 @@ class NoteBody(_Strict):
 class Matchers(_Strict):
     """Which incidents a silence holds: a region prefix, a category, or both."""
 
-    region: str | None = None
+    region: Annotated[str, AfterValidator(known_region)] | None = None
     category: str | None = None
-
-    @field_validator("region")
-    @classmethod
-    def _region(cls, v: str | None) -> str | None:
-        return None if v is None else known_region(v)
 
     @field_validator("category")
     @classmethod
