@@ -42,16 +42,22 @@ RegionPrefix = Annotated[str, Field(min_length=2)]
 
 
 class KafkaSettings(_Strict):
+    """Where the broker is, and how the pantau.* topics are made."""
+
     bootstrap_servers: str = "127.0.0.1:19092"
     partitions: int = Field(4, ge=1, le=256)
     replication_factor: int = Field(1, ge=1, le=7)
 
 
 class RedisSettings(_Strict):
+    """Where Redis is."""
+
     url: str = "redis://127.0.0.1:16379/0"
 
 
 class IngestSettings(_Strict):
+    """The ingest gateway's and validator's own settings."""
+
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     dedup_ttl_days: int = Field(8, ge=7, le=365)
@@ -91,6 +97,8 @@ class Source(_Strict):
 
 
 class Operator(_Strict):
+    """A person who uses the notify API and console, with a bearer token."""
+
     id: str
     name: str
     token: SecretStr | None = None
@@ -109,6 +117,8 @@ class Operator(_Strict):
 
 
 class Config(_Strict):
+    """The whole configuration file, checked."""
+
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
     ingest: IngestSettings = IngestSettings()

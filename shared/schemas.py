@@ -101,11 +101,6 @@ class ReportEvent(BaseModel):
     schema_version: Annotated[StrictInt, Field(ge=1, le=1)] | None = None
 
 
-class FieldError(BaseModel):
-    field: str
-    message: str
-
-
 def errors_of(exc: ValidationError) -> list[dict[str, str]]:
     """Turn pydantic's errors into the contract's `{"field", "message"}` list, one per field
     problem, with the offending input never echoed back (it may be personal data)."""

@@ -35,21 +35,29 @@ RETRY_AFTER_UNAVAILABLE_S = 5
 
 # --- response shapes, for the OpenAPI document ----------------------------------------------
 class Accepted(BaseModel):
+    """The answer to one report taken: accepted now, or a duplicate of one accepted before."""
+
     event_id: str
     status: Literal["accepted", "duplicate"]
 
 
 class ItemResult(BaseModel):
+    """The outcome of one item of a batch, in input order."""
+
     event_id: str | None
     status: Literal["accepted", "duplicate", "rejected"]
     errors: list[FieldError] | None = None
 
 
 class BatchResults(BaseModel):
+    """The answer to a batch: one result per item."""
+
     results: list[ItemResult]
 
 
 class BatchBody(BaseModel):
+    """A batch of 1-500 reports."""
+
     reports: list[ReportEvent]
 
 
