@@ -58,7 +58,8 @@ def messages(tag: str, n: int) -> list[tuple[bytes, bytes]]:
     category (i // 514) mod 9, so every cell of the grid is touched; occurred_at is within the
     region's local today (a few seconds ago, never before local midnight)."""
     from shared.regions import registry
-    from shared.schemas import CATEGORIES, rfc3339
+    from shared.categories import CATEGORIES
+    from shared.times import rfc3339
 
     reg = registry()
     kabkota = reg.codes(2)
@@ -208,7 +209,7 @@ def history_messages(sc, now: float, seed: int = 1302) -> list[dict]:
     from services.scoring.baseline import bucket_start
     from services.scoring.evaluate import poisson
     from shared.regions import registry
-    from shared.schemas import CATEGORIES
+    from shared.categories import CATEGORIES
 
     rng = random.Random(seed)
     agg = Aggregate()
@@ -287,7 +288,8 @@ def run(ctx: Context) -> list[Row]:
         f"first finished batch (group join and recovery excluded) until `pantau_scoring_reports_total` (polled "
         f"every {SCORING_POLL_S:g} s, outcomes {', '.join(FINAL)}) reaches {n:,}. Baselines, the same messages on a "
         f"per-run topic with {PARTITIONS} partitions, each a Faust app in its own process with the worker's "
-        f"broker settings and event loop (uvloop), timed the same way from their own count (a file it rewrites every {POLL_S:g} s, read as "
+        f"group settings (session timeout, heartbeat, offset reset) and event loop (uvloop) but Faust's own "
+        f"1,500 ms fetch wait (the worker shortens it to 50 ms), timed the same way from their own count (a file it rewrites every {POLL_S:g} s, read as "
         "often): **ceiling** = a per-event agent that only "
         "decodes the JSON (Faust's per-event ceiling); **naive** = a per-event agent doing `table[key] += 1` "
         "on a changelog-backed table. Targets: scoring ≥ "

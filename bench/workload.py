@@ -11,14 +11,13 @@ from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
 import orjson
+from shared.categories import CATEGORIES
 
 SOURCE = "bench-feed"
 API_KEY = "bench-key-not-a-secret"
 # The source's scope: five provinces in three time zones (Aceh, DKI Jakarta, Jawa Barat,
 # Kalimantan Utara, Papua).
 PROVINCES = ("11", "31", "32", "65", "91")
-CATEGORIES = ("election_dispute", "mass_mobilization", "sara_incitement", "hoax_disinformation",
-              "communal_clash", "land_resource_conflict", "political_violence", "security_threat", "other")
 
 
 @lru_cache(maxsize=1)

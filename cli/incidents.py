@@ -76,7 +76,7 @@ def _answer(resp: httpx.Response) -> Any:
         body = None
     if 200 <= resp.status_code < 300 and body is not None:
         return body
-    message = body.get("message") if isinstance(body, dict) else None
+    message = body.get("detail") if isinstance(body, dict) else None
     message = message or (resp.text.strip()[:200] or resp.reason_phrase)
     if isinstance(body, dict) and body.get("errors"):
         message += ": " + "; ".join(f"{e.get('field')}: {e.get('message')}" for e in body["errors"])

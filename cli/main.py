@@ -189,12 +189,12 @@ def send(
             except httpx.HTTPError as e:
                 err.print(f"line {n}: cannot reach {url}: {e}")
                 raise typer.Exit(1)
-            body = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+            body = r.json() if "json" in r.headers.get("content-type", "") else {}
             if r.status_code in (200, 202):
                 console.print(f"line {n}: {body.get('event_id')} {body.get('status')}")
             else:
                 failed += 1
-                detail = body.get("errors") or body.get("message") or r.text
+                detail = body.get("errors") or body.get("detail") or r.text
                 if isinstance(detail, list):
                     detail = "; ".join(f"{e['field']}: {e['message']}" for e in detail)
                 console.print(f"line {n}: [red]{r.status_code}[/] {detail}")

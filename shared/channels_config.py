@@ -15,15 +15,16 @@ from typing import Annotated, Any, Iterable, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, field_validator, model_validator
 
+from shared.ids import Id
 from shared.signing import problem as signing_secret_problem
+from shared.strict import Strict
 
-_ID = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")]
 _EMAIL = re.compile(r"^[^@\s<>\"',;]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Strict(Strict):
+    model_config = ConfigDict(frozen=True)
 
 
 def _http_url(v: str) -> str:
@@ -53,7 +54,7 @@ def normalise_phone(v: str) -> str:
 class ContactConfig(_Strict):
     """One person and the addresses each channel type uses to reach them."""
 
-    id: _ID
+    id: Id
     name: Annotated[str, Field(min_length=1, max_length=200)]
     language: Literal["id", "en"] = "id"
     telegram_chat_id: int | str | None = None
@@ -107,7 +108,7 @@ class ContactConfig(_Strict):
 class _ChannelBase(_Strict):
     """Settings every channel has: how long one send may take, and how to retry."""
 
-    id: _ID
+    id: Id
     timeout_s: float = Field(10.0, gt=0, le=120)
     max_attempts: int = Field(5, ge=1, le=50)
     backoff_initial_s: float = Field(2.0, ge=0, le=3600)

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
-from shared.regions import CODE_PATTERN, registry
-from shared.schemas import CATEGORIES
+from shared.regions import known_region
+from shared.strict import Strict as _Strict
 from shared.channels_config import CHANNEL_TYPES, ChannelConfig, ContactConfig
 from shared.notify_config import NotifySettings, Policy, Rotation
 from shared.scoring_config import ScoringSettings
@@ -38,30 +38,26 @@ class ConfigError(Exception):
         super().__init__(f"invalid configuration{where}:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-def _region_prefix(code: str) -> str:
-    if not CODE_PATTERN.match(code) or not registry().exists(code):
-        raise ValueError(f"unknown region code {code!r}")
-    return code
-
-
 RegionPrefix = Annotated[str, Field(min_length=2)]
 
 
 class KafkaSettings(_Strict):
+    """Where the broker is, and how the pantau.* topics are made."""
+
     bootstrap_servers: str = "127.0.0.1:19092"
     partitions: int = Field(4, ge=1, le=256)
     replication_factor: int = Field(1, ge=1, le=7)
 
 
 class RedisSettings(_Strict):
+    """Where Redis is."""
+
     url: str = "redis://127.0.0.1:16379/0"
 
 
 class IngestSettings(_Strict):
+    """The ingest gateway's and validator's own settings."""
+
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     dedup_ttl_days: int = Field(8, ge=7, le=365)
@@ -86,7 +82,7 @@ class Source(_Strict):
     @field_validator("regions")
     @classmethod
     def _regions_exist(cls, v: list[str]) -> list[str]:
-        return [_region_prefix(c) for c in v]
+        return [known_region(c) for c in v]
 
     @model_validator(mode="after")
     def _one_key(self) -> "Source":
@@ -101,6 +97,8 @@ class Source(_Strict):
 
 
 class Operator(_Strict):
+    """A person who uses the notify API and console, with a bearer token."""
+
     id: str
     name: str
     token: SecretStr | None = None
@@ -119,6 +117,8 @@ class Operator(_Strict):
 
 
 class Config(_Strict):
+    """The whole configuration file, checked."""
+
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
     ingest: IngestSettings = IngestSettings()

@@ -11,6 +11,7 @@ import asyncio
 import time
 
 from shared import topics
+from shared.retry import backoff_s
 
 # How long a fetch waits on the broker for new records. Tansu often holds a waiting fetch
 # until this runs out although records have arrived, so each consumer hop cost p50 ~150 ms at
@@ -45,6 +46,7 @@ async def _ensure_topics(bootstrap: str, partitions: int, replication: int, time
     from aiokafka.errors import KafkaConnectionError
 
     deadline = time.monotonic() + timeout_s
+    failures = 0
     while True:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="pantau-admin")
         try:
@@ -54,7 +56,8 @@ async def _ensure_topics(bootstrap: str, partitions: int, replication: int, time
             await admin.close()
             if time.monotonic() > deadline:
                 raise
-            await asyncio.sleep(0.2)
+            failures += 1
+            await asyncio.sleep(backoff_s(failures, 0.05, 0.2))
     try:
         existing = set(await admin.list_topics())
         missing = [NewTopic(t, partitions, replication) for t in topics.ALL if t not in existing]

@@ -39,30 +39,18 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictBool, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, StrictBool, ValidationError, field_validator, model_validator
 
 from shared.channels_config import CHANNEL_TYPES, ContactConfig, DeliverySettings, channel_config
-from shared.regions import CODE_PATTERN, registry
-from shared.schemas import Category
+from shared.categories import Category
+from shared.ids import TARGET_PATTERN, Id
+from shared.levels import AlertLevel
+from shared.regions import known_region as _region, registry
+from shared.strict import Strict as _Strict
 from shared.signing import problem as signing_secret_problem
 
-LEVELS = ("normal", "waspada", "siaga", "awas")
-LEVEL_RANK = {name: i for i, name in enumerate(LEVELS)}
-AlertLevel = Literal["waspada", "siaga", "awas"]
 
-_ID = r"^[A-Za-z0-9._-]{1,64}$"
-TARGET_PATTERN = r"^(contact:[A-Za-z0-9._-]{1,64}|oncall:kabkota|oncall:province|operators)$"
 Target = Annotated[str, Field(pattern=TARGET_PATTERN)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-def _region(code: str) -> str:
-    if not CODE_PATTERN.match(code) or not registry().exists(code):
-        raise ValueError(f"unknown region code {code!r}")
-    return code
 
 
 class PolicyMatch(_Strict):
@@ -102,7 +90,7 @@ class LevelSteps(_Strict):
 class Policy(_Strict):
     """Routing (match) and the ordered escalation steps for the incidents it takes."""
 
-    id: Annotated[str, Field(pattern=_ID)]
+    id: Id
     match: PolicyMatch = PolicyMatch()
     steps: list[Step] = Field(min_length=1)
     level_steps: LevelSteps = LevelSteps()
@@ -121,7 +109,7 @@ class Policy(_Strict):
 class Override(_Strict):
     """Someone else on call for a while; a time without offset is the region's local time."""
 
-    contact: Annotated[str, Field(pattern=_ID)]
+    contact: Id
     start: datetime
     end: datetime
 
@@ -142,7 +130,7 @@ class Rotation(_Strict):
     """Who is on call for one region (a kabupaten/kota or a province), in turns."""
 
     region: str
-    members: list[Annotated[str, Field(pattern=_ID)]] = Field(min_length=1)
+    members: list[Id] = Field(min_length=1)
     handover: Literal["weekly", "daily"] = "weekly"
     handover_at: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")] = "08:00"
     start: date
@@ -200,7 +188,7 @@ class NotifySettings(_Strict):
     auto_resolve_buckets: int | None = Field(None, ge=1, le=1000)
     silent_source_check_s: float = Field(30.0, gt=0, le=3600)
     language: Literal["id", "en"] = "id"
-    operator_contacts: list[Annotated[str, Field(pattern=_ID)]] = Field(default_factory=list)
+    operator_contacts: list[Id] = Field(default_factory=list)
     # Source-silence incidents: the policy they follow (an id from `policies`), else one step
     # to `operators` repeated every `watchdog_reminder_minutes`.
     watchdog_policy: str | None = None
@@ -273,18 +261,12 @@ class NotifyConfig:
 
     @classmethod
     def of(cls, config: Any) -> "NotifyConfig":
-        """Build from a shared.config.Config, whether its notify sections are already typed
-        or still plain dicts; raise ConfigError naming each bad key."""
+        """Build from a shared.config.Config; raise ConfigError naming each bad key."""
         from shared.config import ConfigError
 
         problems: list[str] = []
-        raw_notify = config.notify
-        raw_rotations = getattr(config, "rotations", None)
-        if isinstance(raw_notify, dict) and raw_rotations is None:
-            # Until `rotations` is a top-level key of Config, it may sit under `notify`.
-            raw_notify = dict(raw_notify)
-            raw_rotations = raw_notify.pop("rotations", None)
-        settings = _validate(NotifySettings, raw_notify or {}, "notify", problems)
+        raw_rotations = config.rotations
+        settings = _validate(NotifySettings, config.notify or {}, "notify", problems)
         policies = [_validate(Policy, p, f"policies[{i}]", problems) for i, p in enumerate(config.policies or [])]
         rotations = [_validate(Rotation, r, f"rotations[{i}]", problems) for i, r in enumerate(raw_rotations or [])]
         contacts = [_validate(ContactConfig, c, f"contacts[{i}]", problems) for i, c in enumerate(config.contacts or [])]
@@ -383,6 +365,6 @@ class NotifyConfig:
 
 
 __all__ = [
-    "LEVELS", "LEVEL_RANK", "AlertLevel", "Target", "PolicyMatch", "Step", "LevelSteps", "Policy",
+    "AlertLevel", "Target", "PolicyMatch", "Step", "LevelSteps", "Policy",
     "Override", "Rotation", "InhibitSettings", "NotifySettings", "NotifyConfig",
 ]

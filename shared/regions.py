@@ -89,3 +89,12 @@ def in_scope(code: str, prefixes: list[str] | tuple[str, ...]) -> bool:
         if code == p or code.startswith(p + "."):
             return True
     return False
+
+
+def known_region(code: str) -> str:
+    """The validator every model uses for a region code: dotted Kemendagri form, in the registry."""
+    if not CODE_PATTERN.match(code):
+        raise ValueError("must be a dotted Kemendagri code such as 65, 65.01, 65.01.05 or 65.01.05.2001")
+    if not registry().exists(code):
+        raise ValueError(f"unknown region code {code!r}")
+    return code

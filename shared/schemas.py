@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime, timezone
-from enum import Enum
+from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
@@ -26,38 +25,17 @@ from pydantic import (
     ValidationError,
 )
 
-from shared.regions import CODE_PATTERN, registry
+from shared.categories import Category
+from shared.regions import known_region, registry
 
 MAX_FUTURE_S = 300.0
 # Integers beyond 2^53 do not survive a round trip through most JSON readers.
 MAX_COUNT = 2**53 - 1
 
 
-class Category(str, Enum):
-    election_dispute = "election_dispute"
-    mass_mobilization = "mass_mobilization"
-    sara_incitement = "sara_incitement"
-    hoax_disinformation = "hoax_disinformation"
-    communal_clash = "communal_clash"
-    land_resource_conflict = "land_resource_conflict"
-    political_violence = "political_violence"
-    security_threat = "security_threat"
-    other = "other"
-
-
-CATEGORIES = tuple(c.value for c in Category)
-
 _RFC3339 = re.compile(r"^(\d{4})-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
 # Nothing Pantau scores happened before this; earlier dates also overflow UTC conversions.
 MIN_OCCURRED_S = 0.0
-
-
-def _known_region(code: str) -> str:
-    if not CODE_PATTERN.match(code):
-        raise ValueError("must be a dotted Kemendagri code such as 65, 65.01, 65.01.05 or 65.01.05.2001")
-    if not registry().exists(code):
-        raise ValueError(f"unknown region code {code!r}")
-    return code
 
 
 def _rfc3339_not_future(value: str) -> str:
@@ -109,7 +87,7 @@ class ReportEvent(BaseModel):
 
     event_id: Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
     source: Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9-]+$")]
-    region_code: Annotated[StrictStr, Field(max_length=13), AfterValidator(_known_region)]
+    region_code: Annotated[StrictStr, Field(max_length=13), AfterValidator(known_region)]
     category: Category
     severity: Annotated[StrictInt, Field(ge=1, le=5)]
     occurred_at: Annotated[StrictStr, Field(max_length=40), AfterValidator(_rfc3339_not_future)]
@@ -121,11 +99,6 @@ class ReportEvent(BaseModel):
     location: Location | None = None
     attributes: Annotated[dict[StrictStr, StrictStr], AfterValidator(_attributes)] | None = None
     schema_version: Annotated[StrictInt, Field(ge=1, le=1)] | None = None
-
-
-class FieldError(BaseModel):
-    field: str
-    message: str
 
 
 def errors_of(exc: ValidationError) -> list[dict[str, str]]:
@@ -189,10 +162,6 @@ def enriched(report: ReportEvent, received_at: str, ingest_id: str) -> bytes:
     body["received_at"] = received_at
     body["ingest_id"] = ingest_id
     return orjson.dumps(body)
-
-
-def rfc3339(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def now() -> float:

@@ -13,9 +13,12 @@ from datetime import date
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-Level = Literal["normal", "waspada", "siaga", "awas"]
+from shared.categories import CATEGORIES
+from shared.levels import Level
+from shared.strict import Strict as _Strict
+
 Method = Literal["ears-c1", "ears-c2", "ears-c3", "cusum", "ewma", "poisson", "negbin", "glrpois", "glr"]
 # Methods that read a long reference of counts (services/scoring/counts.py).
 COUNT_METHODS = ("poisson", "negbin", "glrpois", "glr")
@@ -23,14 +26,6 @@ COUNT_METHODS = ("poisson", "negbin", "glrpois", "glr")
 # Closed buckets kept per cell when the method needs fewer: EARS C2 with a 7-bucket baseline
 # reads 9, EWMA 30; 35 leaves room for a late report from a month of daily buckets.
 MIN_HISTORY = 35
-_CATEGORIES = (
-    "election_dispute", "mass_mobilization", "sara_incitement", "hoax_disinformation",
-    "communal_clash", "land_resource_conflict", "political_violence", "security_threat", "other",
-)
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class SeverityRules(_Strict):
@@ -232,7 +227,7 @@ def read_vulnerability_map(path: Path) -> dict[RateKey, float]:
         region, category = (row["region_code"] or "").strip(), (row["category"] or "").strip()
         if not registry().exists(region) or registry().level(region) > 2:
             raise ValueError(f"{path} line {line}: {region!r} is not a province or kabupaten/kota code")
-        if category != "*" and category not in _CATEGORIES:
+        if category != "*" and category not in CATEGORIES:
             raise ValueError(f"{path} line {line}: unknown category {category!r}")
         try:
             rate = float(row["daily_rate"])

@@ -8,22 +8,20 @@ import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared import heap, metrics, redis_client
+from shared import heap, metrics, problems, redis_client
 from shared.config import Config, Source, sha256_hex
 from shared.kafka import producer_settings
+from shared.problems import FieldError, Problem, Refusal
 from shared.regions import CODE_PATTERN, in_scope
 from shared.schemas import ReportEvent, validate_obj
 from services.ingest.intake import Intake, RateLimited, Unavailable
@@ -35,66 +33,44 @@ MAX_BATCH = 500
 RETRY_AFTER_UNAVAILABLE_S = 5
 
 
-class Refusal(Exception):
-    """A request refused as a whole: status, a machine-readable code and a human message."""
-
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None, errors=None):
-        self.status, self.code, self.message, self.headers, self.errors = status, code, message, headers, errors
-
-
 # --- response shapes, for the OpenAPI document ----------------------------------------------
-class FieldErrorModel(BaseModel):
-    field: str
-    message: str
-
-
 class Accepted(BaseModel):
+    """The answer to one report taken: accepted now, or a duplicate of one accepted before."""
+
     event_id: str
     status: Literal["accepted", "duplicate"]
 
 
-class Invalid(BaseModel):
-    errors: list[FieldErrorModel]
-
-
-class Problem(BaseModel):
-    error: str
-    message: str
-
-
 class ItemResult(BaseModel):
+    """The outcome of one item of a batch, in input order."""
+
     event_id: str | None
     status: Literal["accepted", "duplicate", "rejected"]
-    errors: list[FieldErrorModel] | None = None
+    errors: list[FieldError] | None = None
 
 
 class BatchResults(BaseModel):
+    """The answer to a batch: one result per item."""
+
     results: list[ItemResult]
 
 
 class BatchBody(BaseModel):
+    """A batch of 1-500 reports."""
+
     reports: list[ReportEvent]
 
 
-_PROBLEMS = {
-    401: {"model": Problem, "description": "missing or unknown API key"},
-    403: {"model": Problem, "description": "source or region outside the key's scope"},
-    413: {"model": Problem, "description": "body too large"},
-    415: {"model": Problem, "description": "not application/json"},
-    422: {"model": Invalid, "description": "invalid report; every bad field is listed"},
-    429: {"model": Problem, "description": "over the source's rate limit; see Retry-After"},
-    503: {"model": Problem, "description": "broker or state store unreachable; retry with the same event_id "
-                                           "(the message says whether the report may have been accepted)"},
-}
-
-
-@dataclass(frozen=True)
-class Publisher:
-    source: Source
-
-    @property
-    def id(self) -> str:
-        return self.source.id
+_PROBLEMS = problems.responses({
+    401: "missing or unknown API key",
+    403: "source or region outside the key's scope",
+    413: "body too large",
+    415: "not application/json",
+    422: "invalid report; `errors` names every bad field",
+    429: "over the source's rate limit; see Retry-After",
+    503: "broker or state store unreachable; retry with the same event_id "
+         "(`detail` says whether the report may have been accepted)",
+})
 
 
 class Gateway:
@@ -161,10 +137,6 @@ def _scope_errors(source: Source, report: ReportEvent) -> list[dict[str, str]]:
     return errors
 
 
-def _problem(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
-
-
 def create_app(config: Config) -> FastAPI:
     gw = Gateway(config)
 
@@ -191,26 +163,11 @@ def create_app(config: Config) -> FastAPI:
     app = FastAPI(title="Pantau ingest", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.gateway = gw
 
-    @app.exception_handler(Refusal)
-    async def _refusal(request: Request, exc: Refusal) -> JSONResponse:
-        if exc.errors is not None:
-            return JSONResponse({"errors": exc.errors}, status_code=exc.status, headers=exc.headers)
-        return _problem(exc.status, exc.code, exc.message, exc.headers)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        # Keep the exception's headers: a 405 must say which methods are allowed (RFC 9110).
-        return _problem(exc.status_code, "http_error", str(exc.detail), getattr(exc, "headers", None))
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"errors": [{"field": ".".join(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors()]},
-                            status_code=422)
-
-    @app.exception_handler(Exception)
-    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+    def _crash(request: Request, exc: Exception) -> None:
         log.exception("unhandled error on %s", request.url.path)
-        return _problem(500, "internal", "internal error; the report was not accepted")
+
+    problems.install(app, "internal error; the report was not accepted",
+                     field_of=lambda loc: ".".join(map(str, loc)), on_crash=_crash)
 
     def _count_rejected(source: str, reason: str, n: int = 1) -> None:
         metrics.REPORTS_REJECTED.labels(metrics.source_label(source, gw.known_sources), reason).inc(n)
@@ -324,20 +281,20 @@ def create_app(config: Config) -> FastAPI:
         """The process is alive."""
         return {"status": "ok"}
 
-    @app.get("/readyz", responses={503: {"model": Problem}})
+    @app.get("/readyz", responses=problems.responses({503: "broker or Redis unreachable"}))
     async def readyz() -> Response:
         """Broker and Redis both reachable."""
-        problems = []
+        down = []
         try:
             await asyncio.wait_for(gw.redis.ping(), 2)  # type: ignore[union-attr]
         except Exception:
-            problems.append("redis unreachable")
+            down.append("redis unreachable")
         try:
             await asyncio.wait_for(gw.producer.client.fetch_all_metadata(), 3)  # type: ignore[union-attr]
         except Exception:
-            problems.append("broker unreachable")
-        if problems:
-            return _problem(503, "not_ready", "; ".join(problems), {"Retry-After": "5"})
+            down.append("broker unreachable")
+        if down:
+            return problems.problem(503, "not_ready", "; ".join(down), {"Retry-After": "5"})
         return JSONResponse({"status": "ready"})
 
     @app.get("/metrics", response_class=Response)
@@ -361,7 +318,7 @@ def create_app(config: Config) -> FastAPI:
         schema = get_openapi(title=app.title, version=app.version, routes=app.routes,
                              description="Pantau ingest gateway, contract v1")
         comps = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model in (ReportEvent, BatchBody):
+        for model in (ReportEvent, BatchBody, Problem):
             js = model.model_json_schema(ref_template="#/components/schemas/{model}")
             comps.update(js.pop("$defs", {}))
             comps[model.__name__] = js

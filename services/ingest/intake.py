@@ -52,7 +52,8 @@ from aiokafka.partitioner import DefaultPartitioner
 from redis.exceptions import RedisError
 
 from shared import metrics, topics
-from shared.schemas import ReportEvent, enriched, partition_key, rfc3339
+from shared.schemas import ReportEvent, enriched, partition_key
+from shared.times import rfc3339
 from services.ingest.scan import Finder
 from services.ingest.state import ACCEPTED, Attempt, IntakeState, dedup_key, redis_full
 

@@ -26,13 +26,15 @@ from aiokafka.structs import ConsumerRecord
 from shared import heap, metrics, redis_client, topics
 from shared.config import Config
 from shared.kafka import CONSUMER_DEFAULTS, producer_settings, report_lag
-from shared.schemas import ReportEvent, enriched, partition_key, rfc3339, validate_json
+from shared.schemas import ReportEvent, enriched, partition_key, validate_json
+from shared.times import rfc3339
 from redis.exceptions import ConnectionError as RedisConnectionError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.ingest.scan import Finder, ingest_id, read_to_high_watermark
 from services.ingest.state import (ACCEPTED, PENDING, PENDING_TTL_MS, Attempt, IntakeState, claim_lease_s, dedup_key,
                                   redis_full)
+from shared.retry import backoff_s
 
 log = logging.getLogger("pantau.validator")
 
@@ -285,7 +287,7 @@ class Validator:
         """Run a Redis operation until Redis answers: a Redis restart pauses the validator
         instead of ending it, and nothing is committed before the batch is done. Every
         operation retried this way is idempotent or a compare-and-swap."""
-        delay = 0.1
+        failures = 0
         while True:
             try:
                 return await op()
@@ -294,9 +296,10 @@ class Validator:
                 # restarting would only read the same batch again into the same refusal.
                 if self.stopping.is_set() or (isinstance(e, ResponseError) and not redis_full(e)):
                     raise
+                failures += 1
+                delay = backoff_s(failures, 0.1, 2.0)
                 log.warning("redis %s (%s); retrying in %.1fs", "full" if redis_full(e) else "unavailable", e, delay)
                 await asyncio.sleep(delay)
-                delay = min(2 * delay, 2.0)
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         # Offsets first, checkpoint second: a checkpoint must never point past output of a

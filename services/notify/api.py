@@ -2,8 +2,9 @@
 resolve incidents and manage silences; coordinators acknowledge with one tap on a signed link.
 
 Operators send `Authorization: Bearer <token>`; the token's sha256 is compared with every
-configured operator's in constant time. Every error is JSON `{"error", "message"}` (the ack
-page answers a browser in HTML), never a traceback.
+configured operator's in constant time. Every error is a problem (`shared/problems.py`; the
+ack page answers a browser in HTML, `ack_page.py`), never a traceback. Request bodies and
+their reading are in `api_bodies.py`; this file is the routes, one screen each.
 """
 
 from __future__ import annotations
@@ -19,38 +20,39 @@ from typing import Any, Awaitable, Callable, Literal, Sequence
 
 import orjson
 from fastapi import Depends, FastAPI, Query, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from pydantic import BaseModel
 
+from shared import problems
 from shared.config import Operator, sha256_hex
+from shared.problems import Problem
 from shared.notify_config import Rotation
 from shared.regions import CODE_PATTERN, registry
-from shared.schemas import CATEGORIES
-from services.notify.consumer import count_change, release_held
-from services.notify.incidents import (
-    Conflict,
-    Incident,
-    IncidentStore,
-    acknowledge,
-    parse_ts,
-    resolve,
-    rfc3339,
-    silence_view,
-)
+from shared.categories import CATEGORIES
+from services.notify.wakeups import release_held
+from services.notify.incident_metrics import count_change
+from services.notify.silences import silence_view
+from services.notify.store import IncidentStore
+from services.notify.transitions import acknowledge, resolve
+from services.notify.incident import Conflict, Incident
+from shared.times import parse_ts
+from services.notify.ack_page import WORDS, incident_html, page, wants_html
+from services.notify.api_bodies import NoteBody, OverrideBody, SilenceBody, read_body
 from services.notify.links import LinkError, LinkMaker
-from services.notify.messages import category_name
 from services.notify.ratelimit import AddressLimiter
 from services.notify.rotations import OverrideStore, next_handover, on_call
+from services.notify import silences
+from services.notify.wakeups import wake_matching
 
 log = logging.getLogger("pantau.notify.api")
 
 
-class Refusal(Exception):
+class Refusal(problems.Refusal):
+    """A refused request; on an ack page it may carry the incident the link was for."""
+
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None,
                  errors: list[dict[str, str]] | None = None, incident: "Incident | None" = None):
-        self.status, self.code, self.message, self.headers, self.errors = status, code, message, headers, errors
+        super().__init__(status, code, message, headers, errors)
         # The ack pages show the incident's current state beside why the link did nothing.
         self.incident = incident
 
@@ -76,125 +78,11 @@ class ApiContext:
         self._hashes = [(op.token_hash(), op) for op in self.operators]
 
 
-# --- request bodies ----------------------------------------------------------------------------
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class NoteBody(_Strict):
-    note: str | None = Field(None, max_length=2000)
-
-
-class Matchers(_Strict):
-    region: str | None = None
-    category: str | None = None
-
-    @field_validator("region")
-    @classmethod
-    def _region(cls, v: str | None) -> str | None:
-        if v is not None and (not CODE_PATTERN.match(v) or not registry().exists(v)):
-            raise ValueError(f"unknown region code {v!r}")
-        return v
-
-    @field_validator("category")
-    @classmethod
-    def _category(cls, v: str | None) -> str | None:
-        if v is not None and v not in CATEGORIES:
-            raise ValueError(f"must be one of {', '.join(CATEGORIES)}")
-        return v
-
-
-class SilenceBody(_Strict):
-    matchers: Matchers
-    ends_at: str
-    reason: str = Field(min_length=1, max_length=500)
-
-    @field_validator("ends_at")
-    @classmethod
-    def _ts(cls, v: str) -> str:
-        try:
-            ts = parse_ts(v)
-        except ValueError:
-            raise ValueError("must be an RFC 3339 time with offset, e.g. 2024-11-28T08:00:00+08:00") from None
-        try:
-            rfc3339(ts)  # 9999-12-31T23:59:59-14:00 is year 10000 in UTC: it could be stored, never shown
-        except (ValueError, OverflowError):
-            raise ValueError("is out of range: it must fall before 9999-12-31T23:59:59Z") from None
-        return v
-
-
-class OverrideBody(_Strict):
-    contact: str
-    start: str
-    end: str
-    reason: str | None = Field(None, max_length=500)
-
-
-def _errors(exc: ValidationError) -> list[dict[str, str]]:
-    out = []
-    for e in exc.errors(include_url=False, include_input=False):
-        msg = "unknown field" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
-        out.append({"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": msg})
-    return out
-
-
-MAX_BODY = 64 * 1024
-
-
-async def _read_capped(request: Request) -> bytes:
-    """The body, refused (413) as soon as it is known to exceed MAX_BODY: by its declared length
-    before any of it is read, else once the bytes received pass the limit, so a stranger cannot
-    make notify hold a body of any size in memory."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and (len(declared) > 12 or int(declared) > MAX_BODY):
-        raise Refusal(413, "too_large", "body is over 64 KiB")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise Refusal(413, "too_large", "body is over 64 KiB")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def _body(request: Request, model: type[BaseModel], optional: bool = False) -> Any:
-    raw = await _read_capped(request)
-    if not raw.strip():
-        if optional:
-            return model()
-        raise Refusal(422, "invalid", "a JSON body is required", errors=[{"field": "(body)", "message": "required"}])
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise Refusal(422, "invalid", "invalid JSON", errors=[{"field": "(body)", "message": "invalid JSON"}]) from None
-    if not isinstance(data, dict):
-        raise Refusal(422, "invalid", "must be a JSON object", errors=[{"field": "(body)", "message": "must be a JSON object"}])
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise Refusal(422, "invalid", "invalid body", errors=_errors(exc)) from None
-
-
-def _problem(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
-
-
 def _json(data: Any, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
 # --- the OpenAPI document: what each operation takes and every answer it can give ------------
-class FieldError(BaseModel):
-    field: str
-    message: str
-
-
-class Problem(BaseModel):
-    error: str
-    message: str
-    errors: list[FieldError] | None = None
-
-
 _WHY = {401: "missing or unknown operator token", 403: "the link is malformed, forged or expired",
         404: "no such incident, silence or rotation", 409: "the incident's state does not allow it",
         410: "the link was made before the incident last changed (level, re-open, resolve)",
@@ -221,50 +109,7 @@ def _doc(*codes: int, body: type[BaseModel] | None = None, body_required: bool =
         extra["requestBody"] = {"required": body_required, "content": {"application/json": {
             "schema": {"$ref": f"#/components/schemas/{body.__name__}"}}}}
     errors = (401, *codes) if operator else codes
-    problem = {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
-    return {"responses": {c: {"description": _WHY[c], "content": problem} for c in errors}, "openapi_extra": extra,
-            **kwargs}
-
-
-# --- the ack page --------------------------------------------------------------------------------
-_WORDS = {
-    "id": {"title": "Konfirmasi insiden", "button": "Saya tangani (konfirmasi)", "done": "Terima kasih: insiden dikonfirmasi.",
-           "already": "Insiden ini sudah dikonfirmasi", "resolved": "Insiden ini sudah selesai.", "level": "Level",
-           "status": "Status", "reasons": "Alasan", "error": "Tautan tidak dapat dipakai"},
-    "en": {"title": "Acknowledge incident", "button": "I'm on it (acknowledge)", "done": "Thank you: incident acknowledged.",
-           "already": "This incident is already acknowledged", "resolved": "This incident is resolved.", "level": "Level",
-           "status": "Status", "reasons": "Why", "error": "This link cannot be used"},
-}
-_PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
-}
-
-
-def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    doc = (f'<!doctype html><html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,'
-           f'initial-scale=1"><title>{html.escape(title)}</title><style>body{{font-family:sans-serif;max-width:36em;'
-           f'margin:1em auto;padding:0 1em}}button{{font-size:1.3em;padding:.7em 1.2em;width:100%}}'
-           f'.lvl{{font-weight:bold}}</style></head><body>{body}</body></html>')
-    return HTMLResponse(doc, status_code=status, headers=_PAGE_HEADERS)
-
-
-def _incident_html(inc: Incident, language: str) -> str:
-    w = _WORDS[language]
-    e = html.escape
-    reasons = "".join(f"<li>{e(r)}</li>" for r in inc.reasons)
-    return (f"<h1>{e(category_name(inc.category, 'en' if language == 'en' else 'id'))} — {e(inc.region_name)}</h1>"
-            f"<p>{e(w['level'])}: <span class=lvl>{e(inc.level.upper())}</span> · {e(w['status'])}: {e(inc.status)}</p>"
-            f"<p>{e(inc.summary)}</p>" + (f"<p>{e(w['reasons'])}:</p><ul>{reasons}</ul>" if reasons else ""))
-
-
-def _wants_html(request: Request) -> bool:
-    accept = request.headers.get("accept", "")
-    return "text/html" in accept or request.method == "POST" and "application/x-www-form-urlencoded" in \
-        request.headers.get("content-type", "")
+    return {"responses": problems.responses({c: _WHY[c] for c in errors}), "openapi_extra": extra, **kwargs}
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
@@ -298,36 +143,23 @@ def create_app(ctx: ApiContext) -> FastAPI:
             raise Refusal(404, "not_found", f"no incident {incident_id!r}")
         return inc
 
-    @app.exception_handler(Refusal)
-    async def _refusal(request: Request, exc: Refusal) -> Response:
-        if request.url.path.startswith("/ack/") and _wants_html(request):
-            w = _WORDS[lang]
-            state = _incident_html(exc.incident, lang) if exc.incident is not None else ""
-            return _page(w["error"], f"<h1>{html.escape(w['error'])}</h1><p><b>{html.escape(exc.message)}</b></p>"
-                         + state, exc.status)
-        if exc.errors is not None:
-            return JSONResponse({"error": exc.code, "message": exc.message, "errors": exc.errors},
-                                status_code=exc.status, headers=exc.headers)
-        return _problem(exc.status, exc.code, exc.message, exc.headers)
+    async def _ack_page(request: Request, exc: problems.Refusal) -> Response | None:
+        if not (request.url.path.startswith("/ack/") and wants_html(request)):
+            return None
+        w = WORDS[lang]
+        incident = getattr(exc, "incident", None)
+        state = incident_html(incident, lang) if incident is not None else ""
+        return page(w["error"], f"<h1>{html.escape(w['error'])}</h1><p><b>{html.escape(exc.message)}</b></p>"
+                     + state, exc.status)
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        # Keep the exception's headers: a 405 must say which methods are allowed (RFC 9110).
-        return _problem(exc.status_code, code, str(exc.detail), getattr(exc, "headers", None))
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [{"field": ".".join(str(p) for p in e["loc"] if p not in ("query", "path", "body")),
-                   "message": e["msg"]} for e in exc.errors()]
-        return JSONResponse({"error": "invalid", "message": "invalid request", "errors": errors}, status_code=422)
-
-    @app.exception_handler(Exception)
-    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+    def _crash(request: Request, exc: Exception) -> None:
         # An ack path is a bearer token: it never reaches a log.
         path = "/ack/<token>" if request.url.path.startswith("/ack/") else request.url.path
         log.error("unhandled %s on %s %s", type(exc).__name__, request.method, path)
-        return _problem(500, "internal", "internal error")
+
+    problems.install(app, "internal error",
+                     field_of=lambda loc: ".".join(str(p) for p in loc if p not in ("query", "path", "body")),
+                     on_crash=_crash, on_refusal=_ack_page)
 
     # --- incidents ---------------------------------------------------------------------------
     @app.get("/v1/incidents", **_doc(422))
@@ -375,14 +207,14 @@ def create_app(ctx: ApiContext) -> FastAPI:
     async def ack(request: Request, incident_id: str) -> Response:
         """Acknowledge: the escalation stops; acknowledging again changes nothing."""
         op = operator(request)
-        body = await _body(request, NoteBody, optional=True)
+        body = await read_body(request, NoteBody, optional=True)
         return _json((await _ack(incident_id, f"operator:{op.id}", "api", body.note)).view())
 
     @app.post("/v1/incidents/{incident_id}/resolve", **_doc(404, 409, 413, 422, body=NoteBody, body_required=False))
     async def resolve_incident(request: Request, incident_id: str) -> Response:
         """Resolve: everyone who was paged hears it, on every channel they were paged on."""
         op = operator(request)
-        body = await _body(request, NoteBody, optional=True)
+        body = await read_body(request, NoteBody, optional=True)
         try:
             saved, change = await ctx.store.mutate(
                 incident_id, lambda inc: resolve(inc, f"operator:{op.id}", ctx.clock(), "manual", body.note))
@@ -400,7 +232,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     async def create_silence(request: Request) -> Response:
         """Hold back pages for matching incidents until `ends_at` (audited)."""
         op = operator(request)
-        body: SilenceBody = await _body(request, SilenceBody)
+        body: SilenceBody = await read_body(request, SilenceBody)
         matchers = body.matchers.model_dump(exclude_none=True)
         now = ctx.clock()
         errors = []
@@ -412,14 +244,14 @@ def create_app(ctx: ApiContext) -> FastAPI:
             errors.append({"field": "ends_at", "message": "must be in the future"})
         if errors:
             raise Refusal(422, "invalid", "invalid silence", errors=errors)
-        s = await ctx.store.add_silence(matchers, ends, body.reason, f"operator:{op.id}", now)
+        s = await silences.add(ctx.store.r, matchers, ends, body.reason, f"operator:{op.id}", now)
         return _json(silence_view(s, now), 201)
 
     @app.get("/v1/silences", **_doc(422))
     async def list_silences(request: Request, all: bool = False) -> Response:
         """Active silences (with `?all=true`, expired and deleted ones too)."""
         operator(request)
-        items = sorted(await ctx.store.silences(), key=lambda s: s["created_at"], reverse=True)
+        items = sorted(await silences.all_of(ctx.store.r), key=lambda s: s["created_at"], reverse=True)
         views = [silence_view(s, ctx.clock()) for s in items]
         return _json({"silences": views if all else [v for v in views if v["active"]]})
 
@@ -427,10 +259,10 @@ def create_app(ctx: ApiContext) -> FastAPI:
     async def delete_silence(request: Request, silence_id: str) -> Response:
         """End a silence now; held-back steps fire at once (audited)."""
         op = operator(request)
-        s = await ctx.store.delete_silence(silence_id, f"operator:{op.id}", ctx.clock())
+        s = await silences.delete(ctx.store.r, silence_id, f"operator:{op.id}", ctx.clock())
         if s is None:
             raise Refusal(404, "not_found", f"no active silence {silence_id!r}")
-        if await ctx.store.wake_matching(s["matchers"], ctx.clock()):
+        if await wake_matching(ctx.store, s["matchers"], ctx.clock()):
             ctx.wake()
         return _json(silence_view(s, ctx.clock()))
 
@@ -454,7 +286,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         rot = next((r for r in ctx.rotations if r.region == region), None)
         if rot is None or ctx.overrides is None:
             raise Refusal(404, "not_found", f"no rotation for region {region!r}")
-        body: OverrideBody = await _body(request, OverrideBody)
+        body: OverrideBody = await read_body(request, OverrideBody)
         try:
             start, end = datetime.fromisoformat(body.start), datetime.fromisoformat(body.end)
             if start.tzinfo is None or end.tzinfo is None:
@@ -493,14 +325,14 @@ def create_app(ctx: ApiContext) -> FastAPI:
         claim = _claim(request, token, ctx.clock())
         inc = await incident_or_404(claim.incident_id)
         _current(claim, inc)
-        w = _WORDS[lang]
+        w = WORDS[lang]
         if inc.status == "resolved":
             action = f"<p><b>{html.escape(w['resolved'])}</b></p>"
         elif inc.status == "acknowledged":
             action = f"<p><b>{html.escape(w['already'])} ({html.escape(inc.acknowledged_by or '')}).</b></p>"
         else:
             action = f'<form method="post"><button type="submit">{html.escape(w["button"])}</button></form>'
-        return _page(w["title"], _incident_html(inc, lang) + action)
+        return page(w["title"], incident_html(inc, lang) + action)
 
     @app.post("/ack/{token}", **_doc(403, 404, 409, 410, 429, operator=False))
     async def ack_link(request: Request, token: str) -> Response:
@@ -517,9 +349,9 @@ def create_app(ctx: ApiContext) -> FastAPI:
             return acknowledge(inc, by, ctx.clock(), "link", None)
 
         saved = await _ack(claim.incident_id, by, "link", None, ack_if_current)
-        if _wants_html(request):
-            w = _WORDS[lang]
-            return _page(w["title"], _incident_html(saved, lang) + f"<p><b>{html.escape(w['done'])}</b></p>")
+        if wants_html(request):
+            w = WORDS[lang]
+            return page(w["title"], incident_html(saved, lang) + f"<p><b>{html.escape(w['done'])}</b></p>")
         return _json(saved.view())
 
     # --- health ------------------------------------------------------------------------------
@@ -529,18 +361,18 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     @app.get("/readyz", **_doc(503, operator=False))
     async def readyz() -> Response:
-        problems: list[str] = []
+        down: list[str] = []
         try:
             await asyncio.wait_for(ctx.store.r.ping(), 2)
         except Exception:
-            problems.append("redis unreachable")
+            down.append("redis unreachable")
         if ctx.ready is not None:
             try:
-                problems += await asyncio.wait_for(ctx.ready(), 3)
+                down += await asyncio.wait_for(ctx.ready(), 3)
             except Exception:
-                problems.append("not ready")
-        if problems:
-            return _problem(503, "not_ready", "; ".join(problems), {"Retry-After": "5"})
+                down.append("not ready")
+        if down:
+            return problems.problem(503, "not_ready", "; ".join(down), {"Retry-After": "5"})
         return JSONResponse({"status": "ready"})
 
     def openapi() -> dict:
@@ -569,8 +401,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         for ops in schema["paths"].values():
             for op in ops.values():
                 if "422" in op["responses"]:
-                    op["responses"]["422"] = {"description": _WHY[422], "content": {"application/json": {
-                        "schema": {"$ref": "#/components/schemas/Problem"}}}}
+                    op["responses"]["422"] = problems.responses({422: _WHY[422]})[422]
         for name in ("HTTPValidationError", "ValidationError"):
             comps["schemas"].pop(name, None)
         app.openapi_schema = schema
@@ -580,4 +411,4 @@ def create_app(ctx: ApiContext) -> FastAPI:
     return app
 
 
-__all__ = ["ApiContext", "create_app", "rfc3339"]
+__all__ = ["ApiContext", "create_app"]

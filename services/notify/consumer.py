@@ -5,10 +5,10 @@ into an incident change (one incident per (kabupaten/kota or province, category)
 updates change it, they never open a second one). Offsets are committed only after the
 batch's changes are in Redis; a replayed update changes nothing.
 
-Out: `EscalationPublisher` drains the Redis outbox of lifecycle events (written atomically
-with each incident change) to `pantau.escalations.v1`, keyed by incident id, in order. A
-crash between producing and trimming the outbox publishes those events again (at least once:
-a consumer can drop repeats by (incident_id, status, step, updated_at)).
+Out: each change's lifecycle events go to the Redis outbox atomically with it;
+`escalation_publisher` makes the publisher (services/notify/outbox.py) that moves them to
+`pantau.escalations.v1` (at least once: a consumer can drop repeats by (incident_id, status,
+step, updated_at)).
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections import deque
 from datetime import datetime
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import orjson
 import redis.asyncio as aioredis
@@ -29,37 +28,18 @@ from pydantic import ValidationError
 
 from shared import metrics, topics
 from shared.kafka import CONSUMER_DEFAULTS, report_lag
-from services.notify.delivery import e2e_key
-from services.notify.lease import Lease
+from services.notify.delivery_records import e2e_key
 from shared.notify_config import Policy
-from shared.regions import registry
-from services.notify.incidents import (
-    K_OUTBOX,
-    Change,
-    IncidentStore,
-    ScoreUpdate,
-    apply_update,
-    incident_key,
-    new_incident_id,
-    open_incident,
-)
+from services.notify.store import K_OUTBOX, IncidentStore
+from services.notify.transitions import apply_update, open_incident
+from services.notify.incident import Change, incident_key, new_incident_id
+from shared.scores import ScoreUpdate
+from services.notify.outbox import OutboxPublisher
+from services.notify.incident_metrics import count_change
+from services.notify.wakeups import release_held
+from shared.retry import backoff_s
 
 log = logging.getLogger("pantau.notify.consumer")
-
-
-def count_change(change: Change | None, category: str | None = None) -> None:
-    """Metrics for a saved change (shared by the consumer, the API and the watchdog)."""
-    if change is None:
-        return
-    inc = change.incident
-    if change.opened:
-        metrics.INCIDENTS_OPENED.labels(category or inc.category).inc()
-    if change.acknowledged:
-        metrics.INCIDENTS_ACKNOWLEDGED.inc()
-        if inc.acknowledged_at is not None:
-            metrics.TIME_TO_ACKNOWLEDGE.observe(max(0.0, inc.acknowledged_at - inc.triggered_at))
-    if change.resolved:
-        metrics.INCIDENTS_RESOLVED.labels(change.resolved).inc()
 
 
 class ScoreHandler:
@@ -123,25 +103,6 @@ class ScoreHandler:
                     out[i] = change
                     await self._saved(change, now)
         return out
-
-
-async def release_held(store: IncidentStore, change: Change | None, now: float) -> int:
-    """A province incident that resolved, was acknowledged or fell a level, or a kabupaten/kota incident that
-    resolved (the situation may now be narrower than `notify.inhibit.min_kabkota`), may let
-    held kabupaten/kota incidents page again: bring their timers forward so the scheduler
-    decides now (services.notify.inhibit), not at their next recheck."""
-    if change is None or change.incident.kind != "score":
-        return 0
-    inc = change.incident
-    if "." not in inc.region_code:
-        if change.resolved or change.acknowledged or any(e.get("kind") == "level" for e in change.timeline):
-            return await store.wake_held(inc.id, now, inc.region_code, inc.category)
-        return 0
-    if change.resolved:
-        province = registry().province_of(inc.region_code)
-        province_id = await store.open_id(incident_key(province, inc.category))
-        return await store.wake_held(province_id, now, province, inc.category) if province_id else 0
-    return 0
 
 
 def parse_update(raw: bytes | None) -> ScoreUpdate | None:
@@ -236,7 +197,7 @@ class ScoreConsumer:
         append-only file): the offsets stay put meanwhile, and a partly applied batch applied
         again changes nothing. Exiting instead left the restart to a supervisor, with every
         update of the outage read again. False: `stop` came first."""
-        delay = 0.1
+        failures = 0
         while True:
             try:
                 # Each pair's updates are applied in the order this loop once applied them one by one.
@@ -244,13 +205,15 @@ class ScoreConsumer:
                 await self.note_received(changes, received)
                 return True
             except (aioredis.RedisError, OSError) as e:
+                failures += 1
+                delay = backoff_s(failures, 0.1, 5.0)
                 log.warning("applying %d score updates failed (%s: %s); retrying in %.1f s",
                             len(updates), type(e).__name__, e, delay)
             try:
                 await asyncio.wait_for(stop.wait(), delay)
                 return False
             except asyncio.TimeoutError:
-                delay = min(5.0, delay * 2)
+                pass
 
     async def note_received(self, changes: Sequence[Change | None], received: Sequence[float | None]) -> None:
         """Remember when the report behind each newly opened incident was received, for the
@@ -276,53 +239,7 @@ def received_at(headers: Sequence[tuple[str, bytes]] | None) -> float | None:
     return None
 
 
-class EscalationPublisher:
-    """Moves lifecycle events from the Redis outbox to `pantau.escalations.v1`.
-
-    One publisher at a time holds a lease (so several notify processes do not publish the
-    same events twice); the others stand by."""
-
-    LOCK = "pantau:notify:outbox:lock"
-    BATCH = 200
-
-    def __init__(self, r: aioredis.Redis, producer: AIOKafkaProducer, lease_s: float = 10.0, poll_s: float = 0.2):
-        self.r = r
-        self.producer = producer
-        self.poll_s = poll_s
-        self.me = uuid.uuid4().hex
-        self.published = 0
-        self._lease = Lease(r, self.LOCK, self.me, lease_s)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                sent = await self.flush() if await self._lease.hold() else 0
-            except Exception:
-                log.exception("publishing lifecycle events failed; retrying")
-                sent = 0
-            if not sent:
-                try:
-                    await asyncio.wait_for(stop.wait(), self.poll_s)
-                except asyncio.TimeoutError:
-                    pass
-
-    async def flush(self) -> int:
-        raw = await self.r.lrange(K_OUTBOX, 0, self.BATCH - 1)
-        if not raw:
-            return 0
-        futs = []
-        for v in raw:
-            key = _incident_id(v)
-            futs.append(await self.producer.send(topics.ESCALATIONS_V1, v, key=key))
-        await asyncio.gather(*futs)
-        await self.r.ltrim(K_OUTBOX, len(raw), -1)
-        self.published += len(raw)
-        return len(raw)
-
-
-def _incident_id(v: bytes) -> bytes | None:
-    try:
-        d: Any = orjson.loads(v)
-        return str(d["incident_id"]).encode()
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return None
+def escalation_publisher(r: aioredis.Redis, producer: AIOKafkaProducer) -> OutboxPublisher:
+    """The publisher of the lifecycle-event outbox to `pantau.escalations.v1`."""
+    return OutboxPublisher(r, producer, key=K_OUTBOX, lock_key="pantau:notify:outbox:lock",
+                           topic=topics.ESCALATIONS_V1, what="lifecycle events", batch=200, lease_s=10.0, poll_s=0.2)

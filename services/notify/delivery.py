@@ -35,7 +35,6 @@ incident's timeline and to an outbox that is published to `pantau.notifications.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import random
@@ -49,20 +48,19 @@ import orjson
 import redis.asyncio as aioredis
 
 from services.notify.channels.base import Channel, Reason, Result, failure
-from services.notify.lease import Lease
+from services.notify.delivery_records import (
+    CLAIM_LUA, FINISH_LUA, SUBMIT_LUA, DEAD_KEY, DUE_KEY, OUTBOX_KEY, OUTBOX_LOCK_KEY, PREFIX, delivery_id, e2e_key,
+    record_key,
+)
+from services.notify.outbox import OutboxPublisher
 from services.notify.messages import Notice
 from shared import metrics, topics
 from shared.channels_config import ContactConfig, DeliverySettings, contact_configs
-from shared.schemas import rfc3339
+from shared.retry import backoff_s
+from shared.times import rfc3339
 
 log = logging.getLogger("pantau.delivery")
 
-PREFIX = "pantau:delivery:"
-DUE_KEY = "pantau:delivery:due"
-OUTBOX_KEY = "pantau:delivery:outbox"
-OUTBOX_LOCK_KEY = "pantau:delivery:outbox:lock"
-DEAD_KEY = "pantau:delivery:dead"
-TIMELINE_KEY = "pantau:incident:{}:timeline"
 
 # A peer's own wait hint is honoured up to this long.
 MAX_RETRY_AFTER_S = 3600.0
@@ -70,179 +68,13 @@ OUTBOX_BATCH = 500
 OUTBOX_LOCK_MS = 15_000
 
 
-def delivery_id(incident_id: str, event_key: str, contact_id: str | None, channel_id: str) -> str:
-    """The deterministic id of one delivery (32 hex characters)."""
-    raw = "\x1f".join((incident_id, event_key, contact_id or "", channel_id))
-    return hashlib.sha256(raw.encode()).hexdigest()[:32]
-
-
-def record_key(did: str) -> str:
-    return PREFIX + did
-
-
-def timeline_key(incident_id: str) -> str:
-    return TIMELINE_KEY.format(incident_id)
-
-
 def backoff_delay(attempt: int, initial_s: float, max_s: float, rand: float, retry_after_s: float | None = None) -> float:
     """Seconds to wait after failed attempt number `attempt` (1-based): full jitter over an
     exponential cap, `rand` in [0, 1); never shorter than the peer's `retry_after_s`."""
-    cap = min(max_s, initial_s * 2 ** min(attempt - 1, 60))
-    delay = rand * cap
+    delay = backoff_s(attempt, initial_s, max_s, rand)
     if retry_after_s is not None:
         delay = max(delay, min(retry_after_s, MAX_RETRY_AFTER_S))
     return delay
-
-
-# --------------------------------------------------------------------------- Lua
-# Shared by every script: the Redis clock, and `emit`, which appends one attempt outcome to
-# the outbox (contract fields) and to the incident timeline (plus kind, detail, extras).
-_LIB = """
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local function emit(outbox, key, id, attempt, outcome, reason, at, detail, extra)
-  local f = redis.call('HMGET', key, 'incident_id', 'event_key', 'channel_id', 'channel_type', 'contact_id')
-  local contact = f[5]
-  if not contact or contact == '' then contact = cjson.null end
-  local ev = {delivery_id = id, incident_id = f[1], event_key = f[2], channel = f[3], channel_type = f[4],
-              contact = contact, attempt = tonumber(attempt), outcome = outcome, reason = reason, at = at}
-  local line = cjson.encode(ev)
-  redis.call('RPUSH', outbox, line)
-  ev['kind'] = 'delivery'
-  ev['detail'] = detail
-  if extra then for k, v in pairs(extra) do ev[k] = v end end
-  redis.call('RPUSH', 'pantau:incident:' .. f[1] .. ':timeline', cjson.encode(ev))
-  return line
-end
-"""
-
-# KEYS: record, due. ARGV: id, then field/value pairs. Returns 1 if created, 0 if it existed.
-_SUBMIT = _LIB + """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local now = now_ms()
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-redis.call('HSET', KEYS[1], 'created_ms', now, 'origin_ms', now, 'next_ms', now)
-redis.call('ZADD', KEYS[2], now, ARGV[1])
-return 1
-"""
-
-# KEYS: due, outbox. ARGV: limit, at (RFC 3339), record key prefix, worker name.
-# Returns {now_ms, next_due_ms or -1, then per claimed job: id, attempt, previous state,
-# interrupted-event JSON or '', the record as claimed (HGETALL: the attempt needs no read of
-# its own)}. A job found 'sending' is one whose lease expired.
-_CLAIM = _LIB + """
-local now = now_ms()
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
-local out = {now, -1}
-for _, id in ipairs(ids) do
-  local key = ARGV[3] .. id
-  local state = redis.call('HGET', key, 'state')
-  if state == 'pending' or state == 'sending' then
-    local attempt = tonumber(redis.call('HGET', key, 'attempt'))
-    local lost = ''
-    if state == 'sending' then
-      lost = emit(KEYS[2], key, id, attempt, 'interrupted', 'timeout', ARGV[2],
-                  'no outcome recorded before the lease expired: the worker stopped mid-attempt', nil)
-    end
-    if state == 'pending' or attempt < tonumber(redis.call('HGET', key, 'max_attempts')) then
-      attempt = attempt + 1
-    else
-      state = 'exhausted'
-    end
-    redis.call('HSET', key, 'attempt', attempt, 'state', 'sending', 'claimed_ms', now, 'worker', ARGV[4])
-    redis.call('ZADD', KEYS[1], now + tonumber(redis.call('HGET', key, 'lease_ms')), id)
-    out[#out + 1] = id
-    out[#out + 1] = attempt
-    out[#out + 1] = state
-    out[#out + 1] = lost
-    out[#out + 1] = redis.call('HGETALL', key)
-  else
-    redis.call('ZREM', KEYS[1], id)
-  end
-end
-local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-if first[2] then out[2] = tonumber(first[2]) end
-return out
-"""
-
-# KEYS: record, due, outbox, dead list, fallback record, the incident's e2e key.
-# ARGV: 1 id, 2 attempt, 3 outcome (delivered|retry|failed), 4 reason, 5 detail, 6 at,
-#       7 delay_ms, 8 retention_s, 9 fallback id or '', 10 fallback channel id,
-#       11 fallback channel type, 12 fallback lease_ms, 13 fallback max_attempts, 14 dead-letter cap.
-# Returns {0} if the attempt is no longer ours, else {1, final outcome, now_ms, origin_ms, event JSON,
-# the e2e key's value (taken when delivered, so the incident's first page alone is timed)}.
-_FINISH = _LIB + """
-local key = KEYS[1]
-if redis.call('HGET', key, 'state') ~= 'sending' or redis.call('HGET', key, 'attempt') ~= ARGV[2] then
-  return {0}
-end
-local now = now_ms()
-local id, outcome, reason, detail, at = ARGV[1], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local origin = redis.call('HGET', key, 'origin_ms')
-local line
-local received = false
-if outcome == 'delivered' then
-  redis.call('HSET', key, 'state', 'delivered', 'done_ms', now, 'last_reason', reason, 'last_detail', detail)
-  received = redis.call('GETDEL', KEYS[6])
-  redis.call('ZREM', KEYS[2], id)
-  redis.call('EXPIRE', key, tonumber(ARGV[8]))
-  line = emit(KEYS[3], key, id, ARGV[2], 'delivered', reason, at, detail, nil)
-elseif outcome == 'retry' then
-  local due = now + tonumber(ARGV[7])
-  redis.call('HSET', key, 'state', 'pending', 'next_ms', due, 'last_reason', reason, 'last_detail', detail)
-  redis.call('ZADD', KEYS[2], due, id)
-  line = emit(KEYS[3], key, id, ARGV[2], 'retry', reason, at, detail, {retry_in_s = tonumber(ARGV[7]) / 1000})
-else
-  redis.call('ZREM', KEYS[2], id)
-  redis.call('EXPIRE', key, tonumber(ARGV[8]))
-  if ARGV[9] ~= '' then
-    outcome = 'failed'
-    redis.call('HSET', key, 'state', 'failed', 'done_ms', now, 'last_reason', reason, 'last_detail', detail,
-               'fallback_id', ARGV[9])
-    if redis.call('EXISTS', KEYS[5]) == 0 then
-      local f = redis.call('HMGET', key, 'incident_id', 'event_key', 'contact_id', 'notice', 'origin_ms')
-      redis.call('HSET', KEYS[5], 'id', ARGV[9], 'incident_id', f[1], 'event_key', f[2], 'contact_id', f[3],
-                 'notice', f[4], 'origin_ms', f[5], 'channel_id', ARGV[10], 'channel_type', ARGV[11],
-                 'fallback_channel_id', '', 'parent_id', id, 'attempt', 0, 'state', 'pending',
-                 'created_ms', now, 'next_ms', now, 'lease_ms', ARGV[12], 'max_attempts', ARGV[13])
-      redis.call('ZADD', KEYS[2], now, ARGV[9])
-    end
-    line = emit(KEYS[3], key, id, ARGV[2], 'failed', reason, at, detail, {fallback_delivery_id = ARGV[9]})
-  else
-    outcome = 'dead'
-    redis.call('HSET', key, 'state', 'dead', 'done_ms', now, 'last_reason', reason, 'last_detail', detail)
-    line = emit(KEYS[3], key, id, ARGV[2], 'dead', reason, at, detail, nil)
-    local f = redis.call('HMGET', key, 'incident_id', 'event_key', 'channel_id', 'channel_type', 'contact_id',
-                         'parent_id')
-    local contact = f[5]
-    if not contact or contact == '' then contact = cjson.null end
-    redis.call('LPUSH', KEYS[4], cjson.encode({delivery_id = id, incident_id = f[1], event_key = f[2],
-      channel = f[3], channel_type = f[4], contact = contact, attempts = tonumber(ARGV[2]), reason = reason,
-      detail = detail, at = at, parent_delivery_id = f[6] or ''}))
-    redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[14]) - 1)
-  end
-end
-return {1, outcome, now, origin, line, received}
-"""
-
-# KEYS: outbox. ARGV: n, sha1 of the n items joined by newlines. Trims them only if they are
-# still the head of the list (another publisher may have got there first).
-_ACK_OUTBOX = """
-local items = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
-if #items == tonumber(ARGV[1]) and redis.sha1hex(table.concat(items, '\\n')) == ARGV[2] then
-  redis.call('LTRIM', KEYS[1], tonumber(ARGV[1]), -1)
-  return 1
-end
-return 0
-"""
-
-
-def e2e_key(incident_id: str) -> str:
-    """When the report that opened an incident was received by ingest (epoch seconds), kept
-    until the incident's first page is delivered: pantau_end_to_end_seconds."""
-    return f"pantau:notify:e2e:{incident_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,12 +100,12 @@ class Deliverer:
 
     def __init__(
         self,
-        config: Any,
+        contacts: Iterable[Any],
         redis: aioredis.Redis,
         producer: Any,
         channels: "dict[str, Channel] | Any",
         *,
-        settings: DeliverySettings | None = None,
+        settings: DeliverySettings = DeliverySettings(),
         rng: Callable[[], float] | None = None,
         clock: Callable[[], float] = time.time,
         on_event: EventListener | None = None,
@@ -281,19 +113,20 @@ class Deliverer:
         self.redis = redis
         self.producer = producer
         self.channels = channels
-        self.contacts: dict[str, ContactConfig] = {c.id: c for c in contact_configs(getattr(config, "contacts", []))}
-        self.settings = settings or _settings_of(config)
+        self.contacts: dict[str, ContactConfig] = {c.id: c for c in contact_configs(contacts)}
+        self.settings = settings
         self.rng = rng or random.Random().random
         self.clock = clock
         self.on_event = on_event
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._submit = redis.register_script(_SUBMIT)
-        self._claim = redis.register_script(_CLAIM)
-        self._finish = redis.register_script(_FINISH)
-        self._ack = redis.register_script(_ACK_OUTBOX)
-        self._outbox_lease = Lease(redis, OUTBOX_LOCK_KEY, self.worker, OUTBOX_LOCK_MS / 1000)
+        self._submit = redis.register_script(SUBMIT_LUA)
+        self._claim = redis.register_script(CLAIM_LUA)
+        self._finish = redis.register_script(FINISH_LUA)
+        self.outbox = OutboxPublisher(redis, producer, key=OUTBOX_KEY, lock_key=OUTBOX_LOCK_KEY,
+                                      topic=topics.NOTIFICATIONS_V1, what="delivery outcomes", batch=OUTBOX_BATCH,
+                                      lease_s=OUTBOX_LOCK_MS / 1000, poll_s=self.settings.poll_interval_s * 4,
+                                      owner=self.worker)
         self._wake = asyncio.Event()
-        self._outbox_wake = asyncio.Event()
 
     # ----------------------------------------------------------------------- submit
 
@@ -349,7 +182,7 @@ class Deliverer:
         flush the outbox. Cancelling the task instead abandons in-flight attempts: their leases
         expire and another worker (or this one, restarted) takes them over."""
         inflight: set[asyncio.Task] = set()
-        publisher = asyncio.create_task(self._publish_loop(stop), name="pantau-delivery-outbox")
+        publisher = asyncio.create_task(self.outbox.run(stop), name="pantau-delivery-outbox")
         stop_task = asyncio.create_task(stop.wait())
         wake_task = asyncio.create_task(self._wake.wait())
         graceful = False
@@ -407,7 +240,7 @@ class Deliverer:
                             job.id, ev["attempt"])
                 await self._emitted(ev)
         if jobs:
-            self._outbox_wake.set()
+            self.outbox.wake()
         return jobs, now_ms, next_ms
 
     async def _attempt_safely(self, job: Job) -> None:
@@ -482,7 +315,7 @@ class Deliverer:
             log.warning("delivery %s (%s) failed after %d attempts (%s); falling back to %s as %s", job.id,
                         rec["channel_id"], job.attempt, result.reason.value, fb.id if fb else "-", fb_id)
             self._wake.set()
-        self._outbox_wake.set()
+        self.outbox.wake()
         await self._emitted(orjson.loads(res[4]))
         return final
 
@@ -503,53 +336,6 @@ class Deliverer:
             if asyncio.iscoroutine(r):
                 await r
 
-    # ----------------------------------------------------------------------- outbox
-
-    async def _publish_loop(self, stop: asyncio.Event) -> None:
-        failures = 0
-        while True:
-            self._outbox_wake.clear()
-            try:
-                n = await self.publish_outbox()
-                failures = 0
-            except Exception as e:  # broker or Redis down: the outbox keeps the events
-                failures += 1
-                log.warning("publishing delivery outcomes failed (%s); will retry", type(e).__name__)
-                n = 0
-                if stop.is_set() and failures >= 3:
-                    return
-                await asyncio.sleep(min(5.0, 0.2 * 2 ** failures))
-                continue
-            if n:
-                continue
-            if stop.is_set():
-                return
-            try:
-                async with asyncio.timeout(self.settings.poll_interval_s * 4):
-                    await _first(self._outbox_wake.wait(), stop.wait())
-            except TimeoutError:
-                pass
-
-    async def publish_outbox(self) -> int:
-        """Publish one batch of outcome events to `pantau.notifications.v1`; returns how many
-        (0 when empty, when there is no producer, or when another worker holds the publisher lock)."""
-        if self.producer is None:
-            return 0
-        if not await self._outbox_lease.hold():
-            return 0
-        items = await self.redis.lrange(OUTBOX_KEY, 0, OUTBOX_BATCH - 1)
-        if not items:
-            return 0
-        raw = [i if isinstance(i, bytes) else i.encode() for i in items]
-        futures = []
-        for v in raw:
-            incident = orjson.loads(v).get("incident_id") or ""
-            futures.append(await self.producer.send(topics.NOTIFICATIONS_V1, value=v, key=incident.encode()))
-        await asyncio.gather(*futures)
-        digest = hashlib.sha1(b"\n".join(raw)).hexdigest()
-        await self._ack(keys=[OUTBOX_KEY], args=[len(raw), digest])
-        return len(raw)
-
     # ----------------------------------------------------------------------- reading
 
     async def get(self, did: str) -> dict[str, Any] | None:
@@ -564,28 +350,3 @@ class Deliverer:
         """The newest dead letters first."""
         return [orjson.loads(x) for x in await self.redis.lrange(DEAD_KEY, 0, limit - 1)]
 
-
-async def read_timeline(redis: aioredis.Redis, incident_id: str) -> list[dict[str, Any]]:
-    """Every entry of an incident's timeline, oldest first."""
-    return [orjson.loads(x) for x in await redis.lrange(timeline_key(incident_id), 0, -1)]
-
-
-async def _first(*aws: Awaitable[Any]) -> None:
-    tasks = [asyncio.ensure_future(a) for a in aws]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for t in tasks:
-            t.cancel()
-
-
-def _settings_of(config: Any) -> DeliverySettings:
-    notify = getattr(config, "notify", None)
-    raw = notify.get("delivery") if isinstance(notify, dict) else getattr(notify, "delivery", None)
-    if isinstance(raw, DeliverySettings):
-        return raw
-    return DeliverySettings.model_validate(raw or {})
-
-
-def contacts_by_id(items: Iterable[Any]) -> dict[str, ContactConfig]:
-    return {c.id: c for c in contact_configs(items)}

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from typing import Protocol, Sequence
 
-from shared.notify_config import LEVEL_RANK
+from shared.levels import LEVEL_RANK
 from shared.regions import registry
 
 

@@ -19,10 +19,10 @@ from typing import Any, Literal
 import orjson
 
 from shared.regions import Registry
-from shared.schemas import CATEGORIES
+from shared.categories import CATEGORIES
+from shared.levels import LEVELS
 
 STATUSES = ("triggered", "escalated", "acknowledged", "resolved", "reminder")
-LEVELS = ("normal", "waspada", "siaga", "awas")
 Language = Literal["id", "en"]
 
 # Contract order of the webhook body / escalation event.

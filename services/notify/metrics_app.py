@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from shared import metrics
-from services.notify.incidents import IncidentStore
+from shared import metrics, problems
+from services.notify.store import IncidentStore
 
 log = logging.getLogger("pantau.notify.metrics")
 
@@ -23,9 +23,9 @@ def create_metrics_app(store: IncidentStore) -> FastAPI:
     app = FastAPI(title="Pantau notify metrics", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": "not_found" if exc.status_code == 404 else "http_error",
-                             "message": "only /metrics is served here"}, status_code=exc.status_code)
+    async def _http(request, exc: StarletteHTTPException) -> Response:
+        code = "not_found" if exc.status_code == 404 else "method_not_allowed" if exc.status_code == 405 else "http_error"
+        return problems.problem(exc.status_code, code, "only /metrics is served here")
 
     @app.get("/metrics", response_class=Response)
     async def metrics_endpoint() -> Response:

@@ -14,7 +14,8 @@ from typing import Any, Literal, Protocol, Sequence
 
 from pydantic import BaseModel, ConfigDict
 
-from shared.notify_config import LEVEL_RANK, Override, Policy, Rotation, Step
+from shared.levels import LEVEL_RANK
+from shared.notify_config import Override, Policy, Rotation, Step
 from shared.regions import in_scope, registry
 from services.notify.rotations import on_call
 

@@ -23,7 +23,7 @@ Redis lease (renewed before every getUpdates call, fenced when the offset moves)
 lives in Redis and moves past an update only after it was applied, so a restart neither loses
 a reply nor skips one. The one window left — killed after the ack was saved, before the
 offset moved — applies that reply again, which changes nothing: acknowledging an acknowledged
-incident is a no-op (`incidents.acknowledge`).
+incident is a no-op (`transitions.acknowledge`).
 
 **Answers.** With `confirm_replies` (default), each recognised reply gets one short line back,
 in the replier's language (the language their pages are written in): taken, already taken
@@ -45,9 +45,13 @@ import redis.asyncio as aioredis
 from shared import metrics
 from shared.channels_config import ContactConfig
 from services.notify.channels.http import HttpError
-from services.notify.consumer import count_change, release_held
-from services.notify.incidents import Conflict, IncidentStore, acknowledge
+from services.notify.wakeups import release_held
+from services.notify.incident_metrics import count_change
+from services.notify.store import IncidentStore
+from services.notify.transitions import acknowledge
+from services.notify.incident import Conflict
 from services.notify.lease import Lease
+from shared.retry import backoff_s
 
 log = logging.getLogger("pantau.notify.replies")
 
@@ -158,7 +162,7 @@ class ReplyPoller:
                 except Exception as e:  # Redis away, or a bug: log the kind only, never a URL
                     failures += 1
                     log.warning("telegram reply poller %s: %s; retrying", self.cfg.id, type(e).__name__)
-                    wait = min(MAX_BACKOFF_S, 0.5 * 2 ** min(failures, 8))
+                    wait = backoff_s(failures + 1, 0.5, MAX_BACKOFF_S)
                 if wait:
                     try:
                         await asyncio.wait_for(stop.wait(), wait)

@@ -24,11 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fnmatch
 import inspect
 import logging
-import os
-import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
@@ -36,19 +33,10 @@ from typing import Any, Callable, Protocol, Sequence
 from shared import metrics
 from shared.notify_config import InhibitSettings, Override, Policy, Rotation
 from shared.regions import registry
-from services.notify.incidents import (
-    Incident,
-    IncidentStore,
-    OpenPair,
-    SaveConflict,
-    broadcast_done,
-    deferred,
-    fired,
-    inhibited,
-    kabkota_of_province,
-    released,
-    rfc3339,
-)
+from services.notify.store import IncidentStore, OpenPair, SaveConflict, kabkota_of_province
+from services.notify.transitions import broadcast_done, deferred, fired, inhibited, released
+from services.notify.incident import Incident
+from shared.times import rfc3339
 from services.notify.inhibit import inhibitor, province_pair, release_reason
 from services.notify.links import LinkMaker
 from services.notify.messages import Notice
@@ -63,15 +51,9 @@ from services.notify.policy import (
     silenced_by,
 )
 from services.notify.rotations import OverrideStore
+from services.notify import silences as silence_store
 
 log = logging.getLogger("pantau.notify.scheduler")
-
-# Test-only fault injection (kill -9 at a chosen point, for the crash tests): a comma-separated
-# list of `<point>:<glob>`, point `due` (a firing is due, nothing submitted yet) or
-# `after_submit` (its deliveries are submitted, its state not yet saved), the glob matched
-# against `<incident id>/<event key>`.
-FAULT_ENV = "PANTAU_NOTIFY_FAULT"
-
 
 class Submitter(Protocol):
     """The one thing the scheduler needs from delivery (services.notify.delivery.Deliverer)."""
@@ -122,13 +104,6 @@ def notice_for(inc: Incident, status: str, step: int, ack_url: str) -> Notice:
 async def _call(fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
     out = fn(*args, **kw)
     return await out if inspect.isawaitable(out) else out
-
-
-def _fault(point: str, subject: str) -> None:
-    for spec in filter(None, os.environ.get(FAULT_ENV, "").split(",")):
-        if spec.startswith(point + ":") and fnmatch.fnmatchcase(subject, spec[len(point) + 1:]):
-            log.warning("fault injection %s at %s: killing this process", point, subject)
-            os.kill(os.getpid(), signal.SIGKILL)
 
 
 class Scheduler:
@@ -212,7 +187,7 @@ class Scheduler:
         # One round trip for all the claimed incidents and one for the silences, instead of
         # one each per incident: a silence added now counts from the next claim.
         first = await self.store.get_many(ids)
-        silences = await self.store.silences()
+        silences = await silence_store.all_of(self.store.r)
         for incident_id, inc in zip(ids, first):
             t = asyncio.create_task(self._process_safely(incident_id, inc, silences), name=f"notify-fire-{incident_id}")
             inflight.add(t)
@@ -265,7 +240,7 @@ class Scheduler:
                         await self.store.set_timer(incident_id, inc.wakeup())
                     return
                 if silences is None:
-                    silences = await self.store.silences()
+                    silences = await silence_store.all_of(self.store.r)
                 silence = silenced_by(silences, inc.region_code, inc.category, now)
                 if silence is not None:
                     await self.store.save(deferred(inc, silence, now), inc.version)
@@ -342,7 +317,6 @@ class Scheduler:
         return await self.store.save(change, inc.version)
 
     async def _fire(self, inc: Incident, policy: Policy, fire: Fire, now: float) -> Incident:
-        _fault("due", f"{inc.id}/{fire.event_key}")
         at = as_datetime(fire.at)
         extra: dict[str, list[Override]] = {}
         if self.overrides is not None:
@@ -362,7 +336,6 @@ class Scheduler:
             did = await self._submit(inc, fire.event_key, r.contact, r.channel, notice, r.fallback, notes)
             if did is not None:
                 sent.append((r, did))
-        _fault("after_submit", f"{inc.id}/{fire.event_key}")
         change = fired(inc, fire, sent, notes, now)
         for d in change.timeline[0]["deliveries"]:
             if self.paging.is_shared(d["contact"], d["channel"]):

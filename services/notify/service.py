@@ -2,7 +2,7 @@
 
     pantau.scores.v1 ─▶ ScoreConsumer ─▶ incidents (Redis) ─▶ Scheduler ─▶ Deliverer ─▶ channels
     pantau.reports.v1 ─▶ Watchdog ─────┘        │                │
-                                            outbox ─▶ EscalationPublisher ─▶ pantau.escalations.v1
+                                            outbox ─▶ OutboxPublisher ─▶ pantau.escalations.v1
     HTTP API (ack, resolve, silences, ack links) ─┘
     Telegram getUpdates ─▶ ReplyPoller (a reply "terima" acks) ─┘   (channels with poll_replies)
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import secrets
 import signal
 import time
@@ -34,9 +35,10 @@ from shared.kafka import producer_settings
 from shared.notify_config import NotifyConfig
 from services.notify.api import ApiContext, create_app
 from services.notify.channels import build_channels
-from services.notify.consumer import EscalationPublisher, ScoreConsumer, ScoreHandler
+from services.notify.consumer import ScoreConsumer, ScoreHandler, escalation_publisher
+from services.notify.outbox import OutboxPublisher
 from services.notify.delivery import Deliverer
-from services.notify.incidents import IncidentStore
+from services.notify.store import IncidentStore
 from services.notify.links import LinkMaker
 from services.notify.metrics_app import create_metrics_app
 from services.notify.policy import reach
@@ -45,6 +47,8 @@ from services.notify.replies import ReplyPoller, reply_pollers
 from services.notify.rotations import OverrideStore
 from services.notify.scheduler import Paging, Scheduler
 from services.notify.watchdog import Watchdog, builtin_policy
+from services.notify import fault_injection_for_tests
+from shared.retry import backoff_s
 
 log = logging.getLogger("pantau.notify")
 
@@ -99,7 +103,7 @@ class Parts:
     deliverer: Deliverer
     scheduler: Scheduler
     consumer: ScoreConsumer
-    publisher: EscalationPublisher
+    publisher: OutboxPublisher
     watchdog: Watchdog
     app: Any
     metrics_app: Any
@@ -110,6 +114,7 @@ class Parts:
 
 async def _start_producer(bootstrap: str, timeout_s: float = 30.0) -> AIOKafkaProducer:
     deadline = time.monotonic() + timeout_s
+    failures = 0
     while True:
         p = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_settings())
         try:
@@ -119,7 +124,8 @@ async def _start_producer(bootstrap: str, timeout_s: float = 30.0) -> AIOKafkaPr
             await p.stop()
             if time.monotonic() > deadline:
                 raise
-            await asyncio.sleep(0.5)
+            failures += 1
+            await asyncio.sleep(backoff_s(failures, 0.1, 0.5))
 
 
 async def build(config: Config, nc: NotifyConfig) -> Parts:
@@ -136,14 +142,16 @@ async def build(config: Config, nc: NotifyConfig) -> Parts:
                           retention_days=s.incident_retention_days)
     producer = await _start_producer(config.kafka.bootstrap_servers)
     channels = build_channels(nc.channels)
-    deliverer = Deliverer(config, r, producer, channels, settings=s.delivery)
+    deliverer = Deliverer(nc.contacts, r, producer, channels, settings=s.delivery)
     paging = paging_of(nc)
     overrides = OverrideStore(r)
     scheduler = Scheduler(store, deliverer, paging, links, overrides, lease_s=s.timer_lease_s, poll_s=s.timer_poll_s)
+    if fault_injection_for_tests.ENV in os.environ:  # only the crash tests set it
+        fault_injection_for_tests.install(scheduler)
     handler = ScoreHandler(store, nc.policies, nc.auto_resolve_buckets(config.scoring), s.language,
                            wake=scheduler.wake)
     consumer = ScoreConsumer(config.kafka.bootstrap_servers, s.consumer_group, handler)
-    publisher = EscalationPublisher(r, producer)
+    publisher = escalation_publisher(r, producer)
     watched = [(src.id, src.silent_after_minutes * 60.0, src.regions[0])
                for src in config.sources if src.silent_after_minutes]
     watchdog = Watchdog(r, store, config.kafka.bootstrap_servers, s.watchdog_group, watched,

@@ -39,8 +39,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from shared import metrics, topics
 from shared.kafka import CONSUMER_DEFAULTS, report_lag
 from shared.notify_config import Policy, Step
-from services.notify.consumer import count_change
-from services.notify.incidents import IncidentStore, open_source_incident, resolve, source_key
+from services.notify.incident_metrics import count_change
+from services.notify.store import IncidentStore
+from services.notify.transitions import open_source_incident, resolve
+from services.notify.incident import source_key
 
 log = logging.getLogger("pantau.notify.watchdog")
 
@@ -199,7 +201,7 @@ class Watchdog:
             key = source_key(sid)
             if sid in silent:
                 def on_new(_closed: dict | None, sid: str = sid):
-                    from services.notify.incidents import new_incident_id
+                    from services.notify.incident import new_incident_id
 
                     return open_source_incident(new_incident_id(f"source.{sid}", "other", now), sid,
                                                 self.region_of[sid], silent[sid], after[sid], self.policy, now,

@@ -6,6 +6,7 @@ web port: `--web-port` overrides `scoring.web_port` for this process.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import gc
 import os
@@ -38,26 +39,23 @@ async def _check_partitions(config: Config) -> str | None:
     return None
 
 
-USAGE = "usage: python -m services.scoring [--web-port N]"
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535)")
+    return int(text)
 
 
-def web_port_of(argv: list[str]) -> int | None:
-    """The `--web-port N` (or `--web-port=N`) override; ValueError for anything else."""
-    if not argv:
-        return None
-    if len(argv) == 1 and argv[0].startswith("--web-port="):
-        argv = ["--web-port", argv[0].split("=", 1)[1]]
-    if len(argv) != 2 or argv[0] != "--web-port" or not argv[1].isdigit() or not 1 <= int(argv[1]) <= 65535:
-        raise ValueError(USAGE)
-    return int(argv[1])
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The command line; argparse exits with status 2 and a usage line on anything else."""
+    parser = argparse.ArgumentParser(prog="python -m services.scoring",
+                                     description="Run the scoring worker (config from PANTAU_CONFIG).")
+    parser.add_argument("--web-port", type=_port, default=None,
+                        help="this worker's web port, overriding scoring.web_port (one per worker on a machine)")
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str]) -> int:
-    try:
-        web_port = web_port_of(argv)
-    except ValueError as e:
-        print(e, file=sys.stderr)
-        return 2
+    web_port = parse_args(argv).web_port
     setup_logging()
     try:
         config = load()

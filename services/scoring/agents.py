@@ -34,16 +34,26 @@ from aiokafka.partitioner import murmur2
 
 from services.scoring.backfill import merge
 from services.scoring.baseline import (
-    COUNTED, INVALID, LATE, REDELIVERED, Cell, Scoring, ScoreUpdate, add_report, fit_cell, new_cell, reassess,
+    COUNTED,
+    INVALID,
+    LATE,
+    REDELIVERED,
+    Cell,
+    Scoring,
+    add_report,
+    fit_cell,
+    new_cell,
+    reassess,
     roll,
 )
-from services.scoring.levels import RANK
+from shared.scores import ScoreUpdate
+from shared.levels import LEVEL_RANK as RANK
 from services.scoring.rollup import (
     ProvinceCell, apply_member, new_province, province_of, reassess_province, roll_province, snapshot,
 )
 from shared import metrics, topics
 from shared.regions import Registry
-from shared.schemas import CATEGORIES
+from shared.categories import CATEGORIES
 
 log = logging.getLogger("pantau.scoring")
 

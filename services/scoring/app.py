@@ -21,7 +21,7 @@ Faust constraints this works around (faust-streaming 0.15.3):
 - Faust's buffered changelog writes are not reliably flushed before an offset commit, and
   Faust can commit offsets past messages it has not delivered (around rebalances). So the
   cells, then each partition's progress, are written with awaited sends
-  (`PartitionedTable.write`), and the agents apply messages in strict offset order from that
+  (`PartitionedTable.write`, services/scoring/tables.py), and the agents apply messages in strict offset order from that
   progress, seeking back when the consumer runs ahead (services/scoring/agents.py). Faust's
   own commits only decide how much is read again after a restart, never what counts.
 - Tansu 0.6.0 reports a partition's end offset as the base offset of its last record batch
@@ -33,27 +33,23 @@ Faust constraints this works around (faust-streaming 0.15.3):
 from __future__ import annotations
 
 import asyncio
-import fcntl
-import itertools
 import logging
 import os
-import tempfile
 import time
 from typing import Any
 
 import faust
-from faust.tables.table import Table
-from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from services.scoring.agents import (Outbox, ProvinceScorer, ReportScorer, meta_partition, partition_of, region_of,
-                                     stalled)
+from services.scoring.agents import Outbox, ProvinceScorer, ReportScorer, stalled
 from services.scoring.baseline import Scoring
+from services.scoring.datadir import worker_datadir
+from services.scoring.faust_patches import short_fetch_wait
 from services.scoring.intake import BulkIntake
+from services.scoring.tables import PartitionedTable
 from shared import metrics, topics
 from shared.config import Config
-from shared.kafka import FETCH_MAX_WAIT_MS
 
 log = logging.getLogger("pantau.scoring")
 
@@ -63,113 +59,6 @@ BATCH_SIZE = 2000
 # an alert's latency: 0.1 s instead of 0.5 s cut reports.v1 → scores.v1 p50 from ~770 to ~500 ms
 # at 200 reports/s for ~7% more CPU per report (README, Benchmarks).
 BATCH_WITHIN_S = 0.1
-
-
-class PartitionedTable(Table):
-    """A table whose key `b"<region>|<category>"` lives in the changelog partition of its
-    region, whichever event (or none) is being processed when it is written; a `~name|<p>`
-    key lives in partition p."""
-
-    def partition_for_key(self, key: Any) -> int:
-        p = meta_partition(key)
-        return partition_of(region_of(key), self.app.conf.topic_partitions) if p is None else p
-
-    async def write(self, cells: dict[bytes, bytes], closing: dict[bytes, bytes]) -> None:
-        """Write cells durably, then `closing` (one record per partition, e.g. its progress):
-        to the changelog, awaiting the broker's acknowledgement, then to the local store.
-
-        Two broker facts shape this. `table[key] = v` queues the changelog record in Faust's
-        producer buffer, whose flush before an offset commit gives up after 0.1 s without a
-        send. And Tansu 0.6.0 reports a partition's end offset as the base offset of its last
-        record batch + 1, so Faust's recovery stops after the first record of that batch and
-        restores older versions of the cells behind it: each write therefore ends, in every
-        partition it touched, with a batch of a single record."""
-        send, topic = self.app.producer.send, self.changelog_topic_name
-        await self._send_in_batches(cells)
-        groups = [cells, *self._one_per_partition(closing)]
-        for group in groups[1:]:
-            futures = [await send(topic, key, value, self.partition_for_key(key), None, None)
-                       for key, value in group.items()]
-            if futures:
-                await asyncio.gather(*futures)
-        for group in groups:
-            for key, value in group.items():
-                self.data[key] = value
-
-    async def _send_in_batches(self, records: dict[bytes, bytes]) -> None:
-        """Send records to the changelog as whole record batches, one future per batch: sent
-        one by one, each cell of a busy batch cost as much as the rest of its report's work."""
-        producer = self.app.producer._ensure_producer()  # aiokafka's own, for send_batch
-        topic = self.changelog_topic_name
-        batches: dict[int, Any] = {}
-        futures = []
-        for key, value in records.items():
-            p = self.partition_for_key(key)
-            batch = batches.get(p)
-            if batch is None:
-                batch = batches[p] = producer.create_batch()
-            if batch.append(key=key, value=value, timestamp=None) is None:  # full: a first record always fits
-                futures.append(await producer.send_batch(batch, topic, partition=p))
-                batch = batches[p] = producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None)
-        for p, batch in batches.items():
-            futures.append(await producer.send_batch(batch, topic, partition=p))
-        if futures:
-            await asyncio.gather(*futures)
-
-    def _one_per_partition(self, records: dict[bytes, bytes]) -> list[dict[bytes, bytes]]:
-        """Split `records` into rounds holding at most one record per partition, in order, so
-        that each round, sent and awaited alone, ends its partitions with a one-record batch
-        (a partition may close with two progress records: reports and backfill)."""
-        rounds: list[dict[bytes, bytes]] = []
-        used: list[set[int]] = []
-        for key, value in records.items():
-            p = self.partition_for_key(key)
-            i = next((i for i, ps in enumerate(used) if p not in ps), len(rounds))
-            if i == len(rounds):
-                rounds.append({})
-                used.append(set())
-            rounds[i][key] = value
-            used[i].add(p)
-        return rounds
-
-
-def _short_fetch_wait() -> None:
-    """Faust builds its aiokafka consumer with `fetch_max_wait_ms=1500` and no setting to
-    change it; on Tansu that wait is paid on most hops (shared/kafka.py), so a report sat up
-    to 1.5 s before scoring saw it. Set before the consumer starts, when its fetcher reads it."""
-    create = AIOKafkaConsumerThread._create_worker_consumer
-    if getattr(create, "pantau_patched", False):
-        return
-
-    def create_worker_consumer(self: AIOKafkaConsumerThread, transport: Any) -> Any:
-        consumer = create(self, transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
-        return consumer
-
-    create_worker_consumer.pantau_patched = True  # type: ignore[attr-defined]
-    AIOKafkaConsumerThread._create_worker_consumer = create_worker_consumer  # type: ignore[method-assign]
-
-
-_held_locks: list[int] = []
-
-
-def worker_datadir() -> str:
-    """The first `pantau-scoring-<uid>-<n>` that no live worker on this machine holds, locked
-    for the life of the process: two workers never share a datadir (a store that keeps files,
-    such as rocksdb, would break), a restarted worker gets its old one back, and the kernel
-    drops the lock of a worker killed with SIGKILL."""
-    base = os.path.join(tempfile.gettempdir(), f"pantau-scoring-{os.getuid()}")
-    for n in itertools.count():
-        fd = os.open(f"{base}-{n}.lock", os.O_CREAT | os.O_RDWR, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue
-        _held_locks.append(fd)
-        return f"{base}-{n}"
-    raise AssertionError("unreachable")
 
 
 def received_header(received_at: str | None) -> list[tuple[str, bytes]] | None:
@@ -188,7 +77,7 @@ def _die(exc: BaseException) -> None:
 def create_app(config: Config) -> faust.App:
     cfg = config.scoring
     partitions = config.kafka.partitions
-    _short_fetch_wait()
+    short_fetch_wait()
     app = faust.App(
         APP_ID,
         broker=[f"kafka://{b.strip()}" for b in config.kafka.bootstrap_servers.split(",")],

@@ -35,7 +35,8 @@ from services.scoring.counts import nb_sf
 from services.scoring.priors import Priors, poisson_upper
 from services.scoring.reasons import render
 from shared.regions import Registry
-from shared.schemas import rfc3339
+from shared.scores import ScoreUpdate
+from shared.times import rfc3339
 from shared.scoring_config import ScoringSettings
 
 RECENT_IDS = 256   # (source, event_id) hashes kept per cell against repeats
@@ -105,29 +106,6 @@ def since_floor(region: str, sc: Scoring) -> int | None:
 # --------------------------------------------------------------------------- the update
 
 
-@dataclass(frozen=True, slots=True)
-class ScoreUpdate:
-    """One message of `pantau.scores.v1` (contract: Score update), keyed by region code."""
-
-    region_code: str
-    category: str
-    bucket_start: str
-    bucket_end: str
-    observed: int
-    weighted: float
-    expected: float
-    upper: float
-    method: str
-    alarm: bool
-    level: str
-    reasons: list[str]
-    report_ids: list[str]
-    computed_at: str
-
-    def to_json(self) -> bytes:
-        return orjson.dumps(self)
-
-
 class State(Protocol):
     """What emitting needs from a kabupaten/kota cell or a province cell."""
 
@@ -170,7 +148,9 @@ def settle(state: State, bucket: Bucket, est: Estimate, target: str, report_ids:
     state.emitted = [level, est.alarm]
     lead = [r for r in (fell_reason(before, level, s.hysteresis_buckets, s.bucket),
                         held_reason(state.hold, target, s.hysteresis_buckets, s.bucket)) if r]
-    return ScoreUpdate(
+    # Built from values this module computed, so pydantic's checks (a registry lookup per
+    # update) are skipped on the hot path; notify validates what it reads.
+    return ScoreUpdate.model_construct(
         region_code=state.region, category=state.category,
         bucket_start=local_time(state.bucket, state.region),
         bucket_end=local_time(state.bucket + sc.size, state.region),

@@ -14,10 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.levels import LEVEL_RANK as RANK, LEVELS
 from shared.scoring_config import ScoringSettings
-
-LEVELS = ("normal", "waspada", "siaga", "awas")
-RANK = {name: i for i, name in enumerate(LEVELS)}
 
 
 def higher(a: str, b: str) -> str:

@@ -7,6 +7,10 @@ Each series function returns one `Bound` per input bucket; `upper_bound` compute
 bound of the *next* bucket from history alone, for scoring a running bucket live.
 The formulas are those of shared/reference/scoring.md; each docstring names where it departs
 from the R code (only where R itself returns NaN/NA, or where a default differs).
+
+Longer than ~400 lines on purpose: every method is checked against the same R oracle
+(tests/scoring/test_methods.py) and shares the series/next-bucket shape and its helpers here,
+so a reader compares the formulas side by side; the count methods live in counts.py.
 """
 
 from __future__ import annotations

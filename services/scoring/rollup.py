@@ -18,9 +18,17 @@ from typing import Any
 
 
 from services.scoring.baseline import (
-    Cell, CellCodec, Scoring, ScoreUpdate, bucket_start, estimate, fit_history, known_history, settle,
+    Cell,
+    CellCodec,
+    Scoring,
+    bucket_start,
+    estimate,
+    fit_history,
+    known_history,
+    settle,
     since_floor,
 )
+from shared.scores import ScoreUpdate
 from services.scoring.levels import Bucket, Estimate, Hysteresis, Reason, close_bucket, judge, level_of
 
 SNAPSHOT_IDS = 5  # report ids a member passes on to its province

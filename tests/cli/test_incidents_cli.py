@@ -25,15 +25,10 @@ from cli.stack import free_port, redis_server, wait_port
 from shared.config import Operator
 from shared.notify_config import Policy
 from services.notify.api import ApiContext, create_app
-from services.notify.incidents import (
-    IncidentStore,
-    ScoreUpdate,
-    acknowledge,
-    incident_key,
-    inhibited,
-    open_incident,
-    resolve,
-)
+from services.notify.store import IncidentStore
+from services.notify.transitions import acknowledge, inhibited, open_incident, resolve
+from services.notify.incident import incident_key
+from shared.scores import ScoreUpdate
 from services.notify.links import LinkMaker
 
 ROOT = Path(__file__).resolve().parents[2]

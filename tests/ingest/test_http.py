@@ -27,23 +27,28 @@ WITA = timezone(timedelta(hours=8))
 def check_json(resp: httpx.Response, status: int) -> Any:
     """The answer has `status`, a JSON body and no stack trace; returns the parsed body."""
     assert resp.status_code == status, (resp.status_code, resp.text[:500])
-    assert resp.headers["content-type"].startswith("application/json"), resp.headers
+    # Errors are RFC 9457 problems (shared/problems.py); answers are plain JSON.
+    ctype = "application/problem+json" if status >= 400 else "application/json"
+    assert resp.headers["content-type"].startswith(ctype), resp.headers
     assert "Traceback" not in resp.text and 'File "' not in resp.text
     return resp.json()
 
 
 def check_problem(resp: httpx.Response, status: int, error: str) -> dict:
-    """A refusal of the whole request: `{"error": <code>, "message": <words>}`."""
+    """A refusal of the whole request: a problem with code `error` and words in `detail`."""
     body = check_json(resp, status)
-    assert body["error"] == error, body
-    assert isinstance(body["message"], str) and body["message"], body
+    assert body["type"] == f"urn:pantau:problem:{error}" and body["status"] == status, body
+    assert isinstance(body["title"], str) and body["title"], body
+    assert isinstance(body["detail"], str) and body["detail"], body
+    assert body["errors"] == [], body
     return body
 
 
 def check_invalid(resp: httpx.Response) -> dict[str, str]:
-    """A 422 `{"errors": [{"field", "message"}, ...]}`; returns field -> message."""
+    """A 422 problem whose `errors` is `[{"field", "message"}, ...]`; returns field -> message."""
     body = check_json(resp, 422)
-    assert set(body) == {"errors"} and body["errors"], body
+    assert set(body) == {"type", "title", "status", "detail", "errors"} and body["errors"], body
+    assert body["type"] == "urn:pantau:problem:invalid" and body["status"] == 422, body
     for e in body["errors"]:
         assert set(e) == {"field", "message"} and isinstance(e["field"], str) and e["message"], e
     return {e["field"]: e["message"] for e in body["errors"]}
@@ -267,7 +272,7 @@ def test_missing_or_unknown_key_is_401_and_nothing_is_taken(ingest, authorizatio
 def test_source_other_than_the_keys_own_is_403(ingest, bootstrap):
     r = report(source="bawaslu-jabar")  # kaltara's key, jabar's name
     body = check_problem(post(ingest, r), 403, "forbidden")
-    assert "source" in body["message"]
+    assert "source" in body["detail"]
     assert copies_on_topic(bootstrap, r) == {r["event_id"]: 0}
 
 
@@ -275,8 +280,8 @@ def test_region_outside_the_keys_prefixes_is_403(ingest, bootstrap):
     outside = report(source="bawaslu-jabar", region_code="65.01")
     parent = report(source="bawaslu-jabar", region_code="32")  # the province holding its kabupaten
     inside = report(source="bawaslu-jabar", region_code="32.73.01")
-    assert "region_code" in check_problem(post(ingest, outside, JABAR_KEY), 403, "forbidden")["message"]
-    assert "region_code" in check_problem(post(ingest, parent, JABAR_KEY), 403, "forbidden")["message"]
+    assert "region_code" in check_problem(post(ingest, outside, JABAR_KEY), 403, "forbidden")["detail"]
+    assert "region_code" in check_problem(post(ingest, parent, JABAR_KEY), 403, "forbidden")["detail"]
     assert check_json(post(ingest, inside, JABAR_KEY), 202)["status"] == "accepted"
     assert copies_on_topic(bootstrap, outside, inside) == {outside["event_id"]: 0, inside["event_id"]: 1}
 
@@ -345,7 +350,7 @@ def test_sixth_report_in_a_minute_is_429_with_retry_after(stack, ingest, bootstr
 
     assert [check_json(resp, 202)["status"] for resp in first_five] == ["accepted"] * 5
     body = check_problem(sixth, 429, "rate_limited")
-    assert "5" in body["message"]
+    assert "5" in body["detail"]
     assert 1 <= retry_after(sixth) <= 60
     assert copies_on_topic(bootstrap, *reports) == {r["event_id"]: int(i < 5) for i, r in enumerate(reports)}
 
@@ -535,7 +540,7 @@ def _refs(node: Any):
 def test_stray_requests_get_json_errors(ingest, method, path, status):
     resp = ingest.request(method, path, headers=auth())
     body = check_json(resp, status)
-    assert set(body) == {"error", "message"}
+    assert set(body) == {"type", "title", "status", "detail", "errors"} and body["status"] == status
 
 
 def test_a_burst_wider_than_the_redis_pool_is_accepted_whole(ingest, bootstrap):

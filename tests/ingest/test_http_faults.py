@@ -62,11 +62,11 @@ def test_broker_down_is_503_then_the_same_report_is_accepted_once_back(own_stack
         batch = _post(c, {"reports": [report()]}, "/v1/reports:batch")
         ready = c.get("/readyz")
 
-        assert "broker" in check_problem(single, 503, "unavailable")["message"]
+        assert "broker" in check_problem(single, 503, "unavailable")["detail"]
         assert retry_after(single) >= 1
         check_problem(batch, 503, "unavailable")
         assert retry_after(batch) >= 1
-        assert "broker" in check_problem(ready, 503, "not_ready")["message"]
+        assert "broker" in check_problem(ready, 503, "not_ready")["detail"]
         assert check_json(c.get("/healthz"), 200) == {"status": "ok"}  # alive, just not ready
 
         own_stack.restart("broker")
@@ -92,11 +92,11 @@ def test_redis_down_is_503_and_nothing_reaches_the_topic_then_accepted_once_back
         batch = _post(c, {"reports": [r]}, "/v1/reports:batch")
         ready = c.get("/readyz")
 
-        assert "state store" in check_problem(single, 503, "unavailable")["message"]
+        assert "state store" in check_problem(single, 503, "unavailable")["detail"]
         assert retry_after(single) >= 1
         check_problem(batch, 503, "unavailable")
         assert retry_after(batch) >= 1
-        assert "redis" in check_problem(ready, 503, "not_ready")["message"]
+        assert "redis" in check_problem(ready, 503, "not_ready")["detail"]
         # The broker was up the whole time, yet nothing was published without its claim.
         assert copies_on_topic(bootstrap, r) == {r["event_id"]: 0}
 
@@ -132,7 +132,7 @@ def test_publisher_that_gave_up_during_a_broker_stall_can_retry_safely(own_stack
 
 def _maybe_accepted(resp: httpx.Response) -> str:
     """A 503 after an ambiguous failure: it must not claim that nothing was accepted."""
-    message = check_problem(resp, 503, "unavailable")["message"]
+    message = check_problem(resp, 503, "unavailable")["detail"]
     assert "may have been accepted" in message and "nothing was accepted" not in message, message
     assert retry_after(resp) >= 1
     return message

@@ -269,18 +269,18 @@ def test_declared_length_over_the_limit_is_413_before_the_body_arrives(stack):
     status, headers, body = _raw(stack, _request(
         [f"Authorization: Bearer {KALTARA_KEY}", "Content-Type: application/json",
          "Content-Length: 100000000"]))
-    assert status == 413 and headers["content-type"].startswith("application/json")
-    assert orjson.loads(body)["error"] == "too_large"
+    assert status == 413 and headers["content-type"].startswith("application/problem+json")
+    assert orjson.loads(body)["type"] == "urn:pantau:problem:too_large"
 
 
 def test_non_ascii_authorization_is_401(stack):
     status, _, body = _raw(stack, _request(
         ["Authorization: Bearer kunci-\xff\xe9", "Content-Type: application/json", "Content-Length: 2"]))
-    assert status == 401 and orjson.loads(body)["error"] == "unauthorized"
+    assert status == 401 and orjson.loads(body)["type"] == "urn:pantau:problem:unauthorized"
 
 
 def test_first_of_two_content_types_decides(stack):
     status, _, body = _raw(stack, _request(
         [f"Authorization: Bearer {KALTARA_KEY}", "Content-Type: text/plain", "Content-Type: application/json",
          "Content-Length: 2"], b"{}"))
-    assert status == 415 and orjson.loads(body)["error"] == "unsupported_media_type"
+    assert status == 415 and orjson.loads(body)["type"] == "urn:pantau:problem:unsupported_media_type"

@@ -17,16 +17,11 @@ import redis.asyncio as aioredis
 from shared.config import Operator, sha256_hex
 from shared.notify_config import Policy, Rotation
 from services.notify.api import ApiContext, create_app
-from services.notify.incidents import (
-    K_AUDIT,
-    IncidentStore,
-    ScoreUpdate,
-    acknowledge,
-    apply_update,
-    incident_key,
-    open_incident,
-    resolve,
-)
+from services.notify.silences import K_AUDIT
+from services.notify.store import IncidentStore
+from services.notify.transitions import acknowledge, apply_update, open_incident, resolve
+from services.notify.incident import incident_key
+from shared.scores import ScoreUpdate
 from services.notify.metrics_app import create_metrics_app
 from services.notify.links import LinkMaker, make_token
 from services.notify.rotations import OverrideStore
@@ -90,9 +85,9 @@ def with_api(test: Callable[[httpx.AsyncClient, IncidentStore, Clock, list], Awa
 
 def assert_problem(resp: httpx.Response, status: int) -> dict:
     assert resp.status_code == status, resp.text
-    assert resp.headers["content-type"].startswith("application/json")
+    assert resp.headers["content-type"].startswith("application/problem+json")
     body = resp.json()
-    assert "Traceback" not in resp.text and "error" in body
+    assert "Traceback" not in resp.text and body["status"] == status and body["detail"] and body["title"]
     return body
 
 
@@ -254,7 +249,7 @@ def test_ack_link_expiry_wrong_incident_and_forgery(fresh_redis):
         token_a = make_token(SECRET, a, NOW + 600, contact="budi")
         clock.t = NOW + 600
         expired = await c.post(f"/ack/{token_a}")
-        assert assert_problem(expired, 403)["error"] == "expired"
+        assert assert_problem(expired, 403)["type"] == "urn:pantau:problem:expired"
         page = await c.get(f"/ack/{token_a}", headers={"Accept": "text/html"})
         assert page.status_code == 403 and "expired" in page.text and "Traceback" not in page.text
         clock.t = NOW
@@ -264,10 +259,10 @@ def test_ack_link_expiry_wrong_incident_and_forgery(fresh_redis):
 
         raw = base64.urlsafe_b64decode(payload + "==").replace(a.encode(), b.encode())
         forged = base64.urlsafe_b64encode(raw).rstrip(b"=").decode() + "." + mac
-        assert assert_problem(await c.post(f"/ack/{forged}"), 403)["error"] == "bad_signature"
+        assert assert_problem(await c.post(f"/ack/{forged}"), 403)["type"] == "urn:pantau:problem:bad_signature"
         other_key = make_token(b"another-secret-entirely-000000000", b, NOW + 600)
-        assert assert_problem(await c.post(f"/ack/{other_key}"), 403)["error"] == "bad_signature"
-        assert assert_problem(await c.post("/ack/garbage"), 403)["error"] == "malformed"
+        assert assert_problem(await c.post(f"/ack/{other_key}"), 403)["type"] == "urn:pantau:problem:bad_signature"
+        assert assert_problem(await c.post("/ack/garbage"), 403)["type"] == "urn:pantau:problem:malformed"
         # A's genuine token acknowledges A and only A
         assert (await c.post(f"/ack/{token_a}")).status_code == 200
         assert (await store.get(a)).status == "acknowledged" and (await store.get(b)).status == "triggered"
@@ -296,7 +291,7 @@ def test_a_link_from_before_a_level_rise_acknowledges_nothing(fresh_redis):
         page = await c.get(f"/ack/{old}", headers={"Accept": "text/html"})
         assert page.status_code == 410 and "<form" not in page.text
         assert "rose to AWAS" in page.text and "AWAS" in page.text and "escalated" in page.text  # why, and the state
-        assert assert_problem(await c.post(f"/ack/{old}"), 410)["error"] == "stale_link"
+        assert assert_problem(await c.post(f"/ack/{old}"), 410)["type"] == "urn:pantau:problem:stale_link"
         assert (await store.get(a)).status == "escalated"
         new = make_token(SECRET, a, NOW + 600, contact="budi", epoch=1)
         assert (await c.post(f"/ack/{new}")).json()["acknowledged_by"] == "contact:budi"
@@ -342,7 +337,7 @@ def test_an_oversized_body_is_refused_before_it_is_read_whole(fresh_redis):
         a = await seed(store, "65.71", "election_dispute")
         declared = await c.post(f"/v1/incidents/{a}/ack", headers={**AUTH, "Content-Length": str(10**9)},
                                 content=b"{}")
-        assert assert_problem(declared, 413)["error"] == "too_large"
+        assert assert_problem(declared, 413)["type"] == "urn:pantau:problem:too_large"
         sent = []
 
         async def endless():  # no declared length: chunked, far past the limit
@@ -351,7 +346,7 @@ def test_an_oversized_body_is_refused_before_it_is_read_whole(fresh_redis):
                 yield b"x" * 8192
 
         streamed = await c.post(f"/v1/incidents/{a}/ack", headers=AUTH, content=endless())
-        assert assert_problem(streamed, 413)["error"] == "too_large"
+        assert assert_problem(streamed, 413)["type"] == "urn:pantau:problem:too_large"
         assert len(sent) < 20, f"read {len(sent)} chunks of 8 KiB before refusing"
         assert (await store.get(a)).status == "triggered"
 
@@ -371,7 +366,7 @@ def test_ack_requests_are_rate_limited_per_client_address(fresh_redis):
             answers = [(await stranger.get(f"/ack/x{i}.y")).status_code for i in range(30)]
             assert set(answers) == {403}
             limited = await stranger.get(f"/ack/{token}")
-            assert assert_problem(limited, 429)["error"] == "rate_limited"
+            assert assert_problem(limited, 429)["type"] == "urn:pantau:problem:rate_limited"
             assert int(limited.headers["retry-after"]) >= 1
             page = await stranger.get(f"/ack/{token}", headers={"Accept": "text/html"})
             assert page.status_code == 429 and "text/html" in page.headers["content-type"]
@@ -404,7 +399,7 @@ def test_health_ready_metrics_and_no_tracebacks(fresh_redis, caplog):
         store.get = boom  # type: ignore[method-assign]
         r = await c.get("/v1/incidents/x", headers=AUTH)
         body = assert_problem(r, 500)
-        assert "secret internals" not in r.text and body["error"] == "internal"
+        assert "secret internals" not in r.text and body["type"] == "urn:pantau:problem:internal"
         # A crash under /ack/ logs neither the path (the token) nor the exception's message.
         token = make_token(SECRET, "inc-x", NOW + 600, contact="budi")
         with caplog.at_level(logging.DEBUG):

@@ -9,7 +9,6 @@ import json
 import logging
 import subprocess
 import sys
-import types
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,16 +18,8 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client import REGISTRY
 
 from services.notify.channels import build_channels
-from services.notify.delivery import (
-    DEAD_KEY,
-    DUE_KEY,
-    OUTBOX_KEY,
-    Deliverer,
-    backoff_delay,
-    delivery_id,
-    read_timeline,
-    record_key,
-)
+from services.notify.delivery import Deliverer, backoff_delay
+from services.notify.delivery_records import DEAD_KEY, DUE_KEY, OUTBOX_KEY, delivery_id, read_timeline, record_key
 from shared import topics
 from shared.channels_config import DeliverySettings
 from shared.kafka import producer_settings
@@ -73,7 +64,7 @@ class Harness:
                  settings: DeliverySettings = FAST, producer: Any = None):
         self.redis_url = redis_url
         self.channel_cfgs = channel_cfgs
-        self.config = types.SimpleNamespace(contacts=contacts if contacts is not None else [contact()])
+        self.contacts = contacts if contacts is not None else [contact()]
         self.settings = settings
         self.producer = producer
         self.events: list[dict[str, Any]] = []
@@ -87,7 +78,7 @@ class Harness:
         return self
 
     def new(self, **kw: Any) -> Deliverer:
-        return Deliverer(self.config, self.redis, kw.pop("producer", self.producer), self.channels,
+        return Deliverer(self.contacts, self.redis, kw.pop("producer", self.producer), self.channels,
                          settings=kw.pop("settings", self.settings), on_event=self._record, **kw)
 
     async def _record(self, event: dict[str, Any]) -> None:
@@ -346,7 +337,7 @@ def test_two_workers_share_the_queue_and_never_send_twice(fresh_redis: str, rece
         async with Harness(fresh_redis, [webhook_cfg(receiver.url)]) as h:
             other_redis = aioredis.from_url(fresh_redis)
             try:
-                second = Deliverer(h.config, other_redis, None, h.channels, settings=FAST, on_event=h._record)
+                second = Deliverer(h.contacts, other_redis, None, h.channels, settings=FAST, on_event=h._record)
                 h.start()
                 h.start(second)
                 ids = [await h.submit("kaltara-webhook", event_key=f"reminder:{i}") for i in range(40)]
@@ -394,7 +385,7 @@ spec = json.loads(sys.argv[1])
 async def main():
     r = aioredis.from_url(spec["redis"])
     channels = build_channels(spec["channels"])
-    d = Deliverer(types.SimpleNamespace(contacts=spec["contacts"]), r, None, channels,
+    d = Deliverer(spec["contacts"], r, None, channels,
                   settings=DeliverySettings(**spec["settings"]))
     await d.run(asyncio.Event())
 

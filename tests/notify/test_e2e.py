@@ -26,8 +26,7 @@ import pytest
 
 from cli.stack import EmbeddedStack, free_port, service
 from shared import topics
-from shared.config import Config
-from services.notify.scheduler import FAULT_ENV
+from services.notify.fault_injection_for_tests import ENV as FAULT_ENV
 from tests.conftest import write_config
 from tests.notify.peers import HttpReceiver, Request, kaltara_people_yaml
 from tests.utils import collect, fast_notify_section, produce, value
@@ -40,9 +39,7 @@ WAIT_MIN = 0.03  # 1.8 s between steps
 WITA = timezone(timedelta(hours=8))
 
 
-def _rotations_yaml() -> tuple[str, str]:
-    """Rotations sit at the top level once Config has the key; until then under `notify`."""
-    body = """
+ROTATIONS_YAML = """rotations:
   - region: "65.71"
     members: [kab-tarakan]
     handover: weekly
@@ -51,13 +48,9 @@ def _rotations_yaml() -> tuple[str, str]:
   - region: "65"
     members: [prov-kaltara]
     start: 2024-11-04"""
-    if "rotations" in Config.model_fields:
-        return f"rotations:{body}\n", ""
-    return "", f"  rotations:{body.replace(chr(10), chr(10) + '  ')}\n"
 
 
 def notify_yaml(receiver: str, port: int) -> str:
-    top, nested = _rotations_yaml()
     return f"""
 {kaltara_people_yaml(receiver, OP_TOKEN, HOOK_SECRET)}
 policies:
@@ -68,10 +61,11 @@ policies:
       - {{notify: ["oncall:province"], wait_minutes: {WAIT_MIN}}}
       - {{notify: ["operators"], wait_minutes: {WAIT_MIN}}}
     level_steps: {{awas: 2}}
-{top}{fast_notify_section(port, "e2e-link-secret-0123456789abcdef")}{nested}"""
+{ROTATIONS_YAML}
+{fast_notify_section(port, "e2e-link-secret-0123456789abcdef")}"""
 
 
-# Crash points (see services.notify.scheduler.FAULT_ENV): notify kills itself with SIGKILL when
+# Crash points (see services/notify/fault_injection_for_tests.py): notify kills itself with SIGKILL when
 # step 1 of an incident of these categories is due, before submitting anything ("due") or
 # after submitting its deliveries but before saving its state ("after_submit").
 CRASHES = [("after_submit", "political_violence"), ("due", "communal_clash")]

@@ -208,7 +208,7 @@ def test_redis_restart_mid_escalation_fires_the_next_step_exactly_once(stack: Em
     restarts = supervisor.restarts
     stack.children["redis"].stop()  # SIGTERM: Valkey writes its append-only file and leaves
     readiness = eventually(lambda: (r := api.get("/readyz")).status_code == 503 and r)
-    assert "redis unreachable" in readiness.json()["message"]
+    assert "redis unreachable" in readiness.json()["detail"]
     # Redis stays down until step 1 is due by the incident's own timer, so the firing can only
     # happen from the state read back from the append-only file after the restart. This wait
     # sets how long the fault lasts; nothing is concluded from it.

@@ -18,25 +18,16 @@ import redis.asyncio as aioredis
 from shared.channels_config import ContactConfig, channel_config
 from shared.notify_config import Policy, Rotation
 from services.notify.consumer import ScoreHandler
-from services.notify.incidents import (
-    K_OUTBOX,
-    K_TIMERS,
-    Conflict,
-    IncidentStore,
-    SaveConflict,
-    ScoreUpdate,
-    acknowledge,
-    apply_update,
-    broadcast_done,
-    fired,
-    lifecycle_event,
-    open_incident,
-    resolve,
-)
+from services.notify.store import K_OUTBOX, K_TIMERS, IncidentStore, SaveConflict
+from services.notify.transitions import acknowledge, apply_update, broadcast_done, fired, open_incident, resolve
+from services.notify.incident import Conflict, lifecycle_event
+from shared.scores import ScoreUpdate
 from services.notify.links import LinkMaker
 from services.notify.policy import Fire, Recipient, Wait, next_action, reach
 from services.notify.scheduler import Paging, Scheduler
 from services.notify.watchdog import K_LAST_SEEN, K_STARTED, Watchdog, builtin_policy, silent_sources
+from services.notify import silences
+from services.notify.wakeups import wake_matching
 
 POLICY = Policy.model_validate({
     "id": "kaltara",
@@ -405,15 +396,15 @@ def test_open_counts_per_level_read_a_chunk_at_a_time_match_the_open_incidents(f
 
 def test_a_silence_holds_a_due_step_until_it_ends_or_is_deleted(fresh_redis):
     async def t(store, sched, handler, d, clock):
-        s = await store.add_silence({"region": "65.71"}, clock() + 3600, "pemeliharaan", "operator:op1", clock())
+        s = await silences.add(store.r, {"region": "65.71"}, clock() + 3600, "pemeliharaan", "operator:op1", clock())
         inc = (await handler.handle(update("siaga"))).incident
         await sched.tick()
         assert d.pages() == []
         assert await store.r.zscore(K_TIMERS, inc.id) == s["ends_at"]
         assert (await store.timeline(inc.id))[-1]["kind"] == "silenced"
         clock.t += 60
-        await store.delete_silence(s["id"], "operator:op1", clock())
-        assert await store.wake_matching(s["matchers"], clock()) == 1
+        await silences.delete(store.r, s["id"], "operator:op1", clock())
+        assert await wake_matching(store, s["matchers"], clock()) == 1
         await sched.tick()
         assert d.pages() == [("step:0:0.0:e0", "kab", "triggered")]
 

@@ -8,7 +8,6 @@ page go out."""
 from __future__ import annotations
 
 import asyncio
-import types
 from datetime import date, datetime, timedelta, timezone
 
 import httpx
@@ -23,15 +22,9 @@ from services.notify.api import ApiContext, create_app
 from services.notify.channels import build_channels
 from services.notify.consumer import ScoreHandler
 from services.notify.delivery import Deliverer
-from services.notify.incidents import (
-    K_TIMERS,
-    ScoreUpdate,
-    acknowledge,
-    inhibited,
-    open_incident,
-    released,
-    resolve,
-)
+from services.notify.store import K_TIMERS
+from services.notify.transitions import acknowledge, inhibited, open_incident, released, resolve
+from shared.scores import ScoreUpdate
 from services.notify.inhibit import inhibitor, province_pair, release_reason
 from services.notify.links import LinkMaker
 from services.notify.policy import reach
@@ -187,9 +180,9 @@ def test_province_incident_holds_the_kabupaten_page_until_it_is_acknowledged_or_
         paging = Paging([POLICY], rotations, reach(contacts, list(channels.values())), [], ["hook"],
                         inhibit=InhibitSettings(recheck_s=30))
         links = LinkMaker(b"s" * 32, "http://pantau.test", 3600)
-        deliverer = Deliverer(types.SimpleNamespace(contacts=contacts), r, None, channels,
+        deliverer = Deliverer(contacts, r, None, channels,
                               settings=DeliverySettings(poll_interval_s=0.05, lease_margin_s=0.5))
-        from services.notify.incidents import IncidentStore
+        from services.notify.store import IncidentStore
 
         store = IncidentStore(r, ack_url=lambda i: links.url(i.id, clock(), epoch=i.rises))
         sched = Scheduler(store, deliverer, paging, links, clock=clock)

@@ -22,7 +22,7 @@ from services.notify.messages import (
     subject,
     webhook_body,
 )
-from shared.schemas import CATEGORIES
+from shared.categories import CATEGORIES
 from tests.notify.conftest import notice
 
 PERSON = ("Budi Santoso", "6571011508950001", "0812-3456-7890", "budi.santoso@gmail.com")

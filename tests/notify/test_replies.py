@@ -25,7 +25,7 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from services.notify.incidents import ScoreUpdate
+from shared.scores import ScoreUpdate
 from services.notify.replies import K_OFFSET, K_SENT, ReplyPoller, is_ack, reply_pollers
 from services.notify.service import Parts, build
 from shared.config import ConfigError, parse

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from shared import metrics, topics
-from services.notify.incidents import IncidentStore
+from services.notify.store import IncidentStore
 from services.notify.watchdog import K_LAST_SEEN, K_POSITIONS, Watchdog, builtin_policy
 from tests.notify.conftest import run
 

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from services.scoring.agents import ProvinceScorer, ReportScorer, partition_of, progress_key
-from services.scoring.app import PartitionedTable
+from services.scoring.tables import PartitionedTable
 from services.scoring.backfill import Outside, aggregate, merge, messages, outside
 from services.scoring.baseline import Cell, bucket_start, new_cell
 from services.scoring.rollup import ProvinceCell

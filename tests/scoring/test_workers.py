@@ -162,6 +162,6 @@ def test_a_worker_joining_mid_stream_takes_partitions_without_counting_twice(bar
 
 
 def test_workers_on_one_machine_never_share_a_datadir():
-    from services.scoring.app import worker_datadir
+    from services.scoring.datadir import worker_datadir
 
     assert worker_datadir() != worker_datadir()

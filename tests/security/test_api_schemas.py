@@ -134,17 +134,19 @@ def check_error_body(response, case) -> None:
         return
     ctype = response.headers.get("content-type", [""])
     ctype = ctype[0] if isinstance(ctype, list) else ctype
-    assert ctype.startswith("application/json"), (status, ctype, response.text[:300])
+    assert ctype.startswith("application/problem+json"), (status, ctype, response.text[:300])
     body = orjson.loads(response.content)
     assert "Traceback" not in response.text and 'File "' not in response.text
-    if status == 422 and "errors" in body:
+    assert body["status"] == status and body["type"].startswith("urn:pantau:problem:"), body
+    assert isinstance(body.get("title"), str) and body["title"], body
+    assert isinstance(body.get("detail"), str) and body["detail"], body
+    if status == 422:
         assert body["errors"], body
         for e in body["errors"]:
             assert isinstance(e.get("field"), str) and e["field"], e
             assert isinstance(e.get("message"), str) and e["message"], e
         return
-    assert isinstance(body.get("error"), str) and body["error"], body
-    assert isinstance(body.get("message"), str) and body["message"], body
+    assert body["errors"] == [], body
 
 
 def record_reports(case, response, source: str) -> None:

@@ -42,7 +42,7 @@ def test_source_keys_configured_hashed_and_plain_both_work(ingest):
 ])
 def test_near_miss_keys_are_401_and_not_echoed(ingest, key):
     resp = _post(ingest, report(), key)
-    assert resp.status_code == 401 and resp.json()["error"] == "unauthorized"
+    assert resp.status_code == 401 and resp.json()["type"] == "urn:pantau:problem:unauthorized"
     assert resp.headers["www-authenticate"] == "Bearer"
     if key.strip():
         assert key.strip() not in resp.text
@@ -69,8 +69,8 @@ def test_notify_checks_the_token_before_anything_else(notify):
 def test_outside_its_regions_is_403_naming_the_region(ingest, region):
     resp = _post(ingest, report(region_code=region), HASHED_KEY)
     body = resp.json()
-    assert resp.status_code == 403 and body["error"] == "forbidden", body
-    assert "region_code" in body["message"] and region in body["message"] and "65" in body["message"]
+    assert resp.status_code == 403 and body["type"] == "urn:pantau:problem:forbidden", body
+    assert "region_code" in body["detail"] and region in body["detail"] and "65" in body["detail"]
 
 
 def test_a_prefix_is_not_a_string_prefix(ingest):
@@ -86,7 +86,7 @@ def test_a_prefix_is_not_a_string_prefix(ingest):
 
 def test_a_key_cannot_publish_as_another_source(ingest):
     resp = _post(ingest, report(source="bawaslu-jabar", region_code="32.73"), HASHED_KEY)
-    assert resp.status_code == 403 and "source" in resp.json()["message"]
+    assert resp.status_code == 403 and "source" in resp.json()["detail"]
 
 
 def test_batch_items_outside_scope_are_rejected_one_by_one(ingest):

@@ -27,13 +27,12 @@ HUGE = "9" * 5000  # past sys.get_int_max_str_digits() (4300): int(HUGE) raises 
 def refusal(resp: httpx.Response, *statuses: int) -> dict:
     """A 4xx in `statuses` with a JSON body that names the field or the reason."""
     assert resp.status_code in statuses, (resp.status_code, resp.text[:400])
-    assert resp.headers["content-type"].startswith("application/json"), resp.headers
+    assert resp.headers["content-type"].startswith("application/problem+json"), resp.headers
     assert "Traceback" not in resp.text
     body = resp.json()
-    if "errors" in body:
+    assert body["type"] and body["detail"] and body["status"] == resp.status_code, body
+    if resp.status_code == 422:
         assert body["errors"] and all(e["field"] and e["message"] for e in body["errors"]), body
-    else:
-        assert body["error"] and body["message"], body
     return body
 
 

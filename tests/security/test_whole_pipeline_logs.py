@@ -196,7 +196,7 @@ def test_the_ack_link_resists_tampering_and_acks_only_its_incident(paged: Reques
     for what, t in forged.items():
         resp = notify.post(f"/ack/{t}")
         assert resp.status_code == 403, (what, resp.status_code, resp.text)
-        assert resp.json()["error"] in ("bad_signature", "malformed"), (what, resp.text)
+        assert resp.json()["type"] in ("urn:pantau:problem:bad_signature", "urn:pantau:problem:malformed"), (what, resp.text)
         page = notify.get(f"/ack/{t}", headers={"Accept": "text/html"})
         assert page.status_code == 403 and "<form" not in page.text, what
     assert notify.get(f"/v1/incidents/{incident}", headers=op).json()["status"] != "acknowledged", \

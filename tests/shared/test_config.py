@@ -73,13 +73,18 @@ def test_empty_file_gives_the_defaults():
     assert cfg.sources == [] and cfg.ingest.port == 8080
 
 
-def test_shipped_example_parses():
+def test_shipped_example_is_complete_and_valid_with_its_cross_references():
+    from shared.notify_config import NotifyConfig
+
     path = ROOT / "deploy" / "config" / "pantau.example.yaml"
-    if not path.exists():
-        pytest.skip("no example config yet")
     text = path.read_text()
     env = {name: fresh() for name in re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", text)}
-    parse(text, path, env=env)
+    env["PANTAU_TELEGRAM_BOT_TOKEN"] = "123456789:AAExampleTokenNotRealAAAAAAAAAAAAAA"
+    cfg = parse(text, path, env=env)
+    nc = NotifyConfig.of(cfg)  # contacts, channels, rotation members, policy targets resolve
+    for section in ("sources", "operators", "contacts", "channels", "policies", "rotations"):
+        assert getattr(cfg, section), f"the example has no {section}"
+    assert nc.policies and nc.rotations and nc.settings.operator_contacts
 
 
 # --- ${ENV} expansion ---------------------------------------------------------------------
@@ -316,3 +321,25 @@ def test_arbitrary_file_bytes_give_a_config_or_a_config_error(content):
             load(f.name)
         except ConfigError:
             pass
+
+
+# --- ids -------------------------------------------------------------------------------------
+
+def test_a_contact_id_with_a_colon_is_refused_by_its_key():
+    # `contact:<id>` is how a policy pages a contact: an id with ':' could never be paged.
+    got = problems(GOOD + "contacts:\n  - {id: 'kab:tarakan', name: Kab Tarakan}\n")
+    assert len(got) == 1 and got[0].startswith("contacts[0].id"), got
+    assert "':'" in got[0], got
+
+
+def test_contact_ids_and_contact_targets_accept_the_same_ids():
+    cfg = parse(GOOD + """
+contacts:
+  - {id: kab.tarakan_1, name: Kab Tarakan}
+policies:
+  - id: p
+    match: {region: "65"}
+    steps: [{notify: ["contact:kab.tarakan_1"], wait_minutes: 5}]
+""", env=ENV)
+    assert cfg.contacts[0].id == "kab.tarakan_1"
+    assert cfg.policies[0].steps[0].notify == ["contact:kab.tarakan_1"]

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.schemas import CATEGORIES, partition_key, validate_json, validate_obj
+from shared.categories import CATEGORIES
+from shared.schemas import partition_key, validate_json, validate_obj
 from tests.utils import report
 
 
