@@ -35,9 +35,9 @@ def test_full_redis_is_a_clear_503_and_nothing_half_accepted(own_stack):
         try:
             single = c.post("/v1/reports", content=orjson.dumps(full), headers=auth())
             batch = c.post("/v1/reports:batch", content=orjson.dumps({"reports": [in_batch]}), headers=auth())
-            assert check_problem(single, 503, "unavailable")["message"].startswith(FULL + "; nothing was accepted")
+            assert check_problem(single, 503, "unavailable")["detail"].startswith(FULL + "; nothing was accepted")
             assert retry_after(single) >= 1
-            assert check_problem(batch, 503, "unavailable")["message"].startswith(FULL)
+            assert check_problem(batch, 503, "unavailable")["detail"].startswith(FULL)
             metrics = c.get("/metrics").text
             assert "pantau_redis_maxmemory_bytes" in metrics and "pantau_redis_used_memory_bytes" in metrics
         finally:
