@@ -3,6 +3,7 @@ owns, holding the generated Redis password in a file only that user can read (06
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import stat
@@ -20,10 +21,8 @@ def secure_workdir(path: Path) -> Path:
     user's directory (a planted /tmp/pantau-<uid>, say) is refused: its owner could read the
     secrets and the Redis data, or swap the files."""
     path = Path(path)
-    try:
+    with contextlib.suppress(FileExistsError):  # an existing one is checked below instead
         path.mkdir(mode=0o700, parents=True, exist_ok=False)
-    except FileExistsError:
-        pass
     info = path.lstat()
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
         raise WorkdirError(f"workdir {path} is not a directory (a symlink or a file is refused)")

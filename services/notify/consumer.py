@@ -14,6 +14,7 @@ step, updated_at)).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -209,11 +210,9 @@ class ScoreConsumer:
                 delay = backoff_s(failures, 0.1, 5.0)
                 log.warning("applying %d score updates failed (%s: %s); retrying in %.1f s",
                             len(updates), type(e).__name__, e, delay)
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):  # waited out: retry the updates
                 await asyncio.wait_for(stop.wait(), delay)
                 return False
-            except asyncio.TimeoutError:
-                pass
 
     async def note_received(self, changes: Sequence[Change | None], received: Sequence[float | None]) -> None:
         """Remember when the report behind each newly opened incident was received, for the

@@ -31,7 +31,6 @@ from services.scoring import methods
 from services.scoring.levels import (
     Bucket, Estimate, Hysteresis, Reason, close_bucket, fell_reason, held_reason, judge, level_of, rise,
 )
-from services.scoring.counts import nb_sf
 from services.scoring.priors import Priors, poisson_upper
 from services.scoring.reasons import render
 from shared.regions import Registry
@@ -128,8 +127,7 @@ def estimate(history: list[float], known: int, current: float, region: str, cate
             return Estimate(b.expected, b.upper, b.alarm, s.method, history=known, p_value=b.p_value)
     prior = sc.priors.for_region(region, category)
     upper = poisson_upper(prior.rate, s.alpha)
-    return Estimate(prior.rate, upper, current > upper, "poisson", prior.source, prior.daily_rate, known,
-                    p_value=nb_sf(current, math.inf, prior.rate) if current > 0 else None)
+    return Estimate(prior.rate, upper, current > upper, "poisson", prior.source, prior.daily_rate, known)
 
 
 def settle(state: State, bucket: Bucket, est: Estimate, target: str, report_ids: Callable[[], list[str]],

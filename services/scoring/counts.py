@@ -116,13 +116,13 @@ def _reference(values: Sequence[float], t: int, baseline: int, guard: int) -> Se
     return values[end - baseline:end]
 
 
-def _phi(ref: Sequence[float]) -> float:
-    """Overdispersion of the reference: sample variance over mean, at least 1."""
-    n = len(ref)
-    mean = math.fsum(ref) / n
-    if mean <= 0.0:
+def _phi(total: float, squares: float, n: int) -> float:
+    """Overdispersion of a reference from its sum and sum of squares: sample variance over
+    mean, at least 1."""
+    if total <= 0.0:
         return 1.0
-    var = math.fsum((x - mean) ** 2 for x in ref) / (n - 1)
+    mean = total / n
+    var = max(0.0, squares - total * mean) / (n - 1)
     return max(1.0, var / mean)
 
 
@@ -133,7 +133,7 @@ def predictive(ref: Sequence[float], dispersed: bool) -> tuple[float, float, flo
     mu = (total + 0.5) / n
     size = total + 0.5
     if dispersed:
-        phi = _phi(ref)
+        phi = _phi(total, math.fsum(x * x for x in ref), n)
         if phi > 1.0:
             # Predictive variance phi * mu * (1 + 1/n); NB variance mu + mu^2/size.
             size = mu / (phi * (1.0 + 1.0 / n) - 1.0)
@@ -240,14 +240,6 @@ class _Glr:
         ref = self._ref(t)
         return None if ref is None else (ref[0] + 0.5) / self.baseline
 
-    def _phi(self, total: float, squares: float) -> float:
-        n = self.baseline
-        if not self.dispersed or total <= 0.0:
-            return 1.0
-        mean = total / n
-        var = max(0.0, squares - total * mean) / (n - 1)
-        return max(1.0, var / mean)
-
     def prepare(self, t: int) -> "_Running | None":
         """What bucket t's verdict needs from values[:t]: its windows and the alarm level."""
         while len(self.mu0) <= t:
@@ -256,7 +248,7 @@ class _Glr:
             self.start = t + 1
             return None
         total, squares = self._ref(t)  # type: ignore[misc]
-        phi = self._phi(total, squares)
+        phi = _phi(total, squares, self.baseline) if self.dispersed else 1.0
         windows, past, mu_sum = [], 0.0, 0.0
         for k in range(t, max(self.start, t - self.window + 1) - 1, -1):
             mu_sum += self.mu0[k]  # type: ignore[operator]
