@@ -43,6 +43,7 @@ from services.notify.ratelimit import AddressLimiter
 from services.notify.rotations import OverrideStore, next_handover, on_call
 from services.notify import silences
 from services.notify.wakeups import wake_matching
+from services.notify import console, console_map
 
 log = logging.getLogger("pantau.notify.api")
 
@@ -374,6 +375,10 @@ def create_app(ctx: ApiContext) -> FastAPI:
         if down:
             return problems.problem(503, "not_ready", "; ".join(down), {"Retry-After": "5"})
         return JSONResponse({"status": "ready"})
+
+    app.include_router(console_map.router(ctx.store, lambda: ctx.operators, lang))
+    app.include_router(console.router(ctx.store, lambda: ctx._hashes, lambda: ctx.operators, ctx.links.public_url,
+                                      lang, lambda: ctx.clock(), lambda: ctx.wake()))
 
     def openapi() -> dict:
         if app.openapi_schema:

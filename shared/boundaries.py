@@ -1,0 +1,63 @@
+"""The region shapes the console map draws: every province and kabupaten/kota as simplified
+rings, from `shared/data/boundaries.json.gz` (built by deploy/maps/build_map.py from
+cahyadsn/wilayah_boundaries, MIT; see NOTICE).
+
+Rings are integers in 1/`scale` degree, x = longitude and y = latitude, the first point
+absolute and the rest as deltas.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One region's outline and its bounding box (in the file's integer units)."""
+
+    code: str
+    rings: tuple[tuple[int, ...], ...]
+    bbox: tuple[int, int, int, int]  # min x, min y, max x, max y
+
+
+def _bbox(rings: list[list[int]]) -> tuple[int, int, int, int]:
+    xs: list[int] = []
+    ys: list[int] = []
+    for ring in rings:
+        x, y = ring[0], ring[1]
+        xs.append(x)
+        ys.append(y)
+        for i in range(2, len(ring), 2):
+            x += ring[i]
+            y += ring[i + 1]
+            xs.append(x)
+            ys.append(y)
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+@dataclass(frozen=True)
+class Boundaries:
+    scale: int
+    source: str
+    license: str
+    shapes: dict[str, Shape]
+
+    def get(self, code: str) -> Shape | None:
+        return self.shapes.get(code)
+
+
+@lru_cache(maxsize=1)
+def boundaries() -> Boundaries:
+    """Loaded once per process (~0.2 MB gzipped, ~50 ms)."""
+    raw = resources.files("shared").joinpath("data").joinpath("boundaries.json.gz").read_bytes()
+    doc = json.loads(gzip.decompress(raw))
+    shapes = {code: Shape(code, tuple(tuple(r) for r in v["rings"]), _bbox(v["rings"]))
+              for code, v in doc["regions"].items()}
+    return Boundaries(doc["scale"], doc["source"], doc["license"], shapes)
+
+
+__all__ = ["Boundaries", "Shape", "boundaries"]
