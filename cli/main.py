@@ -515,5 +515,22 @@ def ack(
                   f"({inc.get('level')}, {inc.get('region_name')})", markup=False, highlight=False)
 
 
+@app.command()
+def report(
+    day: str = typer.Option(..., "--date", metavar="YYYY-MM-DD", help="the local day (the region's own clock)"),
+    region: Optional[str] = typer.Option(None, "--region", help="a province or kabupaten/kota code, e.g. 65"),
+    fmt: str = typer.Option("html", "--format", help="html | md"),
+    out: Optional[Path] = typer.Option(None, "--out", help="write here (default: stdout)"),
+    lang: str = typer.Option("id", "--lang", help="id (Bahasa Indonesia) | en"),
+    url: Optional[str] = _URL,
+    token: Optional[str] = _TOKEN,
+    config: Optional[Path] = _CONFIG,
+) -> None:
+    """The day's situation report (laporan situasi): levels, incidents, reasons and the map."""
+    from cli.report import run_report
+
+    raise typer.Exit(run_report(day, region, fmt, out, lang, lambda: _notify_client(url, token, config), _refused))
+
+
 if __name__ == "__main__":
     app()

@@ -48,7 +48,8 @@ HEADERS = {
 
 _CSS = ("*{box-sizing:border-box}body{font-family:sans-serif;margin:0;padding:.5em;max-width:60em;"
         "margin-inline:auto;color:#1b2a22;background:#fff}header{display:flex;flex-wrap:wrap;gap:.5em;"
-        "align-items:center;justify-content:space-between}h1{font-size:1.25em;margin:.3em 0}"
+        "align-items:center;justify-content:space-between}header div{display:flex;flex-wrap:wrap;gap:.5em;"
+        "align-items:center}h1{font-size:1.25em;margin:.3em 0}"
         "h2{font-size:1.1em}form.inline{display:inline}button,select,input{font-size:1em;padding:.45em .7em;"
         "max-width:100%}.filters{display:flex;flex-wrap:wrap;gap:.4em;align-items:end}.filters label{display:flex;"
         "flex-direction:column;font-size:.9em}.map svg{width:100%;height:auto;display:block}"
@@ -126,8 +127,8 @@ def console_html(operator_name: str, csrf: str, language: str, region: str | Non
     items = "".join(incident_html(i, t, csrf, back, language) for i, t in ordered) or f"<p>{e(w['none'])}</p>"
     note = f'<p class="note" role="status">{e(notice)}</p>' if notice else ""
     lang_link = f'/console?lang={other}' + (f"&{query}" if query else "")
-    body = (f'<header><h1>{e(w["title"])}</h1><div><small>{e(w["hello"])} {e(operator_name)}</small> · '
-            f'<a href="{e(lang_link)}">{e(w["lang"])}</a> · <form class="inline" method="post" '
+    body = (f'<header><h1>{e(w["title"])}</h1><div><small>{e(w["hello"])} {e(operator_name)}</small>'
+            f'<a href="{e(lang_link)}">{e(w["lang"])}</a><form class="inline" method="post" '
             f'action="/console/logout"><input type="hidden" name="csrf" value="{e(csrf)}">'
             f'<button type="submit">{e(w["logout"])}</button></form></div></header>{note}'
             f'<form class="filters" method="get" action="/console"><label>{e(w["region"])}<select name="region">'
