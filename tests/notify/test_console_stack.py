@@ -98,6 +98,8 @@ def test_map_shows_bulungan_at_awas_among_all_five(api: httpx.Client, incident: 
     assert map_levels(r.text) == {"65.01": "awas", "65.02": "normal", "65.03": "normal", "65.04": "normal",
                                   "65.71": "normal"}
     assert httpx.get(f"{api.base_url}/console/map.svg", params={"region": "65"}).status_code == 401
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "map-65.svg").write_text(r.text)
 
 
 def pantau(stack: EmbeddedStack, *args: str) -> subprocess.CompletedProcess:
