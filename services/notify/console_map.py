@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import time
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from shared.boundaries import boundaries
 from shared.categories import CATEGORIES
+from shared import problems
 from shared.problems import Refusal
 from shared.regions import registry
 from shared.times import rfc3339
@@ -62,12 +63,13 @@ def router(store: IncidentStore, operators_of, default_language: str) -> APIRout
     api = APIRouter()
 
     @api.get("/console/map.svg", response_class=Response, openapi_extra={"security": [{"operatorToken": []}]},
-             responses={
-        200: {"content": {"image/svg+xml": {}}, "description": "the map"},
-        401: {"description": "no operator token and no console session"},
-        422: {"description": "region is not a province code, or category not a category"}})
-    async def console_map(request: Request, region: str | None = None, category: str | None = None,
-                          lang: str | None = None) -> Response:
+             responses={200: {"content": {"image/svg+xml": {}}, "description": "the map"},
+                        **problems.responses({401: "no operator token and no console session",
+                                              422: "region is not a province code, or category not a category"})})
+    async def console_map(request: Request,
+                          region: str | None = Query(None, json_schema_extra={"enum": registry().codes(1)}),
+                          category: str | None = Query(None, json_schema_extra={"enum": list(CATEGORIES)}),
+                          lang: str | None = Query(None, json_schema_extra={"enum": ["id", "en"]})) -> Response:
         """One `<path>` per child region, with `data-region` and `data-level`."""
         await operator_of(request, store.r, operators_of())
         check_query(region, category)
