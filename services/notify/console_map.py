@@ -50,10 +50,16 @@ async def map_svg(store: IncidentStore, region: str | None, category: str | None
     reg, shapes = registry(), boundaries()
     codes = reg.children(region) if region else reg.codes(1)
     children = [(c, reg.name(c) or c, shapes.shapes[c]) for c in codes if c in shapes.shapes]
-    levels = region_levels([c for c, _, _ in children], await open_incidents(store), category)
+    incidents = await open_incidents(store)
+    levels = region_levels([c for c, _, _ in children], incidents, category)
     lang = "en" if language == "en" else "id"
     title = (reg.name(region) or region) if region else WORDS[lang]["national"]
     label = category_name(category, lang) if category else WORDS[lang]["all"]
+    if region:
+        # An incident of the province itself has no kabupaten/kota to colour: the subtitle says it.
+        own = region_levels([region], [i for i in incidents if i.region_code == region], category)[region]
+        if own != "normal":
+            label += f" · {WORDS[lang]['province']}: {own.upper()}"
     drawn = local_time(rfc3339(time.time() if now is None else now), region or "31", lang)
     return draw_svg(title, children, levels, label, drawn, lang)
 

@@ -22,9 +22,11 @@ _MAP_W, _MAP_H, _PAD = 760, 560, 20
 
 WORDS = {
     "id": {"title": "Peta tingkat kewaspadaan", "all": "semua kategori", "drawn": "Digambar",
-           "national": "Indonesia", "legend": "Tingkat", "count": "wilayah", "source": "batas wilayah"},
+           "national": "Indonesia", "legend": "Tingkat", "count": "wilayah", "source": "batas wilayah",
+           "province": "tingkat provinsi"},
     "en": {"title": "Alert level map", "all": "all categories", "drawn": "Drawn",
-           "national": "Indonesia", "legend": "Level", "count": "regions", "source": "boundaries"},
+           "national": "Indonesia", "legend": "Level", "count": "regions", "source": "boundaries",
+           "province": "province level"},
 }
 
 

@@ -41,6 +41,11 @@ def test_map_colours_each_kabupaten_by_its_highest_open_level(fresh_redis):
         # Acknowledged is still open; resolved is not.
         assert got == {"65.01": "siaga", "65.02": "normal", "65.03": "normal", "65.04": "normal", "65.71": "siaga"}
 
+        # An incident of the province itself colours no kabupaten/kota; the subtitle names it.
+        await seed(store, "65", "hoax_disinformation")
+        svg = (await c.get("/console/map.svg", params={"region": "65"}, headers=AUTH)).text
+        assert levels(svg)["65.02"] == "normal" and "tingkat provinsi: SIAGA" in svg
+
         # One category: only its incidents count.
         one = levels((await c.get("/console/map.svg", params={"region": "65", "category": "communal_clash"},
                                   headers=AUTH)).text)
