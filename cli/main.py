@@ -147,6 +147,7 @@ def _print_endpoints(stack, cfg) -> None:
     if "notify" in stack.service_names:
         t.add_row("notify API", f"http://{cfg.notify.host}:{cfg.notify.port}/v1/incidents", str(stack.logdir / "notify.log"))
         t.add_row("notify metrics", f"http://{cfg.notify.host}:{cfg.notify.metrics_port}/metrics", "")
+        t.add_row("operators' console", f"http://{cfg.notify.host}:{cfg.notify.port}/console  (operator token)", "")
     console.print(t)
     if stack.durable:
         console.print(f"mode: [bold]durable[/]: topics, consumer offsets and Redis are kept in {stack.workdir}; "
