@@ -17,6 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from shared.config import Operator
+from shared.levels import LEVEL_RANK
 from shared.problems import Refusal
 from shared.regions import in_scope, registry
 from services.notify import console_session as sessions
@@ -30,6 +31,7 @@ from services.notify.transitions import acknowledge, resolve
 from services.notify.wakeups import release_held
 
 MAX_FORM = 4096
+MAX_SHOWN = 100
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -74,12 +76,14 @@ def router(store: IncidentStore, hashes: Callable[[], Sequence[tuple[str, Operat
         found = [i for i in await store.open_incidents() if i.status != "resolved"
                  and (region is None or in_scope(i.region_code, [region]))
                  and (category is None or i.category == category)]
-        incidents = [(i, await store.timeline(i.id)) for i in found]
+        found.sort(key=lambda i: (-LEVEL_RANK.get(i.level, 0), -i.opened_at))
+        # Each shown incident costs a timeline read: a national view of a bad day shows the worst.
+        incidents = [(i, await store.timeline(i.id)) for i in found[:MAX_SHOWN]]
         reg = registry()
         provinces = [(c, reg.name(c) or c) for c in reg.codes(1)]
         notice = WORDS[language].get(f"done_{done}") if done in ("ack", "resolve") else None
         return html(console_html(s.operator.name, s.csrf, language, region, category, provinces, svg, incidents,
-                                 notice))
+                                 notice, total=len(found)))
 
     @api.post("/console/login")
     async def login(request: Request) -> Response:

@@ -111,7 +111,8 @@ def incident_html(inc: Incident, timeline: Sequence[dict[str, Any]], csrf: str, 
 
 def console_html(operator_name: str, csrf: str, language: str, region: str | None, category: str | None,
                  provinces: Sequence[tuple[str, str]], svg: str,
-                 incidents: Sequence[tuple[Incident, Sequence[dict[str, Any]]]], notice: str | None) -> str:
+                 incidents: Sequence[tuple[Incident, Sequence[dict[str, Any]]]], notice: str | None,
+                 total: int | None = None) -> str:
     """The whole console: filters, the map (inline SVG, so the page needs nothing else), and the
     open incidents, highest level first."""
     w = WORDS[language]
@@ -126,6 +127,8 @@ def console_html(operator_name: str, csrf: str, language: str, region: str | Non
     ordered = sorted(incidents, key=lambda it: (-LEVEL_RANK.get(it[0].level, 0), -it[0].opened_at))
     items = "".join(incident_html(i, t, csrf, back, language) for i, t in ordered) or f"<p>{e(w['none'])}</p>"
     note = f'<p class="note" role="status">{e(notice)}</p>' if notice else ""
+    total = len(incidents) if total is None else total
+    shown = str(total) if total == len(incidents) else f"{len(incidents)} / {total}"
     lang_link = f'/console?lang={other}' + (f"&{query}" if query else "")
     body = (f'<header><h1>{e(w["title"])}</h1><div><small>{e(w["hello"])} {e(operator_name)}</small>'
             f'<a href="{e(lang_link)}">{e(w["lang"])}</a><form class="inline" method="post" '
@@ -134,7 +137,7 @@ def console_html(operator_name: str, csrf: str, language: str, region: str | Non
             f'<form class="filters" method="get" action="/console"><label>{e(w["region"])}<select name="region">'
             f'{"".join(opts)}</select></label><label>{e(w["category"])}<select name="category">{"".join(cats)}'
             f'</select></label><button type="submit">{e(w["show"])}</button></form>'
-            f'<div class="map">{svg}</div><h2>{e(w["open"])} ({len(incidents)})</h2>{items}')
+            f'<div class="map">{svg}</div><h2>{e(w["open"])} ({shown})</h2>{items}')
     return page(w["title"], body, language)
 
 

@@ -148,3 +148,29 @@ def test_session_cookie_is_secure_behind_https(fresh_redis):
             await r.aclose()
 
     asyncio.run(main())
+
+
+def test_console_shows_the_worst_incidents_first_up_to_a_cap(fresh_redis, monkeypatch):
+    from services.notify import console
+
+    monkeypatch.setattr(console, "MAX_SHOWN", 2)
+
+    async def t(c, store, clock, woken):
+        for region in ("65.01", "65.02", "65.03"):
+            await seed(store, region, "other")
+        awas = await seed(store, "65.04", "other")
+        await store.mutate(awas, lambda i: _raised(i))
+        assert (await c.post("/console/login", data={"token": TOKEN})).status_code == 303
+        page = (await c.get("/console", params={"region": "65"})).text
+        shown = re.findall(r'<article class="inc" data-incident="([^"]+)"', page)
+        assert len(shown) == 2 and shown[0] == awas and "(2 / 4)" in page
+
+    with_api(t, fresh_redis)
+
+
+def _raised(inc):
+    from services.notify.incident import Change
+
+    new = inc.model_copy(deep=True)
+    new.level = "awas"
+    return Change(new)
