@@ -37,6 +37,15 @@ STATUS = {"id": {"triggered": "baru", "escalated": "dieskalasi", "acknowledged":
           "en": {"triggered": "new", "escalated": "escalated", "acknowledged": "acknowledged",
                  "resolved": "resolved"}}
 
+# The timeline's entry kinds in words; an unknown kind shows as it is.
+KINDS = {"id": {"opened": "dibuka", "level": "tingkat berubah", "step": "langkah eskalasi", "delivery": "pengiriman",
+                "notified": "diberitahu", "acknowledged": "dikonfirmasi", "resolved": "diselesaikan",
+                "unacknowledged": "konfirmasi dibatalkan", "quiet": "tenang", "exhausted": "semua langkah habis",
+                "silenced": "dibisukan", "inhibited": "ditahan", "resumed": "dilanjutkan",
+                "no_policy": "tidak ada kebijakan"},
+         "en": {"no_policy": "no policy", "unacknowledged": "acknowledgement voided", "exhausted": "steps exhausted",
+                "step": "escalation step"}}
+
 HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
@@ -80,9 +89,10 @@ def login_html(language: str, error: bool = False) -> str:
 def _timeline(entries: Sequence[dict[str, Any]], region: str, language: str) -> str:
     items = []
     for t in entries:
+        kind = str(t.get("kind", ""))
         rest = ", ".join(f"{k}: {v}" for k, v in t.items() if k not in ("at", "kind") and v not in (None, "", []))
         items.append(f"<li><small>{e(local_time(str(t.get('at', '')), region, language))}</small> "
-                     f"<b>{e(str(t.get('kind', '')))}</b>{' — ' + e(rest) if rest else ''}</li>")
+                     f"<b>{e(KINDS[language].get(kind, kind))}</b>{' — ' + e(rest) if rest else ''}</li>")
     return "<ul>" + "".join(items) + "</ul>"
 
 

@@ -113,7 +113,8 @@ def test_console_login_ack_resolve_logout(fresh_redis):
         assert acked.status_code == 303 and acked.headers["location"] == "/console?region=65&done=ack"
         assert (await store.get(inc)).acknowledged_by == "operator:op1" and woken
         page = (await c.get(acked.headers["location"])).text
-        assert "Insiden dikonfirmasi" in page and "dikonfirmasi" in page and "acknowledged" in page
+        # The timeline in words: who acknowledged it, and how.
+        assert "Insiden dikonfirmasi" in page and "<b>dikonfirmasi</b> — by: operator:op1, via: console" in page
 
         # An offsite `back` is ignored.
         done = await c.post(f"/console/incidents/{inc}/resolve", data={"csrf": token, "back": "//evil.example/x"})
