@@ -31,6 +31,13 @@ def sender_of(public_url: str) -> str:
     return f"pantau@{host}"
 
 
+def set_cap_sender(channels, public_url: str) -> None:
+    """CAP channels without a configured `sender` send as the API's alerts do."""
+    for ch in channels.values():
+        if ch.type == "cap":
+            ch.default_sender = sender_of(public_url)
+
+
 def subject_of(inc: Incident) -> cap.Subject:
     return cap.Subject(inc.id, inc.region_code, inc.region_name, inc.category, tuple(inc.reasons), inc.opened_at)
 
@@ -83,4 +90,4 @@ async def cap_alert(request: Request, incident_id: str) -> Response:
     return Response(body, media_type=cap.MEDIA_TYPE)
 
 
-__all__ = ["router", "sender_of"]
+__all__ = ["router", "sender_of", "set_cap_sender"]
