@@ -515,5 +515,10 @@ def ack(
                   f"({inc.get('level')}, {inc.get('region_name')})", markup=False, highlight=False)
 
 
+from cli.asyncapi import asyncapi as _asyncapi  # noqa: E402
+
+app.command("asyncapi")(_asyncapi)
+
+
 if __name__ == "__main__":
     app()
