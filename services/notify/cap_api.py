@@ -51,13 +51,15 @@ def _operator(request: Request):
     return request.app.state.authenticate(request)
 
 
-def _doc(*codes: int) -> dict:
+def _doc(media_type: str, what: str, *codes: int) -> dict:
     why = {401: "missing or unknown operator token", 404: "no such incident"}
-    return {"responses": problems.responses({c: why[c] for c in codes}),
+    ok = {200: {"description": what, "content": {media_type: {"schema": {"type": "string"}}}}}
+    return {"responses": {**ok, **problems.responses({c: why[c] for c in codes})},
             "openapi_extra": {"security": [{"operatorToken": []}]}}
 
 
-@router.get("/v1/cap/feed.atom", response_class=Response, **_doc(401))
+@router.get("/v1/cap/feed.atom", response_class=Response,
+            **_doc(cap.ATOM_MEDIA_TYPE, "Atom feed (RFC 4287) linking each CAP alert", 401))
 async def cap_feed(request: Request) -> Response:
     """Atom feed of the CAP alerts of open incidents and of those resolved in the last 7 days."""
     _operator(request)
@@ -76,7 +78,8 @@ async def cap_feed(request: Request) -> Response:
     return Response(body, media_type=cap.ATOM_MEDIA_TYPE)
 
 
-@router.get("/v1/cap/{incident_id}.xml", response_class=Response, **_doc(401, 404))
+@router.get("/v1/cap/{incident_id}.xml", response_class=Response,
+            **_doc(cap.MEDIA_TYPE, "CAP 1.2 alert (OASIS), valid against the CAP 1.2 XSD", 401, 404))
 async def cap_alert(request: Request, incident_id: str) -> Response:
     """The incident's CAP 1.2 alert for its current state: Alert, Update (referencing every
     earlier message) or, once resolved, Cancel."""
