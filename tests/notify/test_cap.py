@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from lxml import etree
 
 from services.notify.transitions import acknowledge, apply_update, resolve
@@ -106,3 +107,30 @@ def test_feed_lists_open_incidents_and_both_routes_need_the_token(fresh_redis):
         assert_problem(await c.get("/v1/cap/no-such-incident.xml", headers=AUTH), 404)
 
     with_api(t, fresh_redis)
+
+
+def test_states_follow_the_timeline_and_stop_at_the_cancel():
+    from services.notify.cap import State, states
+
+    t0 = 1_764_640_800.0  # 2025-12-02T02:00:00Z
+    tl = [{"at": "2025-12-02T02:00:00.000Z", "kind": "opened", "level": "waspada"},
+          {"at": "2025-12-02T02:00:01.000Z", "kind": "delivery", "outcome": "delivered"},
+          {"at": "2025-12-02T02:05:00.250Z", "kind": "level", "previous": "waspada", "level": "awas"},
+          {"at": "2025-12-02T02:06:00.000Z", "kind": "acknowledged", "by": "operator:op1"},
+          {"at": "2025-12-02T02:09:00.000Z", "kind": "resolved", "how": "manual"},
+          {"at": "2025-12-02T02:10:00.000Z", "kind": "level", "previous": "awas", "level": "siaga"}]
+    got = states(tl, t0, "awas", t0 + 540)
+    assert [(s.msg_type, s.kind, s.level) for s in got] == [
+        ("Alert", "alert", "waspada"), ("Update", "level", "awas"), ("Update", "ack", "awas"),
+        ("Cancel", "cancel", "awas")]
+    assert got[1].at == t0 + 300.25
+    # A timeline that lost its opening still begins with the Alert, at the incident's opening.
+    assert states(tl[2:3], t0, "awas")[0] == State("alert", t0, "waspada")
+
+
+@pytest.mark.parametrize("region, offset", [("11.01", "+07:00"), ("65.71", "+08:00"), ("91.71", "+09:00")])
+def test_cap_times_carry_the_regions_numeric_offset(region: str, offset: str):
+    from services.notify.cap import cap_time
+
+    stamp = cap_time(1_764_640_800.9, region)
+    assert CAP_TIME.match(stamp) and stamp.endswith(offset) and "Z" not in stamp
