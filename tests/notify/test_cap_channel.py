@@ -12,7 +12,7 @@ from shared.channels_config import ContactConfig
 from shared.config import ConfigError, parse
 from tests.notify.conftest import FAST, WEBHOOK_SECRET, contact, notice, run
 from tests.notify.peers import HttpReceiver
-from tests.notify.test_cap import CAP, XSD, text
+from tests.notify.test_cap import XSD, text
 
 
 def cap_cfg(url: str, **kw) -> dict:

@@ -31,7 +31,7 @@ from pantau.webhook import SeenDeliveries, verify
 from shared import topics
 from tests.conftest import write_config
 from tests.notify.peers import KALTARA_ROTATIONS_YAML, HttpReceiver, kaltara_people_yaml
-from tests.notify.test_cap import ATOM, CAP, XSD, text
+from tests.notify.test_cap import ATOM, XSD, text
 from tests.shared.test_asyncapi import DOC, payload_errors
 from tests.utils import collect, fast_notify_section, produce, report
 
