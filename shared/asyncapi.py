@@ -103,6 +103,8 @@ def document() -> dict[str, Any]:
         },
         "defaultContentType": "application/json",
         "servers": {
+            "compose": {"host": "kafka:9092", "protocol": "kafka",
+                        "description": "Apache Kafka (KRaft) of docker-compose.yml, as the services reach it"},
             "embedded": {"host": "127.0.0.1:19092", "protocol": "kafka",
                          "description": "the embedded broker of `pantau up` / `make run`"},
         },
