@@ -173,9 +173,17 @@ def secret() -> None:
 def send(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="JSON Lines, one ReportEvent per line"),
     url: str = typer.Option("http://127.0.0.1:8080", envvar="PANTAU_INGEST_URL", help="ingest gateway base URL"),
-    key: str = typer.Option(..., envvar="PANTAU_API_KEY", help="the source's API key"),
+    key: Optional[str] = typer.Option(None, envvar="PANTAU_API_KEY", help="the source's API key (HTTP)"),
+    kafka: Optional[str] = typer.Option(None, "--kafka", metavar="BOOTSTRAP",
+                                        help="publish to pantau.reports.raw on this broker instead (host:port[,...])"),
 ) -> None:
-    """Publish reports from a JSON Lines file and print each result."""
+    """Publish reports from a JSON Lines file and print each result; exit 1 if any failed."""
+    if kafka is not None:
+        _send_kafka(file, kafka)
+        return
+    if not key:
+        err.print("[red]pantau send:[/] no API key: give --key or set PANTAU_API_KEY (or publish with --kafka)")
+        raise typer.Exit(2)
     import httpx
     import orjson
 
@@ -199,6 +207,26 @@ def send(
                 if isinstance(detail, list):
                     detail = "; ".join(f"{e['field']}: {e['message']}" for e in detail)
                 console.print(f"line {n}: [red]{r.status_code}[/] {detail}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _send_kafka(file: Path, bootstrap: str) -> None:
+    from kafka.errors import KafkaError
+    from rich.markup import escape
+
+    from cli.send_kafka import publish
+
+    def show(r) -> None:
+        console.print(f"line {r.line}: " + (escape(r.text) if r.ok else f"[red]failed:[/] {escape(r.text)}"),
+                      highlight=False, soft_wrap=True)
+
+    try:
+        with file.open("rb") as f:
+            failed = publish(f, bootstrap, show)
+    except KafkaError as e:
+        err.print(f"[red]pantau send:[/] cannot reach the broker at {bootstrap} ({type(e).__name__})")
+        raise typer.Exit(1)
     if failed:
         raise typer.Exit(1)
 
@@ -531,6 +559,11 @@ def report(
     from cli.report import run_report
 
     raise typer.Exit(run_report(day, region, fmt, out, lang, lambda: _notify_client(url, token, config), _refused))
+
+
+from cli.asyncapi import asyncapi as _asyncapi  # noqa: E402
+
+app.command("asyncapi")(_asyncapi)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The `contacts` and `channels` sections of the config file: who can be reached, and how.
 
-A channel is one of `webhook | email | telegram | slack | sms`, told apart by its `type`
+A channel is one of `webhook | cap | email | telegram | slack | sms`, told apart by its `type`
 (a discriminated union), each with its own keys and the shared retry settings. Every model
 forbids unknown keys, so a typo is named at start instead of silently ignored. Secrets are
 `SecretStr` (written as `${ENV_VAR}` in the file; `shared.config` expands them), so they do
@@ -145,6 +145,15 @@ class WebhookChannelConfig(_ChannelBase):
         return v
 
 
+class CapChannelConfig(WebhookChannelConfig):
+    """POSTs the incident's CAP 1.2 alert (application/cap+xml), signed exactly like a webhook."""
+
+    type: Literal["cap"]  # type: ignore[assignment]
+    # CAP's `sender`, e.g. pantau@pantau.kaltaraprov.go.id; default: pantau@<notify.public_url's host>,
+    # the sender the notify API's /v1/cap alerts carry.
+    sender: Annotated[str, Field(pattern=r"^[^\s,<&]+$", max_length=200)] | None = None
+
+
 class EmailChannelConfig(_ChannelBase):
     """Plain-text e-mail through an SMTP relay."""
 
@@ -273,11 +282,11 @@ class SmsChannelConfig(_ChannelBase):
 
 
 ChannelConfig = Annotated[
-    Union[WebhookChannelConfig, EmailChannelConfig, TelegramChannelConfig, SlackChannelConfig, SmsChannelConfig],
+    Union[WebhookChannelConfig, CapChannelConfig, EmailChannelConfig, TelegramChannelConfig, SlackChannelConfig, SmsChannelConfig],
     Field(discriminator="type"),
 ]
 
-CHANNEL_TYPES = ("webhook", "email", "telegram", "slack", "sms")
+CHANNEL_TYPES = ("webhook", "cap", "email", "telegram", "slack", "sms")
 
 _channel_adapter: TypeAdapter[Any] = TypeAdapter(ChannelConfig)
 

@@ -37,7 +37,8 @@ class ScoreUpdate(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     region_code: Annotated[str, AfterValidator(known_region)]
-    category: Annotated[str, AfterValidator(_one_of(CATEGORIES, "category"))]
+    category: Annotated[str, AfterValidator(_one_of(CATEGORIES, "category")),
+                        Field(json_schema_extra={"enum": list(CATEGORIES)})]
     bucket_start: Annotated[str, AfterValidator(_timestamp)]
     bucket_end: str | None = None
     observed: int = 0
@@ -46,7 +47,7 @@ class ScoreUpdate(BaseModel):
     upper: float | None = None
     method: str = ""
     alarm: bool = False
-    level: Annotated[str, AfterValidator(_one_of(LEVELS, "level"))]
+    level: Annotated[str, AfterValidator(_one_of(LEVELS, "level")), Field(json_schema_extra={"enum": list(LEVELS)})]
     reasons: list[str] = Field(default_factory=list)
     report_ids: list[str] = Field(default_factory=list)
     computed_at: str | None = None

@@ -38,6 +38,7 @@ from services.notify.incident import Conflict, Incident
 from shared.times import parse_ts
 from services.notify.ack_page import WORDS, incident_html, page, wants_html
 from services.notify.api_bodies import NoteBody, OverrideBody, SilenceBody, read_body
+from services.notify.cap_api import router as cap_router
 from services.notify.links import LinkError, LinkMaker
 from services.notify.ratelimit import AddressLimiter
 from services.notify.rotations import OverrideStore, next_handover, on_call
@@ -161,6 +162,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     problems.install(app, "internal error",
                      field_of=lambda loc: ".".join(str(p) for p in loc if p not in ("query", "path", "body")),
                      on_crash=_crash, on_refusal=_ack_page)
+    app.include_router(cap_router)
 
     # --- incidents ---------------------------------------------------------------------------
     @app.get("/v1/incidents", **_doc(422))

@@ -35,6 +35,7 @@ from shared.kafka import producer_settings
 from shared.notify_config import NotifyConfig
 from services.notify.api import ApiContext, create_app
 from services.notify.channels import build_channels
+from services.notify.cap_api import set_cap_sender
 from services.notify.consumer import ScoreConsumer, ScoreHandler, escalation_publisher
 from services.notify.outbox import OutboxPublisher
 from services.notify.delivery import Deliverer
@@ -79,7 +80,7 @@ def paging_of(nc: NotifyConfig) -> Paging:
         rotations=nc.rotations,
         reaches=reach(nc.contacts, nc.channels),
         operator_contacts=nc.settings.operator_contacts,
-        shared_channels=[c.id for c in nc.channels if c.type in ("webhook", "slack")],
+        shared_channels=[c.id for c in nc.channels if c.type in ("webhook", "cap", "slack")],
         watchdog_policy=watchdog,
         extra_policies={watchdog.id: watchdog},
         inhibit=nc.settings.inhibit,
@@ -142,6 +143,7 @@ async def build(config: Config, nc: NotifyConfig) -> Parts:
                           retention_days=s.incident_retention_days)
     producer = await _start_producer(config.kafka.bootstrap_servers)
     channels = build_channels(nc.channels)
+    set_cap_sender(channels, s.public_url)
     deliverer = Deliverer(nc.contacts, r, producer, channels, settings=s.delivery)
     paging = paging_of(nc)
     overrides = OverrideStore(r)

@@ -70,6 +70,7 @@ contacts:
     phone: "+62 811 5432 1098"
 channels:
   - {id: hook, type: webhook, url: "https://siaga.kaltaraprov.go.id/pantau", secret: "${HOOK_SECRET}"}
+  - {id: cap-bpbd, type: cap, url: "https://cap.kaltaraprov.go.id/in", secret: "${HOOK_SECRET}"}
   - {id: mail, type: email, host: smtp.kaltaraprov.go.id, username: pantau, password: "${SMTP_PASSWORD}",
      sender: "Pantau <pantau@kaltaraprov.go.id>"}
   - {id: tg, type: telegram, bot_token: "${BOT_TOKEN}", max_attempts: 8}

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any, Iterable
 
 from services.notify.channels.base import OK, REASONS, Channel, Reason, Result
+from services.notify.channels.cap import CapChannel
 from services.notify.channels.email import EmailChannel
 from services.notify.channels.http import HttpPool
 from services.notify.channels.slack import SlackChannel
@@ -22,6 +23,7 @@ from shared.channels_config import channel_configs
 
 REGISTRY: dict[str, type[Channel]] = {
     "webhook": WebhookChannel,
+    "cap": CapChannel,
     "email": EmailChannel,
     "telegram": TelegramChannel,
     "slack": SlackChannel,

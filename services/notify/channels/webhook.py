@@ -25,8 +25,12 @@ class WebhookChannel(Channel):
     async def _send(self, target: ContactConfig | None, notice: Notice, delivery_id: str) -> Result:
         body = webhook_body(notice.masked() if self.config.mask_pii else notice)
         url = target.webhook if target is not None and target.webhook else self.config.url
+        return await self.post_signed(url, body, "application/json", delivery_id)
+
+    async def post_signed(self, url: str, body: bytes, content_type: str, delivery_id: str) -> Result:
+        """One signed POST (contract 1.1); the CAP channel sends its XML through this too."""
         resp = await self.http.post(url, content=body, timeout=self.timeout(), headers={
-            "Content-Type": "application/json",
+            "Content-Type": content_type,
             "User-Agent": USER_AGENT,
             # Signed per attempt: a retry minutes later carries its own fresh time.
             "X-Pantau-Signature": sign(self.config.secret.get_secret_value(), delivery_id, body, int(time.time())),
