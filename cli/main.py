@@ -515,5 +515,14 @@ def ack(
                   f"({inc.get('level')}, {inc.get('region_name')})", markup=False, highlight=False)
 
 
+def _register_verify() -> None:
+    from cli.verify import verify
+
+    app.command()(verify)
+
+
+_register_verify()
+
+
 if __name__ == "__main__":
     app()
