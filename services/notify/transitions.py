@@ -114,7 +114,7 @@ def apply_update(inc: Incident, u: ScoreUpdate, policies: Sequence[Policy], auto
         new.report_ids, changed = ids, True
     if u.reasons and list(u.reasons[:MAX_REASONS]) != new.reasons:
         new.reasons, changed = list(u.reasons[:MAX_REASONS]), True
-    for why in decision_reasons(list(u.reasons)):  # an operator verified or rejected one of its reports
+    for why in decision_reasons([r for r in u.reasons if r not in inc.reasons]):  # a report verified or rejected
         tl.append(_entry(now, "verification", message=why))
         changed = True
 
