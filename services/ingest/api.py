@@ -26,6 +26,8 @@ from shared.regions import CODE_PATTERN, in_scope
 from shared.schemas import ReportEvent, validate_obj
 from services.ingest.intake import Intake, RateLimited, Unavailable
 from services.ingest.state import IntakeState, claim_lease_s
+from services.ingest import telegram_intake
+from services.ingest.sms_intake import router as sms_router
 from services.ingest.verify_api import router as verify_router
 
 log = logging.getLogger("pantau.ingest")
@@ -154,10 +156,13 @@ def create_app(config: Config) -> FastAPI:
                            config.kafka.bootstrap_servers, config.ingest.send_timeout_s, lease_s,
                            wait_for_peer_s=lease_s + 1)
         await gw.intake.start()
+        bot = telegram_intake.start(gw, config)
         heap.settle()
         try:
             yield
         finally:
+            if bot is not None:
+                bot.cancel()
             await gw.intake.close()
             await gw.producer.stop()
             await gw.redis.aclose()
@@ -165,6 +170,7 @@ def create_app(config: Config) -> FastAPI:
     app = FastAPI(title="Pantau ingest", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.gateway = gw
     app.include_router(verify_router(gw))
+    app.include_router(sms_router(gw))
 
     def _crash(request: Request, exc: Exception) -> None:
         log.exception("unhandled error on %s", request.url.path)
