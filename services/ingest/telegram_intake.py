@@ -33,6 +33,7 @@ from shared.categories import CATEGORIES
 from shared.config import Config
 from shared.problems import Refusal
 from shared.reporting_config import Reporter, TelegramIntake
+from shared.retry import backoff_s
 
 log = logging.getLogger("pantau.ingest.telegram")
 
@@ -283,14 +284,17 @@ class Poller:
         self.lease = Lease(redis, K_LEASE, uuid.uuid4().hex, cfg.poll_timeout_s + cfg.timeout_s + 15)
 
     async def run(self) -> None:
+        failures = 0
         while True:
             try:
                 wait = await self.round()
+                failures = 0
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 — Telegram or Redis away must not end the gateway
-                log.warning("telegram intake: %s; retrying", type(e).__name__)
-                wait = 5.0
+                failures += 1
+                wait = backoff_s(failures, 1.0, 60.0)
+                log.warning("telegram intake: %s; retrying in %.0f s", type(e).__name__, wait)
             if wait:
                 await asyncio.sleep(wait)
 
