@@ -9,11 +9,9 @@ from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
 
+from shared.channels_config import _http_url, normalise_phone
 from shared.regions import in_scope, known_region
 from shared.strict import Strict
-
-_PHONE = re.compile(r"^\+[1-9][0-9]{7,14}$")
-
 
 class Reporter(Strict):
     """An enrolled field reporter (FKDM member, camat, kepala desa). `id` is the pseudonym
@@ -34,9 +32,7 @@ class Reporter(Strict):
     @field_validator("phone")
     @classmethod
     def _phone(cls, v: str | None) -> str | None:
-        if v is not None and not _PHONE.match(v):
-            raise ValueError("must be an E.164 number such as +6281234567890")
-        return v
+        return None if v is None else normalise_phone(v)
 
 
 class TelegramIntake(Strict):
@@ -59,9 +55,7 @@ class TelegramIntake(Strict):
     @field_validator("base_url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if not v.startswith(("http://", "https://")):
-            raise ValueError("must be an http(s) URL")
-        return v.rstrip("/")
+        return _http_url(v).rstrip("/")
 
 
 class SmsIntake(Strict):

@@ -28,6 +28,7 @@ from fastapi.responses import Response
 from services.ingest.field_reports import Draft, FieldIntake, number_text
 from shared import problems
 from shared.categories import CATEGORIES
+from shared.channels_config import normalise_phone
 from shared.problems import Refusal
 from shared.regions import in_scope, registry
 
@@ -113,7 +114,7 @@ def router(gw: Any) -> APIRouter:
         if missing:
             raise Refusal(422, "invalid", "the gateway's request lacks a field", errors=[
                 {"field": f, "message": "required (a string)"} for f in missing])
-        reporter = field.by_phone.get("+" + sender.strip().lstrip("+"))
+        reporter = field.by_phone.get(_e164(sender))
         if reporter is None:
             log.info("sms: a message from a number not enrolled, refused")
             raise Refusal(403, "forbidden", "this number is not enrolled as a reporter")
@@ -143,6 +144,14 @@ def router(gw: Any) -> APIRouter:
                                               f"membatalkan."), number=number_text(d.number), status=done.status)
 
     return api
+
+
+def _e164(sender: str) -> str | None:
+    """The sender as the config spells numbers (gateways send 62812..., +62812... or 0812...)."""
+    try:
+        return normalise_phone(sender if sender.strip().startswith(("+", "0")) else "+" + sender.strip())
+    except ValueError:
+        return None
 
 
 def _reply(text: str, ok: bool = True, **extra: Any) -> Response:

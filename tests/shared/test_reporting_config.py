@@ -39,7 +39,7 @@ def test_a_good_reporter_loads():
     (reporter(regions='["32.73"]'), "reporters[0].regions: '32.73' is outside source 'fkdm-kaltara''s regions"),
     (reporter(regions='["65.99"]'), "reporters[0].regions: unknown region code '65.99'"),
     (reporter(telegram_user_id="-"), "reporters[0]: give telegram_user_id or phone (or both)"),
-    (reporter(phone='"0812"'), "reporters[0].phone: must be an E.164 number"),
+    (reporter(phone='"0812"'), "reporters[0].phone: not a valid Indonesian phone number"),
     (reporter(name="-"), "reporters[0].name: Field required"),
     (reporter() + "  - id: rp-2\n    name: B\n    telegram_user_id: 42\n    regions: [\"65\"]\n    source: fkdm-kaltara\n",
      "reporters[1].telegram_user_id is used twice"),
