@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 from services.ingest.intake import RateLimited, Unavailable
 from services.ingest.state import ACCEPTED, dedup_key
 from services.ingest.verify_api import send_decision
+from shared import metrics
 from shared.config import Config
 from shared.problems import Refusal
 from shared.regions import in_scope, registry
@@ -157,6 +158,11 @@ class FieldIntake:
         return body
 
     async def submit(self, reporter: Reporter, d: Draft, channel: str) -> Submitted:
+        done = await self._submit(reporter, d, channel)
+        metrics.FIELD_REPORTS.labels(channel, done.status).inc()
+        return done
+
+    async def _submit(self, reporter: Reporter, d: Draft, channel: str) -> Submitted:
         number = number_text(d.number)
         body = self.build(reporter, d, channel)
         report, errors = validate_obj(body)
@@ -184,6 +190,11 @@ class FieldIntake:
         except (RateLimited, Unavailable):
             return Submitted("rejected", number, ["sistem sedang sibuk, kirim ulang sebentar lagi"])
         log.info("field report %s from %s: %s", report.event_id, channel, outcome.status)
+        if outcome.status == "accepted":
+            metrics.REPORTS_ACCEPTED.labels(source.id, channel).inc()
+            metrics.SOURCE_LAST_REPORT.labels(source.id).set(time.time())
+        else:
+            metrics.REPORTS_DUPLICATE.labels(source.id, channel).inc()
         return Submitted(outcome.status, number, [])
 
     async def remember_for_cancel(self, who: str, reporter: Reporter, d: Draft) -> None:

@@ -26,7 +26,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from services.ingest.field_reports import Draft, FieldIntake, number_text
-from shared import problems
+from shared import metrics, problems
 from shared.categories import CATEGORIES
 from shared.channels_config import normalise_phone
 from shared.problems import Refusal
@@ -117,6 +117,7 @@ def router(gw: Any) -> APIRouter:
         reporter = field.by_phone.get(_e164(sender))
         if reporter is None:
             log.info("sms: a message from a number not enrolled, refused")
+            metrics.FIELD_REPORTS.labels("sms", "stranger").inc()
             raise Refusal(403, "forbidden", "this number is not enrolled as a reporter")
         if text.strip().casefold() == "batal":
             try:

@@ -29,6 +29,7 @@ import orjson
 
 from services.ingest.field_reports import Draft, FieldIntake, find_places, number_text, place_label
 from services.notify.lease import Lease
+from shared import metrics
 from shared.categories import CATEGORIES
 from shared.config import Config
 from shared.problems import Refusal
@@ -145,6 +146,7 @@ class Bot:
         reporter = self.field.by_telegram.get(sender.get("id"))
         if reporter is None:
             log.info("telegram: a message from someone not enrolled, refused")
+            metrics.FIELD_REPORTS.labels("telegram", "stranger").inc()
             await self.api.say(chat_id, T["stranger"])
             return
         who = f"tg:{sender['id']}"

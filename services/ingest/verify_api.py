@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field, ValidationError
 from redis.exceptions import RedisError
 from aiokafka.errors import KafkaError
 
-from shared import problems, topics
+from shared import metrics, problems, topics
 from shared.config import Config, Operator, sha256_hex
 from shared.problems import Refusal
 from shared.strict import Strict
@@ -88,6 +88,7 @@ async def send_decision(gw: Any, source: str, event_id: str, decision: str, by: 
     if raw is None:
         raise Refusal(404, "not_found", f"no accepted report {event_id!r} from source {source!r}")
     if last is not None and (last.decode() if isinstance(last, bytes) else last) == decision:
+        metrics.VERIFICATIONS.labels(decision, "unchanged").inc()
         return "unchanged"
     report = orjson.loads(raw)
     event = VerificationEvent(source=source, event_id=event_id, decision=decision, by=by, by_name=by_name,
@@ -101,6 +102,7 @@ async def send_decision(gw: Any, source: str, event_id: str, decision: str, by: 
         await gw.redis.set(decision_key(source, event_id), decision, px=gw.state_ttl_ms)
     except RedisError:
         pass  # the decision is on the topic; a repeat is sent again and scoring ignores it
+    metrics.VERIFICATIONS.labels(decision, "sent").inc()
     log.info("decision %s on %s/%s by %s", decision, source, event_id, by)
     return "accepted"
 

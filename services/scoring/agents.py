@@ -351,6 +351,7 @@ class ReportScorer(_Scorer):
             log.error("skipping %s[%d]@%d: %s", m.topic, m.partition, m.offset, e)
             return
         log.info("decision %s on a report of %s: %s", d["decision"], cell.key, outcome)
+        metrics.VERIFICATIONS.labels(d["decision"], outcome).inc()
         if outcome == verification.REPEATED:
             return
         cells[key] = cell

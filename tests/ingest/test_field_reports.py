@@ -222,6 +222,9 @@ def test_sms_good_message_bad_code_and_unknown_number(stack, gw):
     stranger = sms(gw, "+6289900000000", "LAPOR massa 65.71.02 3 Ratusan orang berkumpul di depan KPU")
     assert stranger.status_code == 403 and stranger.json()["type"] == "urn:pantau:problem:forbidden"
     assert sms(gw, SITI_PHONE, "LAPOR massa 65.71.02 3 teks apa saja", secret="wrong").status_code == 401
+    metrics = gw.get("/metrics").text
+    assert 'pantau_field_reports_total{channel="sms",outcome="stranger"} 1.0' in metrics
+    assert 'pantau_reports_accepted_total{path="sms",source="fkdm-kaltara"} 1.0' in metrics
 
 
 def test_the_reporter_reaches_neither_reports_nor_pages_nor_logs(stack, bot, hook):
