@@ -37,6 +37,8 @@ from shared.reporting_config import Reporter, TelegramIntake
 from shared.retry import backoff_s
 
 log = logging.getLogger("pantau.ingest.telegram")
+# httpx logs every request's URL at INFO, and the Bot API carries the bot's token in its URL.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 K_CONV = "pantau:reporting:tg:conv:{}"
 K_OFFSET = "pantau:reporting:tg:offset"
