@@ -1,9 +1,10 @@
 """The scoring worker, wired in one place: a Faust app reading `pantau.reports.v1`, keeping
 baseline cells in changelogged tables, and writing `pantau.scores.v1`.
 
-    reports.v1 ─┐                                 ┌─► scores.v1 (kabupaten/kota)
-    backfill ───┤                                 │
-    ticks ──────┴─► score_reports ─► baselines ───┴─► scoring.province ─┐
+    reports.v1 ──────┐                            ┌─► scores.v1 (kabupaten/kota)
+    backfill ────────┤                            │
+    verifications.v1 ┤ (verification.py)          │
+    ticks ───────────┴─► score_reports ─► baselines ─┴─► scoring.province ─┐
     ticks ─────────────────────────────────────────────────────────────┴─► score_provinces
                                                      ─► provinces ─► scores.v1 (province)
 
