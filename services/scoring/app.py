@@ -1,12 +1,12 @@
 """The scoring worker, wired in one place: a Faust app reading `pantau.reports.v1`, keeping
 baseline cells in changelogged tables, and writing `pantau.scores.v1`.
 
-    reports.v1 ──────┐                            ┌─► scores.v1 (kabupaten/kota)
-    backfill ────────┤                            │
-    verifications.v1 ┤ (verification.py)          │
-    ticks ───────────┴─► score_reports ─► baselines ─┴─► scoring.province ─┐
-    ticks ─────────────────────────────────────────────────────────────┴─► score_provinces
-                                                     ─► provinces ─► scores.v1 (province)
+    reports.v1 ───────┐                                ┌─► scores.v1 (kabupaten/kota)
+    backfill ─────────┤                                │
+    verifications.v1 ─┤ (verification.py)              │
+    ticks ────────────┴─► score_reports ─► baselines ──┴─► scoring.province ─┐
+    ticks ───────────────────────────────────────────────────────────────────┴─► score_provinces
+                                                          ─► provinces ─► scores.v1 (province)
 
 Faust constraints this works around (faust-streaming 0.15.3):
 - A table write normally takes its changelog partition from the current event. Cells are
