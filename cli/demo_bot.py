@@ -49,18 +49,25 @@ class DemoReporter(threading.Thread):
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        self.server.daemon_threads = True
+        self.server: ThreadingHTTPServer | None = None
+        if self.user is None or config.reporting.telegram is None:
+            return  # a config without a reporter and a bot: nothing to play
+        try:
+            self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+            self.server.daemon_threads = True
+        except OSError as e:
+            console.print(f"[yellow]demo: no field reporter (127.0.0.1:{port}: {e.strerror})[/]")
 
     def run(self) -> None:
-        if self.user is None or self.config.reporting.telegram is None:
+        if self.server is None:
             return
         threading.Timer(START_AFTER_S, lambda: self.say_as_reporter("/lapor")).start()
         self.server.serve_forever(poll_interval=0.2)
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
 
     # --- the Bot API side -------------------------------------------------------------------
     def answer(self, method: str, payload: dict[str, Any]) -> Any:
