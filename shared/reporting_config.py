@@ -4,12 +4,11 @@ cancel window). Checked at start against `sources`, naming the key at fault."""
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
 
-from shared.channels_config import _http_url, normalise_phone
+from shared.channels_config import TelegramChannelConfig, _http_url, normalise_phone
 from shared.regions import in_scope, known_region
 from shared.strict import Strict
 
@@ -48,9 +47,7 @@ class TelegramIntake(Strict):
     @field_validator("bot_token")
     @classmethod
     def _token(cls, v: SecretStr) -> SecretStr:
-        if not re.match(r"^[0-9]+:[A-Za-z0-9_-]+$", v.get_secret_value()):
-            raise ValueError("not a Telegram bot token (digits, a colon, then letters)")
-        return v
+        return TelegramChannelConfig._token(v)  # one rule for every bot token
 
     @field_validator("base_url")
     @classmethod
