@@ -5,6 +5,7 @@ pantau.reports.v1, the coordinators' pages and the service logs of the reporter 
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -243,3 +244,28 @@ def test_the_reporter_reaches_neither_reports_nor_pages_nor_logs(stack, bot, hoo
     for where, text in carried.items():
         for s in secrets:
             assert s not in text, f"{s!r} reached {where}"
+
+
+def test_a_verified_field_report_is_named_in_the_incident_timeline(stack, gw, hook):
+    r = sms(gw, SITI_PHONE, "LAPOR bentrok 65.71.01 5 Dua kelompok pemuda bentrok di pasar, dua orang luka")
+    number = r.json()["number"]
+    page = hook.wait_page("kab", "communal_clash", "triggered")
+    incident = orjson.loads(page.body)["incident_id"]
+    v = gw.post(f"/v1/reports/fkdm-kaltara/lapor-{number[4:]}/verify", json={"note": "dicek ke lurah"},
+                headers={"Authorization": f"Bearer {OP_TOKEN}"})
+    assert v.status_code == 202, v.text
+    line = f"laporan lapor-{number[4:]} diverifikasi oleh Piket Kesbangpol Kaltara"
+    boot = stack.config.kafka.bootstrap_servers
+    [u] = asyncio.run(collect(boot, [topics.SCORES_V1], lambda ms: len(ms) == 1,
+                              where=lambda m: line in value(m)["reasons"]))
+    assert (value(u)["region_code"], value(u)["observed"], value(u)["weighted"]) == ("65.71", 1, 1.0)
+    with httpx.Client(base_url=f"http://127.0.0.1:{stack.config.notify.port}", timeout=10,
+                      headers={"Authorization": f"Bearer {OP_TOKEN}"}) as api:
+        deadline = time.monotonic() + 30
+        while True:  # notify applies the update after it is on the topic: look until it has
+            timeline = api.get(f"/v1/incidents/{incident}").json()["timeline"]
+            entries = [e for e in timeline if e["kind"] == "verification"]
+            if entries or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+    assert [e["message"] for e in entries] == [line]
