@@ -69,6 +69,11 @@ reporters:
     phone: "{SITI_PHONE}"
     regions: ["65.71"]
     source: fkdm-kaltara
+  - id: rp-tarakan-02
+    name: "Camat Tarakan Timur"
+    phone: "+6281234500002"
+    regions: ["65.71.03"]
+    source: fkdm-kaltara
 reporting:
   rate_limit_per_hour: 20
   telegram:
@@ -269,3 +274,10 @@ def test_a_verified_field_report_is_named_in_the_incident_timeline(stack, gw, ho
                 break
             time.sleep(0.2)
     assert [e["message"] for e in entries] == [line]
+
+
+def test_a_reporter_over_the_hourly_limit_is_told_so(stack, gw):
+    said = [sms(gw, "+6281234500002", f"LAPOR hoaks 65.71.03 1 Pesan berantai palsu tentang surat suara nomor {i}")
+            for i in range(21)]
+    assert [r.json()["ok"] for r in said] == [True] * 20 + [False]
+    assert "batas 20 laporan per jam tercapai" in said[-1].json()["reply"]
