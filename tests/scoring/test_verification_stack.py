@@ -116,3 +116,14 @@ def test_decisions_need_an_operator_and_a_known_report(vstack, gw):
     assert {e["field"] for e in bad.json()["errors"]} == {"note", "extra"}
     done = cli_verify(vstack, unknown)
     assert done.returncode == 5 and "not found" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_verifying_one_report_lifts_a_quiet_cell_over_its_bound(vstack, gw):
+    cat = "political_violence"
+    # A cell with no history scores against the cold-start prior: upper bound 4 reports a day.
+    eight = [report(region_code="65.01.01", category=cat, severity=2, occurred_at=now_local()) for _ in range(8)]
+    post(gw, eight)  # 8 × 0.5 = 4.0: not over the bound, no update
+    assert decide(gw, eight[0]).status_code == 202
+    updates = scores(vstack, lambda us: len(decided(us, "diverifikasi oleh")) >= 1, cat)
+    assert [(u["weighted"], u["upper"], u["alarm"], u["level"]) for u in of(updates, "65.01")] == \
+        [(4.5, 4.0, True, "waspada")]
