@@ -86,7 +86,7 @@ def up(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    receiver = None
+    receiver = field_reporter = None
     try:
         with console.status("starting broker, Redis and services..."):
             stack.start()
@@ -103,6 +103,10 @@ def up(
                 receiver.start()
             feed = DemoFeed(cfg, console)
             feed.start()
+            from cli.demo_bot import DemoReporter
+
+            field_reporter = DemoReporter(cfg, console)
+            field_reporter.start()
         restarts: dict[str, float] = {}
         while not stopping:
             for name in stack.crashed():
@@ -125,6 +129,8 @@ def up(
             stack.stop()
             if receiver is not None:
                 receiver.stop()
+            if field_reporter is not None:
+                field_reporter.stop()
         console.print("stopped: every process ended, every port released.")
 
 
@@ -564,6 +570,15 @@ def report(
 from cli.asyncapi import asyncapi as _asyncapi  # noqa: E402
 
 app.command("asyncapi")(_asyncapi)
+
+
+def _register_verify() -> None:
+    from cli.verify import verify
+
+    app.command()(verify)
+
+
+_register_verify()
 
 
 if __name__ == "__main__":

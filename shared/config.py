@@ -19,6 +19,7 @@ from shared.regions import known_region
 from shared.strict import Strict as _Strict
 from shared.channels_config import CHANNEL_TYPES, ChannelConfig, ContactConfig
 from shared.notify_config import NotifySettings, Policy, Rotation
+from shared.reporting_config import Reporter, ReportingSettings, check_reporters
 from shared.scoring_config import ScoringSettings
 
 ENV_VAR = "PANTAU_CONFIG"
@@ -130,6 +131,8 @@ class Config(_Strict):
     rotations: list[Rotation] = Field(default_factory=list)
     scoring: ScoringSettings = ScoringSettings()
     notify: NotifySettings = NotifySettings()
+    reporters: list[Reporter] = Field(default_factory=list)
+    reporting: ReportingSettings = ReportingSettings()
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "Config":
@@ -145,6 +148,7 @@ class Config(_Strict):
             if s.key_hash() in hashes:
                 raise ValueError(f"sources[{i}] shares its api key with another source")
             hashes.add(s.key_hash())
+        check_reporters(self.reporters, self.sources)
         return self
 
 

@@ -25,6 +25,14 @@ REPORTS_DUPLICATE = Counter(
 REPORTS_REJECTED = Counter(
     "pantau_reports_rejected_total", "Reports refused, by source and reason", ["source", "reason"]
 )
+FIELD_REPORTS = Counter(
+    "pantau_field_reports_total", "Field reports from people, by channel (telegram, sms) and outcome "
+    "(accepted, duplicate, rejected, stranger)", ["channel", "outcome"]
+)
+VERIFICATIONS = Counter(
+    "pantau_verifications_total", "Decisions on reports, by decision (verified, rejected) and outcome "
+    "(ingest: sent, unchanged; scoring: applied, pending, repeated)", ["decision", "outcome"]
+)
 DLQ_MESSAGES = Counter("pantau_dlq_messages_total", "Messages written to pantau.reports.dlq, by reason", ["reason"])
 INGEST_REQUEST_SECONDS = Histogram(
     "pantau_ingest_request_duration_seconds",

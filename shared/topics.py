@@ -6,8 +6,11 @@ REPORTS_DLQ = "pantau.reports.dlq"
 SCORES_V1 = "pantau.scores.v1"
 ESCALATIONS_V1 = "pantau.escalations.v1"
 NOTIFICATIONS_V1 = "pantau.notifications.v1"
+# An operator's verify/reject decision on one report (shared/verifications.py), keyed like
+# pantau.reports.v1 so it reaches the scoring worker that owns the report's cell.
+VERIFICATIONS_V1 = "pantau.verifications.v1"
 
-ALL = (REPORTS_RAW, REPORTS_V1, REPORTS_DLQ, SCORES_V1, ESCALATIONS_V1, NOTIFICATIONS_V1)
+ALL = (REPORTS_RAW, REPORTS_V1, REPORTS_DLQ, SCORES_V1, ESCALATIONS_V1, NOTIFICATIONS_V1, VERIFICATIONS_V1)
 
 # --- internal to scoring -------------------------------------------------------------------
 # Not part of the contract and not in ALL: the scoring worker (Faust) declares them itself,

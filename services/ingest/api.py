@@ -26,6 +26,9 @@ from shared.regions import CODE_PATTERN, in_scope
 from shared.schemas import ReportEvent, validate_obj
 from services.ingest.intake import Intake, RateLimited, Unavailable
 from services.ingest.state import IntakeState, claim_lease_s
+from services.ingest import telegram_intake
+from services.ingest.sms_intake import router as sms_router
+from services.ingest.verify_api import router as verify_router
 
 log = logging.getLogger("pantau.ingest")
 
@@ -83,6 +86,7 @@ class Gateway:
         self.producer: AIOKafkaProducer | None = None
         self.redis: aioredis.Redis | None = None
         self.intake: Intake | None = None
+        self.state_ttl_ms = config.ingest.dedup_ttl_days * 86_400_000
 
     def authenticate(self, request: Request) -> Source:
         header = request.headers.get("authorization", "")
@@ -152,16 +156,21 @@ def create_app(config: Config) -> FastAPI:
                            config.kafka.bootstrap_servers, config.ingest.send_timeout_s, lease_s,
                            wait_for_peer_s=lease_s + 1)
         await gw.intake.start()
+        bot = telegram_intake.start(gw, config)
         heap.settle()
         try:
             yield
         finally:
+            if bot is not None:
+                bot.cancel()
             await gw.intake.close()
             await gw.producer.stop()
             await gw.redis.aclose()
 
     app = FastAPI(title="Pantau ingest", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.gateway = gw
+    app.include_router(verify_router(gw))
+    app.include_router(sms_router(gw))
 
     def _crash(request: Request, exc: Exception) -> None:
         log.exception("unhandled error on %s", request.url.path)
@@ -324,7 +333,8 @@ def create_app(config: Config) -> FastAPI:
             comps[model.__name__] = js
         # Publishing needs the source's API key; the document says so, so clients and tools know.
         schema["components"]["securitySchemes"] = {"sourceApiKey": {
-            "type": "http", "scheme": "bearer", "description": "the source's API key"}}
+            "type": "http", "scheme": "bearer", "description": "the source's API key"},
+            "operatorToken": {"type": "http", "scheme": "bearer", "description": "an operator's token"}}
         for path in ("/v1/reports", "/v1/reports:batch"):
             schema["paths"][path]["post"]["security"] = [{"sourceApiKey": []}]
         # Rules the validator applies in code, written into the document where JSON Schema can say them.

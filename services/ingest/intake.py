@@ -54,6 +54,7 @@ from redis.exceptions import RedisError
 from shared import metrics, topics
 from shared.schemas import ReportEvent, enriched, partition_key
 from shared.times import rfc3339
+from shared.verifications import with_index
 from services.ingest.scan import Finder
 from services.ingest.state import ACCEPTED, Attempt, IntakeState, dedup_key, redis_full
 
@@ -234,7 +235,8 @@ class Intake:
                 x for x in acks if isinstance(x, BaseException)))
         metrics.BROKER_ACK_SECONDS.observe(time.perf_counter() - t0)
         try:
-            await self.state.accept([h.key for h in held], [h.attempt.accepted() for h in held])
+            await self.state.accept(*with_index([h.key for h in held], [h.attempt.accepted() for h in held],
+                                                [reports[h.index] for h in held]))
         except RedisError as e:
             # The broker has them; the claims stay pending and become resolvable when their
             # lease runs out, and the retry then finds them on the topic.

@@ -32,6 +32,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError, ResponseEr
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.ingest.scan import Finder, ingest_id, read_to_high_watermark
+from shared.verifications import with_index
 from services.ingest.state import (ACCEPTED, PENDING, PENDING_TTL_MS, Attempt, IntakeState, claim_lease_s, dedup_key,
                                   redis_full)
 from shared.retry import backoff_s
@@ -213,8 +214,9 @@ class Validator:
         for md in await asyncio.gather(*futs):
             tp = (md.topic, md.partition)
             self.low_water[tp] = max(self.low_water.get(tp, 0), md.offset + 1)
-        await self._redis(lambda: self.state.accept([keys[i] for i in to_write],
-                                                    [ACCEPTED + origins[i] for i in to_write]))
+        await self._redis(lambda: self.state.accept(*with_index([keys[i] for i in to_write],
+                                                                [ACCEPTED + origins[i] for i in to_write],
+                                                                [valid[i][1] for i in to_write])))
 
         self._count(valid, to_write, duplicates, dlq, now)
         newest = max((m.timestamp for m in msgs), default=0) / 1000

@@ -21,6 +21,7 @@ from shared.notify_config import Policy
 from shared.regions import registry
 from shared.scores import ScoreUpdate
 from shared.times import rfc3339
+from shared.verifications import decision_reasons
 from services.notify.incident import (
     MAX_REASONS, Broadcast, Change, Conflict, Incident, _entry, _merge_ids, incident_key, source_key, summarize,
 )
@@ -113,6 +114,9 @@ def apply_update(inc: Incident, u: ScoreUpdate, policies: Sequence[Policy], auto
         new.report_ids, changed = ids, True
     if u.reasons and list(u.reasons[:MAX_REASONS]) != new.reasons:
         new.reasons, changed = list(u.reasons[:MAX_REASONS]), True
+    for why in decision_reasons([r for r in u.reasons if r not in inc.reasons]):  # a report verified or rejected
+        tl.append(_entry(now, "verification", message=why))
+        changed = True
 
     old_rank = LEVEL_RANK[inc.level]
     if rank > old_rank:

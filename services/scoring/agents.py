@@ -32,6 +32,7 @@ from typing import Any, Protocol
 import orjson
 from aiokafka.partitioner import murmur2
 
+from services.scoring import verification
 from services.scoring.backfill import merge
 from services.scoring.baseline import (
     COUNTED,
@@ -270,7 +271,8 @@ class ReportScorer(_Scorer):
 
     decode = staticmethod(Cell.from_bytes)
     source = topics.REPORTS_V1
-    progress_names = {topics.REPORTS_V1: "progress", topics.SCORING_BACKFILL: "backfill"}
+    progress_names = {topics.REPORTS_V1: "progress", topics.SCORING_BACKFILL: "backfill",
+                      topics.VERIFICATIONS_V1: "verify"}
 
     def handle(self, messages: Iterable[Message], now: float) -> Outbox:
         box, cells, dirty, changed, ticks = Outbox(), {}, set(), set(), set()
@@ -284,6 +286,9 @@ class ReportScorer(_Scorer):
             if m.topic == topics.SCORING_BACKFILL:
                 self._backfill(m, now, cells, dirty, changed, box)
                 continue
+            if m.topic == topics.VERIFICATIONS_V1:
+                self._decide(m, now, cells, dirty, changed, box)
+                continue
             newest = max(newest, m.timestamp or 0)  # a Kafka record's: milliseconds
             try:
                 report = orjson.loads(m.value)
@@ -293,6 +298,8 @@ class ReportScorer(_Scorer):
                 key = cell_key(region, category)
                 cell = cells.get(key) or self._load(key) or new_cell(region, category, now, self.sc)
                 cell, update, outcome = add_report(cell, report, m.offset, now, self.sc, evaluate=False)
+                if cell.decisions and outcome in (COUNTED, LATE):
+                    update = verification.on_report(cell, report, now, self.sc) or update
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
                 log.error("skipping %s[%d]@%d: %s", m.topic, m.partition, m.offset, e)
                 box.outcomes[INVALID] += 1
@@ -329,6 +336,29 @@ class ReportScorer(_Scorer):
         elif ticks:
             metrics.SCORING_LAG.set(0.0)  # a batch of ticks alone: no report was waiting
         return box
+
+    def _decide(self, m: Message, now: float, cells: dict[bytes, Cell], dirty: set[bytes],
+                changed: set[bytes], box: Outbox) -> None:
+        """An operator's decision on one report (services/scoring/verification.py)."""
+        try:
+            d = orjson.loads(m.value)
+            key = cell_key(Registry.kabkota_of(d["region_code"]), d["category"])
+            cell = cells.get(key) or self._load(key)
+            if cell is None:  # the report has not reached any cell yet: keep the decision for it
+                cell = new_cell(Registry.kabkota_of(d["region_code"]), d["category"], now, self.sc)
+            update, outcome = verification.decide(cell, d, now, self.sc)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
+            log.error("skipping %s[%d]@%d: %s", m.topic, m.partition, m.offset, e)
+            return
+        log.info("decision %s on a report of %s: %s", d["decision"], cell.key, outcome)
+        metrics.VERIFICATIONS.labels(d["decision"], outcome).inc()
+        if outcome == verification.REPEATED:
+            return
+        cells[key] = cell
+        dirty.add(key)
+        if update is not None:
+            changed.add(key)
+            box.updates[cell.key] = update
 
     def _backfill(self, m: Message, now: float, cells: dict[bytes, Cell], dirty: set[bytes],
                   changed: set[bytes], box: Outbox) -> None:

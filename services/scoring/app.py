@@ -1,11 +1,12 @@
 """The scoring worker, wired in one place: a Faust app reading `pantau.reports.v1`, keeping
 baseline cells in changelogged tables, and writing `pantau.scores.v1`.
 
-    reports.v1 ─┐                                 ┌─► scores.v1 (kabupaten/kota)
-    backfill ───┤                                 │
-    ticks ──────┴─► score_reports ─► baselines ───┴─► scoring.province ─┐
-    ticks ─────────────────────────────────────────────────────────────┴─► score_provinces
-                                                     ─► provinces ─► scores.v1 (province)
+    reports.v1 ───────┐                                ┌─► scores.v1 (kabupaten/kota)
+    backfill ─────────┤                                │
+    verifications.v1 ─┤ (verification.py)              │
+    ticks ────────────┴─► score_reports ─► baselines ──┴─► scoring.province ─┐
+    ticks ───────────────────────────────────────────────────────────────────┴─► score_provinces
+                                                          ─► provinces ─► scores.v1 (province)
 
 Faust constraints this works around (faust-streaming 0.15.3):
 - A table write normally takes its changelog partition from the current event. Cells are
@@ -165,7 +166,8 @@ def create_app(config: Config) -> faust.App:
 
     # Reports and backfill skip Faust's per-event path (services/scoring/intake.py); ticks
     # still come as events, and take the same lock, since they write the same cells.
-    intake = BulkIntake(app, (topics.REPORTS_V1, topics.SCORING_BACKFILL), score_fetched, BATCH_SIZE)
+    intake = BulkIntake(app, (topics.REPORTS_V1, topics.SCORING_BACKFILL, topics.VERIFICATIONS_V1),
+                        score_fetched, BATCH_SIZE)
 
     async def run(stream: Any, scorer: ReportScorer | ProvinceScorer, cells: PartitionedTable,
                   lock: asyncio.Lock | None = None) -> None:
@@ -179,7 +181,7 @@ def create_app(config: Config) -> faust.App:
     # Subscribed here so that Faust assigns reports.v1 and backfill with the ticks and the
     # cells' changelog; their records never reach this stream.
     @app.agent(app.topic(topics.REPORTS_V1, topics.SCORING_TICKS, topics.SCORING_BACKFILL,
-                         key_type=bytes, value_type=bytes))
+                         topics.VERIFICATIONS_V1, key_type=bytes, value_type=bytes))
     async def score_reports(stream: Any) -> None:
         await run(stream, reports, baselines, intake.lock)
 

@@ -217,6 +217,8 @@ class Cell(CellCodec):
     backfilled: int = -1        # pantau.scoring.backfill offset that last changed the history
     hold: Hysteresis = field(default_factory=Hysteresis)
     emitted: list[Any] = field(default_factory=lambda: ["normal", False])  # last (level, alarm) sent
+    # Operators' decisions on this cell's reports (services/scoring/verification.py).
+    decisions: dict[str, list[Any]] = field(default_factory=dict)
 
 
 

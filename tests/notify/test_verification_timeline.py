@@ -1,0 +1,25 @@
+"""A score update that names a decision on one of the incident's reports ("diverifikasi oleh
+…") writes it into the incident's timeline once, at the same level, and a replay adds nothing."""
+
+from __future__ import annotations
+
+from services.notify.transitions import apply_update
+from tests.notify.test_incidents import POLICIES, opened, update
+
+
+def test_a_verification_reaches_the_timeline_once():
+    inc = opened("siaga").incident
+    why = "laporan fkdm-1 diverifikasi oleh Budi Santoso"
+    u = update("siaga", reasons=("7 reports today vs expected 1.7", why))
+    ch = apply_update(inc, u, POLICIES, 2, 1100.0)
+    assert ch is not None
+    assert [(e["kind"], e.get("message")) for e in ch.timeline] == [("verification", why)]
+    assert ch.incident.level == "siaga" and why in ch.incident.reasons
+    assert apply_update(ch.incident, u, POLICIES, 2, 1200.0) is None
+
+
+def test_a_rejection_is_recorded_too():
+    inc = opened("waspada").incident
+    why = "laporan fkdm-2 ditolak oleh Sari"
+    ch = apply_update(inc, update("waspada", reasons=("2 reports", why)), POLICIES, 2, 1100.0)
+    assert ch is not None and ch.timeline[-1]["message"] == why
