@@ -22,6 +22,7 @@ from shared import topics
 from shared.records import AcceptedReport, DeadLetter, DeliveryOutcome, LifecycleEvent
 from shared.schemas import ReportEvent
 from shared.scores import ScoreUpdate
+from shared.verifications import VerificationEvent
 
 KAFKA_BINDING = "0.5.0"
 
@@ -57,6 +58,11 @@ TOPICS: tuple[TopicDoc, ...] = (
              "every webhook's."),
     TopicDoc(topics.NOTIFICATIONS_V1, "notificationsV1", DeliveryOutcome, "incident_id", "send",
              "The outcome of every delivery attempt on every channel."),
+    TopicDoc(topics.VERIFICATIONS_V1, "verificationsV1", VerificationEvent,
+             "the report's partition key (kabupaten/kota code), so the decision reaches the cell that counted it",
+             "send",
+             "An operator's decision on one report (verified or rejected; or withdrawn by its own reporter). "
+             "Scoring moves the report's weight in its cell; the same decision twice changes nothing."),
 )
 
 
