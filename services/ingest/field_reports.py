@@ -136,7 +136,7 @@ class FieldIntake:
         return [c for c in reporter.regions if in_scope(c, source.regions)]
 
     def build(self, reporter: Reporter, d: Draft, channel: str) -> dict[str, Any]:
-        from services.notify.messages import CATEGORY_NAMES
+        from shared.categories import CATEGORY_NAMES
 
         reg = registry()
         place = reg.name(d.region_code or "") or d.region_code

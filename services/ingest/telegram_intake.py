@@ -28,7 +28,7 @@ import httpx
 import orjson
 
 from services.ingest.field_reports import Draft, FieldIntake, find_places, number_text, place_label
-from services.notify.lease import Lease
+from shared.lease import Lease
 from shared import metrics
 from shared.categories import CATEGORIES
 from shared.config import Config
@@ -85,7 +85,7 @@ def _keyboard(rows: list[list[tuple[str, str]]]) -> dict[str, Any]:
 
 
 def category_keyboard() -> dict[str, Any]:
-    from services.notify.messages import CATEGORY_NAMES
+    from shared.categories import CATEGORY_NAMES
 
     names = CATEGORY_NAMES["id"]
     buttons = [(names[c], f"cat:{c}") for c in CATEGORIES]
@@ -247,7 +247,7 @@ class Bot:
         await self.api.say(chat_id, T["text"].format(place=place_label(code)))
 
     def summary(self, d: Draft) -> str:
-        from services.notify.messages import CATEGORY_NAMES
+        from shared.categories import CATEGORY_NAMES
 
         return T["summary"].format(number=number_text(d.number), category=CATEGORY_NAMES["id"][d.category],
                                    place=place_label(d.region_code or ""), text=d.text,

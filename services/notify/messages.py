@@ -19,7 +19,7 @@ from typing import Any, Literal
 import orjson
 
 from shared.regions import Registry
-from shared.categories import CATEGORIES
+from shared.categories import CATEGORIES, CATEGORY_NAMES
 from shared.levels import LEVELS
 
 STATUSES = ("triggered", "escalated", "acknowledged", "resolved", "reminder")
@@ -103,30 +103,6 @@ def _mask(text: str, allow: tuple[str, ...]) -> str:
 
 # --------------------------------------------------------------------------- words
 
-CATEGORY_NAMES: dict[str, dict[str, str]] = {
-    "id": {
-        "election_dispute": "Sengketa Pilkada",
-        "mass_mobilization": "Pengerahan massa",
-        "sara_incitement": "Ujaran kebencian SARA",
-        "hoax_disinformation": "Hoaks/disinformasi",
-        "communal_clash": "Bentrok antarkelompok",
-        "land_resource_conflict": "Konflik agraria/SDA",
-        "political_violence": "Kekerasan politik",
-        "security_threat": "Ancaman keamanan",
-        "other": "Lainnya",
-    },
-    "en": {
-        "election_dispute": "Election dispute",
-        "mass_mobilization": "Mass mobilisation",
-        "sara_incitement": "SARA incitement",
-        "hoax_disinformation": "Hoax/disinformation",
-        "communal_clash": "Communal clash",
-        "land_resource_conflict": "Land/resource conflict",
-        "political_violence": "Political violence",
-        "security_threat": "Security threat",
-        "other": "Other",
-    },
-}
 
 _STATUS_WORDS = {
     "id": {"triggered": "BARU", "escalated": "ESKALASI", "acknowledged": "DITANGANI",

@@ -20,7 +20,7 @@ import orjson
 import redis.asyncio as aioredis
 
 from shared.retry import backoff_s
-from services.notify.lease import Lease
+from shared.lease import Lease
 
 log = logging.getLogger("pantau.notify.outbox")
 

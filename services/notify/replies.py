@@ -50,7 +50,7 @@ from services.notify.incident_metrics import count_change
 from services.notify.store import IncidentStore
 from services.notify.transitions import acknowledge
 from services.notify.incident import Conflict
-from services.notify.lease import Lease
+from shared.lease import Lease
 from shared.retry import backoff_s
 
 log = logging.getLogger("pantau.notify.replies")

@@ -8,7 +8,7 @@ import asyncio
 
 import redis.asyncio as aioredis
 
-from services.notify.lease import Lease
+from shared.lease import Lease
 
 KEY = "pantau:test:lease"
 
