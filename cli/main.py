@@ -35,10 +35,14 @@ def _fresh_demo_secrets() -> None:
 
 
 def _config_or_exit(path: Optional[Path]):
+    """The whole config checked, references between sections included; else every problem, each
+    naming its key, and exit 2 before anything starts."""
     try:
         return load(path)
     except ConfigError as e:
-        err.print(f"[red]pantau:[/] {e}")
+        # Key paths hold brackets (policies[2].steps[0]) and values may too: no markup, no wrap.
+        err.print("[red]pantau:[/] ", end="")
+        err.print(str(e), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2)
 
 

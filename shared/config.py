@@ -10,11 +10,13 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
+from shared import config_refs
+from shared.ids import SOURCE_ID_MAX, SOURCE_ID_PATTERN, Id
 from shared.regions import known_region
 from shared.strict import Strict as _Strict
 from shared.channels_config import CHANNEL_TYPES, ChannelConfig, ContactConfig
@@ -72,7 +74,7 @@ class IngestSettings(_Strict):
 class Source(_Strict):
     """A publishing system: its key fixes its `source` id and the regions it may report on."""
 
-    id: Annotated[str, Field(pattern=r"^[a-z0-9-]{1,64}$")]
+    id: Annotated[str, Field(min_length=1, max_length=SOURCE_ID_MAX, pattern=SOURCE_ID_PATTERN)]
     api_key: SecretStr | None = None
     api_key_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
     regions: list[RegionPrefix] = Field(min_length=1)
@@ -99,7 +101,7 @@ class Source(_Strict):
 class Operator(_Strict):
     """A person who uses the notify API and console, with a bearer token."""
 
-    id: str
+    id: Id
     name: str
     token: SecretStr | None = None
     token_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
@@ -117,7 +119,8 @@ class Operator(_Strict):
 
 
 class Config(_Strict):
-    """The whole configuration file, checked."""
+    """The whole configuration file, each section checked by its model (parse() then checks the
+    references between sections: shared/config_refs.py)."""
 
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
@@ -130,22 +133,6 @@ class Config(_Strict):
     rotations: list[Rotation] = Field(default_factory=list)
     scoring: ScoringSettings = ScoringSettings()
     notify: NotifySettings = NotifySettings()
-
-    @model_validator(mode="after")
-    def _unique_ids(self) -> "Config":
-        for name, items in (("sources", self.sources), ("operators", self.operators), ("channels", self.channels),
-                            ("contacts", self.contacts), ("policies", self.policies)):
-            seen: set[str] = set()
-            for i, item in enumerate(items):
-                if item.id in seen:
-                    raise ValueError(f"{name}[{i}].id {item.id!r} is used twice")
-                seen.add(item.id)
-        hashes: set[str] = set()
-        for i, s in enumerate(self.sources):
-            if s.key_hash() in hashes:
-                raise ValueError(f"sources[{i}] shares its api key with another source")
-            hashes.add(s.key_hash())
-        return self
 
 
 def without_password(url: str) -> str:
@@ -222,7 +209,7 @@ def parse(text: str, path: str | Path | None = None, env: dict[str, str] | None 
         data = _expand(data, "", dict(os.environ) if env is None else env, problems)
         if problems:
             raise ConfigError(problems, path)
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except RecursionError:
         # Deep nesting, or an alias that contains itself (`a: &x [*x]`).
         raise ConfigError(["(file): nested too deeply, or an alias refers to itself"], path) from None
@@ -234,6 +221,10 @@ def parse(text: str, path: str | Path | None = None, env: dict[str, str] | None 
                 msg = "unknown key"
             msgs.append(f"{_loc(e['loc'])}: {msg}")
         raise ConfigError(msgs, path) from None
+    # Each section is valid by itself; now what the sections say of each other.
+    if problems := config_refs.problems(config):
+        raise ConfigError(problems, path)
+    return config
 
 
 def load_redis_password(settings: RedisSettings, password_file: str | Path | None) -> RedisSettings:
