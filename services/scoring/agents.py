@@ -62,6 +62,8 @@ AHEAD = "ahead"  # a message past the next expected offset: dropped, to come aga
 
 
 class Message(Protocol):
+    """What the scorer reads of a Kafka record (Faust's and aiokafka's records both have it)."""
+
     topic: str
     partition: int
     offset: int
@@ -376,9 +378,8 @@ class ProvinceScorer(_Scorer):
                 continue
             try:
                 value = orjson.loads(m.value)
-                # A message holds one province's members (Outbox.province_messages); a lone
-                # snapshot is the format written before, still read from older offsets.
-                snaps = value["members"] if "members" in value else [value]
+                # A message holds one province's members (Outbox.province_messages).
+                snaps = value["members"]
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
                 log.error("skipping %s[%d]@%d: %s", m.topic, m.partition, m.offset, e)
                 continue
