@@ -250,6 +250,18 @@ def load(path: str | Path | None = None) -> Config:
     return cfg.model_copy(update={"redis": load_redis_password(cfg.redis, password_file)}) if password_file else cfg
 
 
+def load_for(service: str) -> Config:
+    """The config a service starts with, checked whole; a bad one ends the process with status 2
+    and every problem on stderr, each naming its key, before anything has started."""
+    import sys
+
+    try:
+        return load()
+    except ConfigError as e:
+        print(f"pantau {service}: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def _load(path: str | Path | None = None) -> Config:
     path = path or os.environ.get(ENV_VAR)
     if not path:

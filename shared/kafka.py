@@ -67,6 +67,16 @@ async def _ensure_topics(bootstrap: str, partitions: int, replication: int, time
         await admin.close()
 
 
+async def stop_quietly(consumer) -> None:
+    """Stop `consumer` (aiokafka; None if it never started) on the way out: a broker already
+    gone must not turn a clean stop into a failure."""
+    if consumer is not None:
+        try:
+            await consumer.stop()
+        except Exception:
+            pass
+
+
 async def report_lag(consumer, group: str) -> None:
     """Set pantau_consumer_lag_messages for every partition `consumer` (aiokafka) owns.
 

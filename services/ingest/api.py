@@ -201,16 +201,20 @@ def create_app(config: Config) -> FastAPI:
         if len(outcomes) - accepted:
             metrics.REPORTS_DUPLICATE.labels(source, "http").inc(len(outcomes) - accepted)
 
+    def _source_of(request: Request) -> Source:
+        """The source the request's key belongs to, else a 401 (counted)."""
+        try:
+            return gw.authenticate(request)
+        except Refusal:
+            _count_rejected("other", "unauthorized")
+            raise
+
     @app.post("/v1/reports", status_code=202, response_model=Accepted,
               responses={200: {"model": Accepted, "description": "a duplicate of an accepted report"}, **_PROBLEMS},
               openapi_extra={"requestBody": openapi.json_body(ReportEvent), "security": openapi.bearer(_KEY)})
     async def post_report(request: Request) -> Response:
         """Publish one report; 202 once the broker has durably acknowledged it."""
-        try:
-            source = gw.authenticate(request)
-        except Refusal:
-            _count_rejected("other", "unauthorized")
-            raise
+        source = _source_of(request)
         metrics.REPORTS_RECEIVED.labels(source.id, "http").inc()
         try:
             _check_content_type(request)
@@ -234,11 +238,7 @@ def create_app(config: Config) -> FastAPI:
               openapi_extra={"requestBody": openapi.json_body(BatchBody), "security": openapi.bearer(_KEY)})
     async def post_batch(request: Request) -> Response:
         """Publish 1-500 reports; one result per item, in input order."""
-        try:
-            source = gw.authenticate(request)
-        except Refusal:
-            _count_rejected("other", "unauthorized")
-            raise
+        source = _source_of(request)
         try:
             _check_content_type(request)
             body = await _read_body(request, config.ingest.max_batch_body_bytes)

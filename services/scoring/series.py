@@ -46,15 +46,6 @@ def z_alpha(alpha: float) -> float:
     return NormalDist().inv_cdf(1.0 - alpha)
 
 
-def _check_ears(baseline: int, min_sigma: float) -> int:
-    """The baseline as an int, after earsC's own limits on baseline and min_sigma."""
-    if int(baseline) != baseline or baseline < 3:
-        raise ValueError(f"baseline must be an integer >= 3, got {baseline!r}")
-    if not math.isfinite(min_sigma) or min_sigma < 0:
-        raise ValueError(f"min_sigma must be a finite number >= 0, got {min_sigma!r}")
-    return int(baseline)
-
-
 def mean_sd(ref: Sequence[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (divides by n-1), as R's mean() and sd()."""
     if max(ref) == min(ref):
