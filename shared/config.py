@@ -71,6 +71,16 @@ class IngestSettings(_Strict):
     metrics_port: int = Field(9101, ge=1, le=65535)
 
 
+def _exactly_one(plain: SecretStr | None, hashed: str | None, name: str) -> None:
+    # A secret is given in the file (or its ${ENV}) or as its SHA-256, never both or neither.
+    if (plain is None) == (hashed is None):
+        raise ValueError(f"give exactly one of {name} or {name}_sha256")
+
+
+def _hash_of(plain: SecretStr | None, hashed: str | None) -> str:
+    return hashed or sha256_hex(plain.get_secret_value())  # type: ignore[union-attr]
+
+
 class Source(_Strict):
     """A publishing system: its key fixes its `source` id and the regions it may report on."""
 
@@ -88,14 +98,11 @@ class Source(_Strict):
 
     @model_validator(mode="after")
     def _one_key(self) -> "Source":
-        if (self.api_key is None) == (self.api_key_sha256 is None):
-            raise ValueError("give exactly one of api_key or api_key_sha256")
+        _exactly_one(self.api_key, self.api_key_sha256, "api_key")
         return self
 
     def key_hash(self) -> str:
-        if self.api_key_sha256:
-            return self.api_key_sha256
-        return sha256_hex(self.api_key.get_secret_value())  # type: ignore[union-attr]
+        return _hash_of(self.api_key, self.api_key_sha256)
 
 
 class Operator(_Strict):
@@ -108,14 +115,11 @@ class Operator(_Strict):
 
     @model_validator(mode="after")
     def _one_token(self) -> "Operator":
-        if (self.token is None) == (self.token_sha256 is None):
-            raise ValueError("give exactly one of token or token_sha256")
+        _exactly_one(self.token, self.token_sha256, "token")
         return self
 
     def token_hash(self) -> str:
-        if self.token_sha256:
-            return self.token_sha256
-        return sha256_hex(self.token.get_secret_value())  # type: ignore[union-attr]
+        return _hash_of(self.token, self.token_sha256)
 
 
 class Config(_Strict):

@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable, Sequence
 
 from services.scoring.bound import NO_BOUND, Bound
-from services.scoring.series import Next, as_counts, no_bound
+from services.scoring.series import Next, as_counts, defaults_of, no_bound
 
 
 def _check_cusum(k: float, h: float, m: float | None, start: int) -> int:
@@ -84,13 +84,12 @@ def cusum(
     return _cusum_run(as_counts(counts), k, h, m, start)[0]
 
 
-def _cusum_next(
-    history: Sequence[float],
-    k: float = 1.04,
-    h: float = 2.26,
-    m: float | None = None,
-    start: int = 7,
-) -> Next:
+def _cusum_next(history: Sequence[float], **params: float) -> Next:
+    """The bound of the bucket after `history`, with `cusum`'s parameters and defaults."""
+    return _next_after(history, **(_DEFAULTS | params))
+
+
+def _next_after(history: Sequence[float], k: float, h: float, m: float | None, start: int) -> Next:
     start = _check_cusum(k, h, m, start)
     _, s, mean = _cusum_run(as_counts(history, "history"), k, h, m, start)
     if mean is None:
@@ -98,5 +97,6 @@ def _cusum_next(
     return lambda current: _cusum_step(s, current, mean, k, h)[1]
 
 
+_DEFAULTS = defaults_of(cusum)
 SERIES: dict[str, Callable[..., list[Bound]]] = {"cusum": cusum}
 NEXT: dict[str, Callable[..., Next]] = {"cusum": _cusum_next}

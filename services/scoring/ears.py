@@ -30,15 +30,8 @@ def _ears_ref(values: Sequence[float], t: int, baseline: int, guard: int) -> Seq
     return values[end - baseline : end]
 
 
-def _ears_c12_at(
-    values: Sequence[float],
-    t: int,
-    current: float | None,
-    baseline: int,
-    z: float,
-    min_sigma: float,
-    guard: int,
-) -> Bound:
+def _ears_c12_at(values: Sequence[float], t: int, current: float | None, baseline: int, z: float, min_sigma: float,
+                 guard: int) -> Bound:
     """C1 (guard 0) or C2 (guard 2) bound for bucket t, from values[:t] only."""
     if t - guard - baseline < 0:
         return NO_BOUND
@@ -88,14 +81,8 @@ def _ears_c3_bound(parts: tuple[float, float] | None, current: float | None) -> 
     return Bound(expected=mean, upper=upper, alarm=current > upper)
 
 
-def _ears_c3_at(
-    values: Sequence[float],
-    t: int,
-    current: float | None,
-    baseline: int,
-    z: float,
-    min_sigma: float,
-) -> Bound:
+def _ears_c3_at(values: Sequence[float], t: int, current: float | None, baseline: int, z: float,
+                min_sigma: float) -> Bound:
     """C3 bound for bucket t."""
     return _ears_c3_bound(_ears_c3_parts(values, t, baseline, z, min_sigma), current)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from services.scoring.bound import NO_BOUND, Bound
-from services.scoring.series import Next, as_counts, mean_sd, no_bound
+from services.scoring.series import Next, as_counts, defaults_of, mean_sd, no_bound
 from services.scoring.student_t import t_isf, t_sf
 
 
@@ -140,16 +140,9 @@ def ewma(
     return _ewma_run(as_counts(counts), params)[0]
 
 
-def _ewma_next(
-    history: Sequence[float],
-    baseline: int = 28,
-    guard: int = 2,
-    w: float = 0.4,
-    min_baseline: int = 11,
-    red_p: float = 0.01,
-    yellow_p: float = 0.05,
-) -> Next:
-    p = _ewma_params(baseline, guard, w, min_baseline, red_p, yellow_p)
+def _ewma_next(history: Sequence[float], **params: float) -> Next:
+    """The bound of the bucket after `history`, with `ewma`'s parameters and defaults."""
+    p = _ewma_params(**(_DEFAULTS | params))
     values = as_counts(history, "history")
     _, z = _ewma_run(values, p)
     if z is None or len(values) < p.first:
@@ -157,5 +150,6 @@ def _ewma_next(
     return lambda current: _ewma_step(values, len(values), z, current, p)[1]
 
 
+_DEFAULTS = defaults_of(ewma)
 SERIES: dict[str, Callable[..., list[Bound]]] = {"ewma": ewma}
 NEXT: dict[str, Callable[..., Next]] = {"ewma": _ewma_next}

@@ -3,9 +3,11 @@ sample statistics they share: what services/scoring/{ears,cusum,ewma}.py are bui
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from statistics import NormalDist
+from typing import Any
 
 from services.scoring.bound import NO_BOUND, Bound
 
@@ -56,6 +58,12 @@ def mean_sd(ref: Sequence[float]) -> tuple[float, float]:
     mean = math.fsum(ref) / n
     return mean, math.sqrt(math.fsum((x - mean) ** 2 for x in ref) / (n - 1))
 
+
+
+def defaults_of(series: Callable[..., Any]) -> dict[str, Any]:
+    """The parameter defaults of a series function, which its next-bucket twin shares."""
+    return {name: p.default for name, p in inspect.signature(series).parameters.items()
+            if p.default is not inspect.Parameter.empty}
 
 
 def no_bound(current: float | None) -> Bound:
