@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -38,3 +40,25 @@ rotations:
     assert str(bad) in p.stderr
     assert "Traceback" not in p.stderr + p.stdout
     assert "starting" not in p.stdout and not workdir.exists(), "something started before the config was checked"
+
+
+BROKEN = """
+contacts:
+  - {id: budi, name: Budi}
+policies:
+  - id: p
+    steps: [{notify: ["contact:budi", "contact:x"]}]
+"""
+
+
+@pytest.mark.parametrize("service", [["services.ingest", "gateway"], ["services.ingest", "validator"],
+                                     ["services.scoring"], ["services.notify"]])
+def test_every_service_refuses_a_broken_reference_naming_the_key(tmp_path: Path, service: list[str]) -> None:
+    # Even a service that never reads the policies: one file, checked whole, wherever it is read.
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BROKEN)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PANTAU_")} | {"PANTAU_CONFIG": str(bad)}
+    p = subprocess.run([sys.executable, "-m", *service], capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert "policies[0].steps[0].notify[1]: unknown contact 'x'" in p.stderr
+    assert "Traceback" not in p.stderr
