@@ -7,12 +7,16 @@
 FROM python:3.11-slim-bookworm AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
+# The base lockfile first (its layer stays cached while only the code changes), then Pantau itself
+# with --no-deps: the image runs exactly the locked versions, without the [embedded] servers.
+COPY requirements-base.lock ./
+RUN python -m venv /opt/pantau && /opt/pantau/bin/pip install --no-deps -r requirements-base.lock
 COPY pyproject.toml ./
 COPY shared ./shared
 COPY services ./services
 COPY cli ./cli
 COPY pantau ./pantau
-RUN python -m venv /opt/pantau && /opt/pantau/bin/pip install .
+RUN /opt/pantau/bin/pip install --no-deps .
 
 FROM python:3.11-slim-bookworm
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \

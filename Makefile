@@ -2,16 +2,36 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# uv installs from the lockfiles in seconds (pip takes over a minute); it is pinned here and put
+# into the venv with pip, so a fresh clone needs only Python and make.
+UV_VERSION := 0.13.9
+UV := $(BIN)/uv
+# Every locked dependency (base + test + embedded) and the base alone (for the Docker image).
+LOCK := requirements.lock
+LOCK_BASE := requirements-base.lock
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) 2>/dev/null | cksum | cut -d' ' -f1)
 
-.PHONY: install run test test-faults bench soak clean
+.PHONY: install lock run test test-faults bench soak clean
 
-$(STAMP): pyproject.toml
-	rm -f $(VENV)/.installed-*
+$(UV):
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,embedded]'
+	$(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
+
+# The project goes in with --no-deps: what it runs on is exactly the lockfile.
+$(STAMP): pyproject.toml $(LOCK) $(UV)
+	rm -f $(VENV)/.installed-*
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -r $(LOCK)
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
+
+## make lock: resolve pyproject.toml's pins and everything they pull in, for Python >= 3.11 on any
+## platform, into requirements.lock (base + test + embedded) and requirements-base.lock (base only,
+## the same versions). Run it after changing a dependency in pyproject.toml and commit both files.
+lock: $(UV)
+	$(UV) pip compile --quiet --universal --python-version 3.11 --custom-compile-command "make lock" --extra test --extra embedded \
+		pyproject.toml -o $(LOCK)
+	$(UV) pip compile --quiet --universal --python-version 3.11 --custom-compile-command "make lock" -c $(LOCK) \
+		pyproject.toml -o $(LOCK_BASE)
 
 install: $(STAMP)
 

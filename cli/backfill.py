@@ -46,6 +46,8 @@ class FileProblem(Exception):
 
 @dataclass
 class BadRow:
+    """A row of the file left out, with every field at fault."""
+
     line: int
     errors: list[dict[str, str]]
 
@@ -236,6 +238,8 @@ async def deliver(config: Config, msgs: list[dict[str, Any]], on_sent: Callable[
 
 @dataclass
 class Plan:
+    """What a backfill would write: the file read, the messages for the cells, and what falls outside."""
+
     loaded: Loaded
     msgs: list[dict[str, Any]]
     left_out: Outside

@@ -110,6 +110,8 @@ class DemoReceiver(threading.Thread):
         seen = SeenDeliveries()
 
         class Handler(BaseHTTPRequestHandler):
+            """Verifies each signed webhook page and prints it as a phone would show it."""
+
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 delivery = self.headers.get("x-pantau-delivery", "")

@@ -38,6 +38,8 @@ class CliError(Exception):
 
 @dataclass
 class NotifyClient:
+    """The notify API as `pantau incidents`, `ack` and `report` call it, with an operator token."""
+
     url: str
     token: str
     timeout_s: float = 10.0

@@ -35,10 +35,14 @@ def _fresh_demo_secrets() -> None:
 
 
 def _config_or_exit(path: Optional[Path]):
+    """The whole config checked, references between sections included; else every problem, each
+    naming its key, and exit 2 before anything starts."""
     try:
         return load(path)
     except ConfigError as e:
-        err.print(f"[red]pantau:[/] {e}")
+        # Key paths hold brackets (policies[2].steps[0]) and values may too: no markup, no wrap.
+        err.print("[red]pantau:[/] ", end="")
+        err.print(str(e), markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2)
 
 
@@ -480,6 +484,23 @@ def _refused(command: str, e: Exception) -> None:
     err.print(f"[red]pantau {command}:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
 
 
+def _asked(command: str, call):
+    """What the notify API answered `call()`, else the refusal printed and exit with its code."""
+    from cli.incidents import CliError
+
+    try:
+        return call()
+    except CliError as e:
+        _refused(command, e)
+        raise typer.Exit(e.code)
+
+
+def _print_json(doc) -> None:
+    import orjson
+
+    sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
 _URL = typer.Option(None, "--url", envvar="PANTAU_NOTIFY_URL",
                     help="notify API base URL (default: the config's notify.host and notify.port)")
 _TOKEN = typer.Option(None, "--token", envvar="PANTAU_OPERATOR_TOKEN", show_default=False,
@@ -499,21 +520,15 @@ def incidents(
     config: Optional[Path] = _CONFIG,
 ) -> None:
     """List incidents from the notify API: id, region, category, level, status, age."""
-    import orjson
-
-    from cli.incidents import EXIT, CliError, table
+    from cli.incidents import EXIT, table
 
     if status not in ("open", "acknowledged", "resolved", "all"):
         _refused("incidents", ValueError(f"--status must be open, acknowledged, resolved or all, not {status!r}"))
         raise typer.Exit(EXIT["usage"])
     client = _notify_client(url, token, config)
-    try:
-        body = client.incidents(None if status == "all" else status, region, category, limit)
-    except CliError as e:
-        _refused("incidents", e)
-        raise typer.Exit(e.code)
+    body = _asked("incidents", lambda: client.incidents(None if status == "all" else status, region, category, limit))
     if as_json:
-        sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
+        _print_json(body)
         return
     found = body.get("incidents", [])
     what = "" if status == "all" else status + " "
@@ -533,18 +548,10 @@ def ack(
     config: Optional[Path] = _CONFIG,
 ) -> None:
     """Acknowledge an incident: its escalation stops and everyone paged hears who took it."""
-    import orjson
-
-    from cli.incidents import CliError
-
     client = _notify_client(url, token, config)
-    try:
-        inc = client.ack(incident_id, note)
-    except CliError as e:
-        _refused("ack", e)
-        raise typer.Exit(e.code)
+    inc = _asked("ack", lambda: client.ack(incident_id, note))
     if as_json:
-        sys.stdout.write(orjson.dumps(inc, option=orjson.OPT_INDENT_2).decode() + "\n")
+        _print_json(inc)
         return
     console.print(f"{inc.get('id')}: acknowledged by {inc.get('acknowledged_by')} at {inc.get('acknowledged_at')} "
                   f"({inc.get('level')}, {inc.get('region_name')})", markup=False, highlight=False)

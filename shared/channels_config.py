@@ -13,7 +13,7 @@ import re
 import string
 from typing import Annotated, Any, Iterable, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, field_validator, model_validator
 
 from shared.ids import Id
 from shared.signing import problem as signing_secret_problem
@@ -31,6 +31,9 @@ def _http_url(v: str) -> str:
     if not re.match(r"^https?://[^\s/]+", v):
         raise ValueError("must be an http:// or https:// URL")
     return v
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
 def normalise_phone(v: str) -> str:
@@ -125,16 +128,11 @@ class WebhookChannelConfig(_ChannelBase):
     """POSTs the contract JSON, signed with HMAC-SHA256 over timestamp, delivery id and raw body."""
 
     type: Literal["webhook"]
-    url: str
+    url: HttpUrl
     secret: SecretStr
     # Mask personal data in summary and reasons (same shape, masked text) for receivers
     # outside the data controller's own systems.
     mask_pii: bool = False
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        return _http_url(v)
 
     @field_validator("secret")
     @classmethod
@@ -238,17 +236,12 @@ class SmsChannelConfig(_ChannelBase):
     query string."""
 
     type: Literal["sms"]
-    url: str
+    url: HttpUrl
     method: Literal["POST", "PUT", "GET"] = "POST"
     body_template: str
     encoding: Literal["json", "form"] = "json"
     headers: dict[str, SecretStr] = Field(default_factory=dict)
     max_chars: int = Field(160, ge=70, le=1600)
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        return _http_url(v)
 
     @field_validator("body_template")
     @classmethod

@@ -10,16 +10,18 @@ import hashlib
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import yaml
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
+from shared import config_refs
+from shared.ids import SOURCE_ID_MAX, SOURCE_ID_PATTERN, Id
 from shared.regions import known_region
 from shared.strict import Strict as _Strict
 from shared.channels_config import CHANNEL_TYPES, ChannelConfig, ContactConfig
 from shared.notify_config import NotifySettings, Policy, Rotation
-from shared.reporting_config import Reporter, ReportingSettings, check_reporters
+from shared.reporting_config import Reporter, ReportingSettings
 from shared.scoring_config import ScoringSettings
 
 ENV_VAR = "PANTAU_CONFIG"
@@ -70,10 +72,20 @@ class IngestSettings(_Strict):
     metrics_port: int = Field(9101, ge=1, le=65535)
 
 
+def _exactly_one(plain: SecretStr | None, hashed: str | None, name: str) -> None:
+    # A secret is given in the file (or its ${ENV}) or as its SHA-256, never both or neither.
+    if (plain is None) == (hashed is None):
+        raise ValueError(f"give exactly one of {name} or {name}_sha256")
+
+
+def _hash_of(plain: SecretStr | None, hashed: str | None) -> str:
+    return hashed or sha256_hex(plain.get_secret_value())  # type: ignore[union-attr]
+
+
 class Source(_Strict):
     """A publishing system: its key fixes its `source` id and the regions it may report on."""
 
-    id: Annotated[str, Field(pattern=r"^[a-z0-9-]{1,64}$")]
+    id: Annotated[str, Field(min_length=1, max_length=SOURCE_ID_MAX, pattern=SOURCE_ID_PATTERN)]
     api_key: SecretStr | None = None
     api_key_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
     regions: list[RegionPrefix] = Field(min_length=1)
@@ -87,38 +99,33 @@ class Source(_Strict):
 
     @model_validator(mode="after")
     def _one_key(self) -> "Source":
-        if (self.api_key is None) == (self.api_key_sha256 is None):
-            raise ValueError("give exactly one of api_key or api_key_sha256")
+        _exactly_one(self.api_key, self.api_key_sha256, "api_key")
         return self
 
     def key_hash(self) -> str:
-        if self.api_key_sha256:
-            return self.api_key_sha256
-        return sha256_hex(self.api_key.get_secret_value())  # type: ignore[union-attr]
+        return _hash_of(self.api_key, self.api_key_sha256)
 
 
 class Operator(_Strict):
     """A person who uses the notify API and console, with a bearer token."""
 
-    id: str
+    id: Id
     name: str
     token: SecretStr | None = None
     token_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
 
     @model_validator(mode="after")
     def _one_token(self) -> "Operator":
-        if (self.token is None) == (self.token_sha256 is None):
-            raise ValueError("give exactly one of token or token_sha256")
+        _exactly_one(self.token, self.token_sha256, "token")
         return self
 
     def token_hash(self) -> str:
-        if self.token_sha256:
-            return self.token_sha256
-        return sha256_hex(self.token.get_secret_value())  # type: ignore[union-attr]
+        return _hash_of(self.token, self.token_sha256)
 
 
 class Config(_Strict):
-    """The whole configuration file, checked."""
+    """The whole configuration file, each section checked by its model (parse() then checks the
+    references between sections: shared/config_refs.py)."""
 
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
@@ -133,23 +140,6 @@ class Config(_Strict):
     notify: NotifySettings = NotifySettings()
     reporters: list[Reporter] = Field(default_factory=list)
     reporting: ReportingSettings = ReportingSettings()
-
-    @model_validator(mode="after")
-    def _unique_ids(self) -> "Config":
-        for name, items in (("sources", self.sources), ("operators", self.operators), ("channels", self.channels),
-                            ("contacts", self.contacts), ("policies", self.policies)):
-            seen: set[str] = set()
-            for i, item in enumerate(items):
-                if item.id in seen:
-                    raise ValueError(f"{name}[{i}].id {item.id!r} is used twice")
-                seen.add(item.id)
-        hashes: set[str] = set()
-        for i, s in enumerate(self.sources):
-            if s.key_hash() in hashes:
-                raise ValueError(f"sources[{i}] shares its api key with another source")
-            hashes.add(s.key_hash())
-        check_reporters(self.reporters, self.sources)
-        return self
 
 
 def without_password(url: str) -> str:
@@ -226,7 +216,7 @@ def parse(text: str, path: str | Path | None = None, env: dict[str, str] | None 
         data = _expand(data, "", dict(os.environ) if env is None else env, problems)
         if problems:
             raise ConfigError(problems, path)
-        return Config.model_validate(data)
+        config = Config.model_validate(data)
     except RecursionError:
         # Deep nesting, or an alias that contains itself (`a: &x [*x]`).
         raise ConfigError(["(file): nested too deeply, or an alias refers to itself"], path) from None
@@ -238,6 +228,10 @@ def parse(text: str, path: str | Path | None = None, env: dict[str, str] | None 
                 msg = "unknown key"
             msgs.append(f"{_loc(e['loc'])}: {msg}")
         raise ConfigError(msgs, path) from None
+    # Each section is valid by itself; now what the sections say of each other.
+    if problems := config_refs.problems(config):
+        raise ConfigError(problems, path)
+    return config
 
 
 def load_redis_password(settings: RedisSettings, password_file: str | Path | None) -> RedisSettings:
@@ -261,6 +255,18 @@ def load(path: str | Path | None = None) -> Config:
     cfg = _load(path)
     password_file = os.environ.get(PASSWORD_FILE_VAR)
     return cfg.model_copy(update={"redis": load_redis_password(cfg.redis, password_file)}) if password_file else cfg
+
+
+def load_for(service: str) -> Config:
+    """The config a service starts with, checked whole; a bad one ends the process with status 2
+    and every problem on stderr, each naming its key, before anything has started."""
+    import sys
+
+    try:
+        return load()
+    except ConfigError as e:
+        print(f"pantau {service}: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def _load(path: str | Path | None = None) -> Config:

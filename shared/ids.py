@@ -1,5 +1,6 @@
-"""The one pattern for the ids a config gives its contacts, channels, policies and rotation
-members, and the targets (`contact:<id>`) that name them."""
+"""The one pattern for the ids a config gives its contacts, channels, policies, operators and
+rotation members, and the targets (`contact:<id>`) that name them; and the contract's pattern
+for a source id (ReportEvent `source`), which a config's `sources[].id` must also match."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ ID_CHARS = r"[A-Za-z0-9._-]{1,64}"
 ID_PATTERN = rf"^{ID_CHARS}$"
 TARGET_PATTERN = rf"^(contact:{ID_CHARS}|oncall:kabkota|oncall:province|operators)$"
 _ID = re.compile(ID_PATTERN)
+# Contract v1: 1-64 chars of [a-z0-9-]; a source id is also a ReportEvent's `source`. The length
+# is a separate bound so that a long id is told "too long" rather than "does not match".
+SOURCE_ID_PATTERN = r"^[a-z0-9-]+$"
+SOURCE_ID_MAX = 64
 
 
 def checked_id(v: str) -> str:
@@ -25,4 +30,4 @@ def checked_id(v: str) -> str:
 
 Id = Annotated[str, AfterValidator(checked_id)]
 
-__all__ = ["ID_CHARS", "ID_PATTERN", "TARGET_PATTERN", "Id", "checked_id"]
+__all__ = ["ID_CHARS", "ID_PATTERN", "SOURCE_ID_MAX", "SOURCE_ID_PATTERN", "TARGET_PATTERN", "Id", "checked_id"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any, Awaitable, Callable
 
 from shared import topics
 from shared.retry import backoff_s
@@ -34,6 +35,25 @@ def producer_settings(send_timeout_s: float = 5.0) -> dict:
     return dict(acks="all", linger_ms=2, request_timeout_ms=int(send_timeout_s * 1000), max_batch_size=1 << 20)
 
 
+async def started(make: Callable[[], Any], discard: Callable[[Any], Awaitable[Any]], timeout_s: float,
+                  first_s: float, max_s: float, retry_on: tuple[type[BaseException], ...] = (Exception,)) -> Any:
+    """A client from `make()` once its start() succeeds: after a failure (one of `retry_on`) it
+    is discarded and a new one tried, with backoff, until `timeout_s` has passed; then the error."""
+    deadline = time.monotonic() + timeout_s
+    failures = 0
+    while True:
+        client = make()
+        try:
+            await client.start()
+            return client
+        except retry_on:
+            await discard(client)
+            if time.monotonic() > deadline:
+                raise
+            failures += 1
+            await asyncio.sleep(backoff_s(failures, first_s, max_s))
+
+
 def ensure_topics(bootstrap: str, partitions: int, replication: int = 1, timeout_s: float = 20.0) -> None:
     """Create every contract topic that does not exist yet (idempotent)."""
     asyncio.run(_ensure_topics(bootstrap, partitions, replication, timeout_s))
@@ -45,19 +65,8 @@ async def _ensure_topics(bootstrap: str, partitions: int, replication: int, time
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import KafkaConnectionError
 
-    deadline = time.monotonic() + timeout_s
-    failures = 0
-    while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="pantau-admin")
-        try:
-            await admin.start()
-            break
-        except KafkaConnectionError:
-            await admin.close()
-            if time.monotonic() > deadline:
-                raise
-            failures += 1
-            await asyncio.sleep(backoff_s(failures, 0.05, 0.2))
+    admin = await started(lambda: AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="pantau-admin"),
+                          lambda a: a.close(), timeout_s, 0.05, 0.2, (KafkaConnectionError,))
     try:
         existing = set(await admin.list_topics())
         missing = [NewTopic(t, partitions, replication) for t in topics.ALL if t not in existing]
@@ -65,6 +74,16 @@ async def _ensure_topics(bootstrap: str, partitions: int, replication: int, time
             await admin.create_topics(missing)
     finally:
         await admin.close()
+
+
+async def stop_quietly(consumer) -> None:
+    """Stop `consumer` (aiokafka; None if it never started) on the way out: a broker already
+    gone must not turn a clean stop into a failure."""
+    if consumer is not None:
+        try:
+            await consumer.stop()
+        except Exception:
+            pass
 
 
 async def report_lag(consumer, group: str) -> None:

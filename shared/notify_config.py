@@ -27,9 +27,9 @@ Targets are `contact:<id>`, `oncall:kabkota` (the on-call coordinator of the inc
 kabupaten/kota, or of its province when the kabupaten/kota has no rotation),
 `oncall:province` and `operators` (the contacts in `notify.operator_contacts`).
 
-`NotifyConfig.of(config)` gives the notify service one checked view of all of it, including
-the cross-references (contacts, channels, rotation members, step indices), and raises
-ConfigError naming the key at fault.
+`NotifyConfig.of(config)` gives the notify service one checked view of all of it, and raises
+ConfigError naming the key at fault; the references between sections (contacts, channels,
+rotation members) are checked in shared/config_refs.py.
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, StrictBool, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, StrictBool, field_validator, model_validator
 
-from shared.channels_config import CHANNEL_TYPES, ContactConfig, DeliverySettings, channel_config
+from shared.channels_config import ContactConfig, DeliverySettings
 from shared.categories import Category
 from shared.ids import TARGET_PATTERN, Id
 from shared.levels import AlertLevel
@@ -225,30 +225,6 @@ class NotifySettings(_Strict):
         return v.rstrip("/")
 
 
-def _loc(prefix: str, loc: tuple[Any, ...]) -> str:
-    out = prefix
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif str(part).startswith(("function-", "constrained-")):
-            continue
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-def _validate(model: type[BaseModel], data: Any, key: str, problems: list[str]) -> Any:
-    if isinstance(data, model):
-        return data
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        for e in exc.errors(include_url=False, include_input=False):
-            msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
-            problems.append(f"{_loc(key, e['loc'])}: {msg}")
-        return None
-
-
 @dataclass(frozen=True)
 class NotifyConfig:
     """Everything the notify service reads from the config, checked together."""
@@ -261,87 +237,15 @@ class NotifyConfig:
 
     @classmethod
     def of(cls, config: Any) -> "NotifyConfig":
-        """Build from a shared.config.Config; raise ConfigError naming each bad key."""
+        """The notify view of a shared.config.Config. parse() has checked its references already;
+        one built in code is checked here, raising ConfigError naming each bad key."""
+        from shared import config_refs
         from shared.config import ConfigError
 
-        problems: list[str] = []
-        raw_rotations = config.rotations
-        settings = _validate(NotifySettings, config.notify or {}, "notify", problems)
-        policies = [_validate(Policy, p, f"policies[{i}]", problems) for i, p in enumerate(config.policies or [])]
-        rotations = [_validate(Rotation, r, f"rotations[{i}]", problems) for i, r in enumerate(raw_rotations or [])]
-        contacts = [_validate(ContactConfig, c, f"contacts[{i}]", problems) for i, c in enumerate(config.contacts or [])]
-        channels = []
-        for i, ch in enumerate(config.channels or []):
-            try:
-                channels.append(channel_config(ch))
-            except ValidationError as exc:
-                for e in exc.errors(include_url=False, include_input=False):
-                    loc = tuple(p for p in e["loc"] if p not in CHANNEL_TYPES)
-                    msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"].removeprefix("Value error, ")
-                    problems.append(f"{_loc(f'channels[{i}]', loc)}: {msg}")
-        if problems:
+        if problems := config_refs.problems(config):
             raise ConfigError(problems)
-        out = cls(settings, tuple(policies), tuple(rotations), tuple(contacts), tuple(channels))
-        problems = out.cross_check([c.id for c in contacts], [c.id for c in channels])
-        # Telegram answers a second getUpdates reader of the same bot with 409 Conflict: two
-        # polling channels on one bot would keep knocking each other off.
-        polled: dict[str, str] = {}
-        for i, ch in enumerate(channels):
-            if getattr(ch, "type", None) == "telegram" and ch.poll_replies:
-                token = ch.bot_token.get_secret_value()
-                if token in polled:
-                    problems.append(f"channels[{i}].poll_replies: channel {polled[token]!r} already polls this "
-                                    f"bot's replies (Telegram allows one getUpdates reader per bot)")
-                polled.setdefault(token, ch.id)
-        watched = [i for i, src in enumerate(getattr(config, "sources", None) or [])
-                   if getattr(src, "silent_after_minutes", None)]
-        if watched and not settings.watchdog_policy and not settings.operator_contacts:
-            problems.append(f"notify.operator_contacts: sources[{watched[0]}] has silent_after_minutes, but nobody "
-                            f"would hear of its silence; name operator contacts or a notify.watchdog_policy")
-        if problems:
-            raise ConfigError(problems)
-        return out
-
-    def cross_check(self, contacts: list[str], channels: list[str]) -> list[str]:
-        """Every reference points at something that exists; ids are unique."""
-        problems: list[str] = []
-        known_c, known_ch = set(contacts), set(channels)
-        seen: set[str] = set()
-        for i, p in enumerate(self.policies):
-            if p.id in seen:
-                problems.append(f"policies[{i}].id: {p.id!r} is used twice")
-            seen.add(p.id)
-            for j, s in enumerate(p.steps):
-                for k, t in enumerate(s.notify):
-                    if t.startswith("contact:") and t[8:] not in known_c:
-                        problems.append(f"policies[{i}].steps[{j}].notify[{k}]: unknown contact {t[8:]!r}")
-                    if t == "operators" and not self.settings.operator_contacts:
-                        problems.append(f"policies[{i}].steps[{j}].notify[{k}]: 'operators' needs "
-                                        f"notify.operator_contacts")
-                for k, ch in enumerate(s.channels or []):
-                    if ch not in known_ch:
-                        problems.append(f"policies[{i}].steps[{j}].channels[{k}]: unknown channel {ch!r}")
-        if len(known_c) != len(contacts):
-            dup = sorted({c for c in contacts if contacts.count(c) > 1})
-            problems.append(f"contacts: id {dup[0]!r} is used twice")
-        regions: set[str] = set()
-        for i, r in enumerate(self.rotations):
-            if r.region in regions:
-                problems.append(f"rotations[{i}].region: {r.region!r} already has a rotation")
-            regions.add(r.region)
-            for j, m in enumerate(r.members):
-                if m not in known_c:
-                    problems.append(f"rotations[{i}].members[{j}]: unknown contact {m!r}")
-            for j, o in enumerate(r.overrides):
-                if o.contact not in known_c:
-                    problems.append(f"rotations[{i}].overrides[{j}].contact: unknown contact {o.contact!r}")
-        for i, c in enumerate(self.settings.operator_contacts):
-            if c not in known_c:
-                problems.append(f"notify.operator_contacts[{i}]: unknown contact {c!r}")
-        wp = self.settings.watchdog_policy
-        if wp is not None and wp not in seen:
-            problems.append(f"notify.watchdog_policy: unknown policy {wp!r}")
-        return problems
+        return cls(config.notify, tuple(config.policies), tuple(config.rotations), tuple(config.contacts),
+                   tuple(config.channels))
 
     def auto_resolve_buckets(self, scoring: Any = None) -> int:
         if self.settings.auto_resolve_buckets:

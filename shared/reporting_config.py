@@ -4,7 +4,7 @@ cancel window). Checked at start against `sources`, naming the key at fault."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Iterator
 
 from pydantic import Field, SecretStr, field_validator
 
@@ -82,26 +82,26 @@ class ReportingSettings(Strict):
     conversation_minutes: int = Field(30, ge=5, le=1440)
 
 
-def check_reporters(reporters: list[Reporter], sources: list[Any]) -> None:
+def reporter_problems(reporters: list[Reporter], sources: list[Any]) -> Iterator[str]:
     """Every reporter publishes as a configured source, within its regions; Telegram ids and
-    phones are each one person's. Raises ValueError naming the key."""
+    phones are each one person's. Each problem names its key."""
     by_id = {s.id: s for s in sources}
     seen: dict[str, set[Any]] = {"id": set(), "telegram_user_id": set(), "phone": set()}
     for i, r in enumerate(reporters):
         where = f"reporters[{i}]"
         source = by_id.get(r.source)
         if source is None:
-            raise ValueError(f"{where}.source: {r.source!r} is not one of the configured sources")
-        for code in r.regions:
+            yield f"{where}.source: {r.source!r} is not one of the configured sources"
+        for code in r.regions if source else ():
             if not in_scope(code, source.regions):
-                raise ValueError(f"{where}.regions: {code!r} is outside source {r.source!r}'s regions "
-                                 f"({', '.join(source.regions)})")
+                yield (f"{where}.regions: {code!r} is outside source {r.source!r}'s regions "
+                       f"({', '.join(source.regions)})")
         if r.telegram_user_id is None and r.phone is None:
-            raise ValueError(f"{where}: give telegram_user_id or phone (or both)")
+            yield f"{where}: give telegram_user_id or phone (or both)"
         for key in seen:
             value = getattr(r, key)
             if value is None:
                 continue
             if value in seen[key]:
-                raise ValueError(f"{where}.{key} is used twice")
+                yield f"{where}.{key} is used twice"
             seen[key].add(value)

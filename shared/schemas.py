@@ -24,9 +24,11 @@ from pydantic import (
     StrictStr,
     ValidationError,
 )
+from pydantic.json_schema import WithJsonSchema
 
 from shared.categories import Category
-from shared.regions import known_region, registry
+from shared.ids import SOURCE_ID_MAX, SOURCE_ID_PATTERN
+from shared.regions import CODE_PATTERN, known_region, registry
 
 MAX_FUTURE_S = 300.0
 # Integers beyond 2^53 do not survive a round trip through most JSON readers.
@@ -61,15 +63,28 @@ def _rfc3339_not_future(value: str) -> str:
     return value
 
 
+ATTRIBUTES_MAX_KEYS = 32
+ATTRIBUTE_KEY_MAX = 64
+ATTRIBUTE_VALUE_MAX = 500
+
+
 def _attributes(attrs: dict[str, str]) -> dict[str, str]:
-    if len(attrs) > 32:
-        raise ValueError("has more than 32 keys")
+    if len(attrs) > ATTRIBUTES_MAX_KEYS:
+        raise ValueError(f"has more than {ATTRIBUTES_MAX_KEYS} keys")
     for k, v in attrs.items():
-        if not k or len(k) > 64:
-            raise ValueError(f"key {k[:64]!r} must be 1-64 characters")
-        if len(v) > 500:
-            raise ValueError(f"value of {k!r} is longer than 500 characters")
+        if not k or len(k) > ATTRIBUTE_KEY_MAX:
+            raise ValueError(f"key {k[:ATTRIBUTE_KEY_MAX]!r} must be 1-{ATTRIBUTE_KEY_MAX} characters")
+        if len(v) > ATTRIBUTE_VALUE_MAX:
+            raise ValueError(f"value of {k!r} is longer than {ATTRIBUTE_VALUE_MAX} characters")
     return attrs
+
+
+# What `_attributes` checks, as JSON Schema says it (the OpenAPI document's ReportEvent).
+_ATTRIBUTES_SCHEMA = WithJsonSchema({
+    "type": "object", "maxProperties": ATTRIBUTES_MAX_KEYS,
+    "propertyNames": {"minLength": 1, "maxLength": ATTRIBUTE_KEY_MAX},
+    "additionalProperties": {"type": "string", "maxLength": ATTRIBUTE_VALUE_MAX},
+})
 
 
 class Location(BaseModel):
@@ -86,18 +101,23 @@ class ReportEvent(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     event_id: Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
-    source: Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=r"^[a-z0-9-]+$")]
-    region_code: Annotated[StrictStr, Field(max_length=13), AfterValidator(known_region)]
+    source: Annotated[StrictStr, Field(min_length=1, max_length=SOURCE_ID_MAX, pattern=SOURCE_ID_PATTERN)]
+    # The pattern is documentation (known_region checks the code and names what is wrong).
+    region_code: Annotated[StrictStr, Field(max_length=13, description="a Kemendagri region code in the registry, "
+                                             "at any level", json_schema_extra={"pattern": CODE_PATTERN.pattern}),
+                           AfterValidator(known_region)]
     category: Category
     severity: Annotated[StrictInt, Field(ge=1, le=5)]
-    occurred_at: Annotated[StrictStr, Field(max_length=40), AfterValidator(_rfc3339_not_future)]
+    occurred_at: Annotated[StrictStr, Field(max_length=40, description="RFC 3339 with offset; not before 1970, at "
+                                            "most 5 minutes ahead", json_schema_extra={"format": "date-time"}),
+                           AfterValidator(_rfc3339_not_future)]
     title: Annotated[StrictStr, Field(min_length=1, max_length=200)]
     description: Annotated[StrictStr, Field(max_length=5000)] | None = None
     verified: StrictBool = False
     casualties: Annotated[StrictInt, Field(ge=0, le=MAX_COUNT)] = 0
     participants: Annotated[StrictInt, Field(ge=0, le=MAX_COUNT)] | None = None
     location: Location | None = None
-    attributes: Annotated[dict[StrictStr, StrictStr], AfterValidator(_attributes)] | None = None
+    attributes: Annotated[dict[StrictStr, StrictStr], AfterValidator(_attributes), _ATTRIBUTES_SCHEMA] | None = None
     schema_version: Annotated[StrictInt, Field(ge=1, le=1)] | None = None
 
 

@@ -37,12 +37,16 @@ class SeverityRules(_Strict):
 
 
 class CusumParams(_Strict):
+    """CUSUM (`method: cusum`): reference value k, decision interval h, and buckets before it starts."""
+
     k: float = 1.04
     h: float = Field(2.26, ge=0)
     start: int = Field(7, ge=1, le=100)
 
 
 class EwmaParams(_Strict):
+    """EWMA (`method: ewma`): weight, guard buckets, baseline length and the two alarm p-values."""
+
     guard: int = Field(2, ge=0, le=14)
     w: float = Field(0.4, gt=0, le=1)
     min_baseline: int = Field(11, ge=3, le=100)
@@ -51,6 +55,8 @@ class EwmaParams(_Strict):
 
 
 class GlrParams(_Strict):
+    """The GLR methods (`glrpois`, `glr`): the window a rise may span and the alarm threshold."""
+
     window: int = Field(7, ge=1, le=28, description="longest run of buckets a rise may span")
     # 7.5, not R's customary 5: measured by `pantau evaluate`, the highest threshold that still
     # alarms within 3 days on 60 % of 3-day surges keeps negative-binomial counts under 1.5

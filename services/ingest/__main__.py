@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 
-from shared.config import ConfigError, load
+from shared.config import load_for
 from shared.logging import setup_logging
 
 
@@ -15,11 +14,7 @@ def main(argv: list[str]) -> int:
         print("usage: python -m services.ingest gateway|validator", file=sys.stderr)
         return 2
     setup_logging()
-    try:
-        config = load()
-    except ConfigError as e:
-        print(f"pantau ingest: {e}", file=sys.stderr)
-        return 2
+    config = load_for("ingest")
     if argv[0] == "gateway":
         import uvicorn
 

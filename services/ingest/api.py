@@ -16,13 +16,13 @@ from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
-from shared import heap, metrics, problems, redis_client
+from shared import heap, metrics, openapi, problems, redis_client
 from shared.config import Config, Source, sha256_hex
 from shared.kafka import producer_settings
 from shared.problems import FieldError, Problem, Refusal
-from shared.regions import CODE_PATTERN, in_scope
+from shared.regions import in_scope
 from shared.schemas import ReportEvent, validate_obj
 from services.ingest.intake import Intake, RateLimited, Unavailable
 from services.ingest.state import IntakeState, claim_lease_s
@@ -33,6 +33,8 @@ from services.ingest.verify_api import router as verify_router
 log = logging.getLogger("pantau.ingest")
 
 MAX_BATCH = 500
+# The security scheme of the publishing routes in the OpenAPI document.
+_KEY = "sourceApiKey"
 RETRY_AFTER_UNAVAILABLE_S = 5
 
 
@@ -58,10 +60,13 @@ class BatchResults(BaseModel):
     results: list[ItemResult]
 
 
+# The OpenAPI document's; post_batch checks the same rules itself, naming the field.
 class BatchBody(BaseModel):
     """A batch of 1-500 reports."""
 
-    reports: list[ReportEvent]
+    model_config = ConfigDict(extra="forbid")
+
+    reports: list[ReportEvent] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 _PROBLEMS = problems.responses({
@@ -205,17 +210,20 @@ def create_app(config: Config) -> FastAPI:
         if len(outcomes) - accepted:
             metrics.REPORTS_DUPLICATE.labels(source, "http").inc(len(outcomes) - accepted)
 
-    @app.post("/v1/reports", status_code=202, response_model=Accepted,
-              responses={200: {"model": Accepted, "description": "a duplicate of an accepted report"}, **_PROBLEMS},
-              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-                  "schema": {"$ref": "#/components/schemas/ReportEvent"}}}}})
-    async def post_report(request: Request) -> Response:
-        """Publish one report; 202 once the broker has durably acknowledged it."""
+    def _source_of(request: Request) -> Source:
+        """The source the request's key belongs to, else a 401 (counted)."""
         try:
-            source = gw.authenticate(request)
+            return gw.authenticate(request)
         except Refusal:
             _count_rejected("other", "unauthorized")
             raise
+
+    @app.post("/v1/reports", status_code=202, response_model=Accepted,
+              responses={200: {"model": Accepted, "description": "a duplicate of an accepted report"}, **_PROBLEMS},
+              openapi_extra={"requestBody": openapi.json_body(ReportEvent), "security": openapi.bearer(_KEY)})
+    async def post_report(request: Request) -> Response:
+        """Publish one report; 202 once the broker has durably acknowledged it."""
+        source = _source_of(request)
         metrics.REPORTS_RECEIVED.labels(source.id, "http").inc()
         try:
             _check_content_type(request)
@@ -236,15 +244,10 @@ def create_app(config: Config) -> FastAPI:
                         status_code=status, media_type="application/json")
 
     @app.post("/v1/reports:batch", response_model=BatchResults, responses=_PROBLEMS,
-              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-                  "schema": {"$ref": "#/components/schemas/BatchBody"}}}}})
+              openapi_extra={"requestBody": openapi.json_body(BatchBody), "security": openapi.bearer(_KEY)})
     async def post_batch(request: Request) -> Response:
         """Publish 1-500 reports; one result per item, in input order."""
-        try:
-            source = gw.authenticate(request)
-        except Refusal:
-            _count_rejected("other", "unauthorized")
-            raise
+        source = _source_of(request)
         try:
             _check_content_type(request)
             body = await _read_body(request, config.ingest.max_batch_body_bytes)
@@ -319,39 +322,9 @@ def create_app(config: Config) -> FastAPI:
             pass  # unreachable Redis shows on /readyz; the gauges keep their last values
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    def openapi() -> dict:
-        if app.openapi_schema:
-            return app.openapi_schema
-        from fastapi.openapi.utils import get_openapi
-
-        schema = get_openapi(title=app.title, version=app.version, routes=app.routes,
-                             description="Pantau ingest gateway, contract v1")
-        comps = schema.setdefault("components", {}).setdefault("schemas", {})
-        for model in (ReportEvent, BatchBody, Problem):
-            js = model.model_json_schema(ref_template="#/components/schemas/{model}")
-            comps.update(js.pop("$defs", {}))
-            comps[model.__name__] = js
-        # Publishing needs the source's API key; the document says so, so clients and tools know.
-        schema["components"]["securitySchemes"] = {"sourceApiKey": {
-            "type": "http", "scheme": "bearer", "description": "the source's API key"},
-            "operatorToken": {"type": "http", "scheme": "bearer", "description": "an operator's token"}}
-        for path in ("/v1/reports", "/v1/reports:batch"):
-            schema["paths"][path]["post"]["security"] = [{"sourceApiKey": []}]
-        # Rules the validator applies in code, written into the document where JSON Schema can say them.
-        fields = comps["ReportEvent"]["properties"]
-        fields["region_code"].update(pattern=CODE_PATTERN.pattern,
-                                     description="a Kemendagri region code in the registry, at any level")
-        fields["occurred_at"].update(format="date-time",
-                                     description="RFC 3339 with offset; not before 1970, at most 5 minutes ahead")
-        attributes = fields["attributes"]["anyOf"][0]
-        attributes.update(maxProperties=32, propertyNames={"minLength": 1, "maxLength": 64})
-        attributes["additionalProperties"]["maxLength"] = 500
-        comps["BatchBody"]["properties"]["reports"].update(minItems=1, maxItems=MAX_BATCH)
-        comps["BatchBody"]["additionalProperties"] = False
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    # Publishing needs the source's API key; the document says so, so clients and tools know.
+    openapi.install(app, "Pantau ingest gateway, contract v1", (ReportEvent, BatchBody, Problem),
+                    {_KEY: "the source's API key", "operatorToken": "an operator's token"})
     app.add_middleware(_Timing)
     return app
 

@@ -79,12 +79,16 @@ def state_unavailable(e: RedisError, maybe_accepted: bool) -> Unavailable:
 
 
 class RateLimited(Exception):
+    """Over the source's rate limit: answered 429 with Retry-After."""
+
     def __init__(self, retry_after_s: int):
         self.retry_after_s = retry_after_s
 
 
 @dataclass(slots=True)
 class Outcome:
+    """What became of one report taken in: accepted now, or a duplicate of one accepted before."""
+
     event_id: str
     status: str  # accepted | duplicate
 

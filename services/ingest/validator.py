@@ -6,6 +6,9 @@ Per batch: validate → claim (source, event_id) in Redis → produce and await 
 accepted → commit offsets and a checkpoint. Output written for raw message (p, o) carries
 the deterministic id `raw-p-o`, so after a crash the next owner of partition p scans the
 output topics from the checkpoint and skips whatever the dead process already wrote.
+
+Some 400 lines on purpose: the batch steps, the commit with its checkpoint and the recovery
+scan are one exactly-once protocol, and each part is only right beside the others.
 """
 
 from __future__ import annotations

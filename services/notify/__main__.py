@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from shared.config import ConfigError, load
+from shared.config import load_for
 from shared.logging import setup_logging
 
 
@@ -16,14 +16,9 @@ def main(argv: list[str]) -> int:
         print("usage: python -m services.notify", file=sys.stderr)
         return 2
     setup_logging()
-    try:
-        config = load()
-        from shared.notify_config import NotifyConfig
+    from shared.notify_config import NotifyConfig
 
-        nc = NotifyConfig.of(config)
-    except ConfigError as e:
-        print(f"pantau notify: {e}", file=sys.stderr)
-        return 2
+    nc = NotifyConfig.of(config := load_for("notify"))
     import uvloop
 
     from services.notify.service import serve

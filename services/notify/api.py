@@ -23,7 +23,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from pydantic import BaseModel
 
-from shared import problems
+from shared import openapi, problems
 from shared.config import Operator, sha256_hex
 from shared.problems import Problem
 from shared.notify_config import Rotation
@@ -93,6 +93,9 @@ _WHY = {401: "missing or unknown operator token", 403: "the link is malformed, f
         503: "Redis or the broker unreachable"}
 
 
+_TOKEN = "operatorToken"
+
+
 def _operator_first(request: Request) -> None:
     """Authenticate before FastAPI validates query and path parameters, so a caller without a
     token learns nothing but 401 (dependencies run before parameter errors are raised)."""
@@ -101,15 +104,15 @@ def _operator_first(request: Request) -> None:
 
 def _doc(*codes: int, body: type[BaseModel] | None = None, body_required: bool = True,
          operator: bool = True) -> dict[str, Any]:
-    """Route keywords documenting the error answers, the JSON body and the operator token."""
+    """Route keywords documenting the error answers, the JSON body and the operator token. A
+    route with path or query parameters lists 422: else FastAPI documents its own 422 shape."""
     extra: dict[str, Any] = {}
     kwargs: dict[str, Any] = {}
     if operator:
-        extra["security"] = [{"operatorToken": []}]
+        extra["security"] = openapi.bearer(_TOKEN)
         kwargs["dependencies"] = [Depends(_operator_first)]
     if body is not None:
-        extra["requestBody"] = {"required": body_required, "content": {"application/json": {
-            "schema": {"$ref": f"#/components/schemas/{body.__name__}"}}}}
+        extra["requestBody"] = openapi.json_body(body, body_required)
     errors = (401, *codes) if operator else codes
     return {"responses": problems.responses({c: _WHY[c] for c in errors}), "openapi_extra": extra, **kwargs}
 
@@ -183,7 +186,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         found = await ctx.store.list(status, region, category, limit)
         return _json({"incidents": [i.view() for i in found]})
 
-    @app.get("/v1/incidents/{incident_id}", **_doc(404))
+    @app.get("/v1/incidents/{incident_id}", **_doc(404, 422))
     async def get_incident(request: Request, incident_id: str) -> Response:
         """One incident with its timeline: every step, delivery and action."""
         operator(request)
@@ -258,7 +261,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         views = [silence_view(s, ctx.clock()) for s in items]
         return _json({"silences": views if all else [v for v in views if v["active"]]})
 
-    @app.delete("/v1/silences/{silence_id}", **_doc(404))
+    @app.delete("/v1/silences/{silence_id}", **_doc(404, 422))
     async def delete_silence(request: Request, silence_id: str) -> Response:
         """End a silence now; held-back steps fire at once (audited)."""
         op = operator(request)
@@ -321,7 +324,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         except LinkError as e:
             raise Refusal(403, e.reason, str(e)) from None
 
-    @app.get("/ack/{token}", response_class=HTMLResponse, **_doc(403, 404, 410, 429, operator=False))
+    @app.get("/ack/{token}", response_class=HTMLResponse, **_doc(403, 404, 410, 422, 429, operator=False))
     async def ack_page(request: Request, token: str) -> Response:
         """The page a coordinator opens from a message: one button (a GET never acknowledges,
         so link previews and scanners cannot)."""
@@ -337,7 +340,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
             action = f'<form method="post"><button type="submit">{html.escape(w["button"])}</button></form>'
         return page(w["title"], incident_html(inc, lang) + action)
 
-    @app.post("/ack/{token}", **_doc(403, 404, 409, 410, 429, operator=False))
+    @app.post("/ack/{token}", **_doc(403, 404, 409, 410, 422, 429, operator=False))
     async def ack_link(request: Request, token: str) -> Response:
         """What the page's button does: acknowledge the incident the token names."""
         claim = _claim(request, token, ctx.clock())
@@ -382,39 +385,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(console.router(ctx.store, lambda: ctx._hashes, lambda: ctx.operators, ctx.links.public_url,
                                       lang, lambda: ctx.clock(), lambda: ctx.wake()))
 
-    def openapi() -> dict:
-        if app.openapi_schema:
-            return app.openapi_schema
-        from fastapi.openapi.utils import get_openapi
-
-        schema = get_openapi(title=app.title, version=app.version, routes=app.routes,
-                             description="Pantau notify API, contract v1")
-        comps = schema.setdefault("components", {})
-        for model in (NoteBody, SilenceBody, OverrideBody, Problem):
-            js = model.model_json_schema(ref_template="#/components/schemas/{model}")
-            comps.setdefault("schemas", {}).update(js.pop("$defs", {}))
-            comps["schemas"][model.__name__] = js
-        # Rules checked in code, written into the document where JSON Schema can say them.
-        bodies = comps["schemas"]
-        bodies["Matchers"]["minProperties"] = 1
-        bodies["Matchers"]["properties"]["region"]["anyOf"][0]["pattern"] = CODE_PATTERN.pattern
-        bodies["Matchers"]["properties"]["category"]["anyOf"][0]["enum"] = list(CATEGORIES)
-        for name, fields in (("SilenceBody", ("ends_at",)), ("OverrideBody", ("start", "end"))):
-            for f in fields:
-                bodies[name]["properties"][f]["format"] = "date-time"
-        comps["securitySchemes"] = {"operatorToken": {"type": "http", "scheme": "bearer",
-                                                      "description": "an operator token"}}
-        # FastAPI documents its own 422 shape ({"detail": ...}); this API answers with Problem.
-        for ops in schema["paths"].values():
-            for op in ops.values():
-                if "422" in op["responses"]:
-                    op["responses"]["422"] = problems.responses({422: _WHY[422]})[422]
-        for name in ("HTTPValidationError", "ValidationError"):
-            comps["schemas"].pop(name, None)
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    openapi.install(app, "Pantau notify API, contract v1", (NoteBody, SilenceBody, OverrideBody, Problem),
+                    {_TOKEN: "an operator token"})
     return app
 
 

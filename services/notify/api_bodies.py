@@ -7,11 +7,12 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import Request
-from pydantic import AfterValidator, BaseModel, Field, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.json_schema import WithJsonSchema
 
 from shared.categories import CATEGORIES
 from shared.problems import Refusal
-from shared.regions import known_region
+from shared.regions import CODE_PATTERN, known_region
 from shared.strict import Strict as _Strict
 from shared.times import parse_ts, rfc3339
 
@@ -22,11 +23,19 @@ class NoteBody(_Strict):
     note: str | None = Field(None, max_length=2000)
 
 
+# The rules below in JSON Schema, for the OpenAPI document; the validators check them in code
+# and name what is wrong. A silence with no matcher would hold every incident.
+_RFC3339 = Field(json_schema_extra={"format": "date-time"})
+
+
 class Matchers(_Strict):
     """Which incidents a silence holds: a region prefix, a category, or both."""
 
-    region: Annotated[str, AfterValidator(known_region)] | None = None
-    category: str | None = None
+    model_config = ConfigDict(json_schema_extra={"minProperties": 1})
+
+    region: Annotated[str, AfterValidator(known_region),
+                      WithJsonSchema({"type": "string", "pattern": CODE_PATTERN.pattern})] | None = None
+    category: Annotated[str, WithJsonSchema({"type": "string", "enum": list(CATEGORIES)})] | None = None
 
     @field_validator("category")
     @classmethod
@@ -40,7 +49,7 @@ class SilenceBody(_Strict):
     """A new silence: its matchers, when it ends, and why."""
 
     matchers: Matchers
-    ends_at: str
+    ends_at: Annotated[str, _RFC3339]
     reason: str = Field(min_length=1, max_length=500)
 
     @field_validator("ends_at")
@@ -61,8 +70,8 @@ class OverrideBody(_Strict):
     """A stand-in on a rotation: who, from when to when, and why."""
 
     contact: str
-    start: str
-    end: str
+    start: Annotated[str, _RFC3339]
+    end: Annotated[str, _RFC3339]
     reason: str | None = Field(None, max_length=500)
 
 

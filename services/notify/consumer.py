@@ -28,7 +28,7 @@ from aiokafka.errors import CommitFailedError
 from pydantic import ValidationError
 
 from shared import metrics, topics
-from shared.kafka import CONSUMER_DEFAULTS, report_lag
+from shared.kafka import CONSUMER_DEFAULTS, report_lag, stop_quietly
 from services.notify.delivery_records import e2e_key
 from shared.notify_config import Policy
 from services.notify.store import K_OUTBOX, IncidentStore
@@ -131,11 +131,7 @@ class ScoreConsumer:
         await self.consumer.start()
 
     async def stop(self) -> None:
-        if self.consumer is not None:
-            try:
-                await self.consumer.stop()
-            except Exception:
-                pass
+        await stop_quietly(self.consumer)
 
     async def run(self, stop: asyncio.Event) -> None:
         if self.consumer is None:

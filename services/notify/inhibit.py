@@ -40,6 +40,8 @@ from shared.regions import registry
 
 
 class IncidentLike(Protocol):
+    """What inhibition reads of an incident (services.notify.incident.Incident has it)."""
+
     id: str
     kind: str
     region_code: str

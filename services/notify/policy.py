@@ -23,6 +23,8 @@ Status = Literal["triggered", "escalated", "reminder"]
 
 
 class Routable(Protocol):
+    """What routing reads of an incident: where, what, and how bad."""
+
     region_code: str
     category: str
     level: str
@@ -119,11 +121,15 @@ class Fire:
 
 @dataclass(frozen=True)
 class Wait:
+    """Nothing to fire until `until` (epoch seconds)."""
+
     until: float
 
 
 @dataclass(frozen=True)
 class Idle:
+    """Nothing to fire, ever, for `reason` (acknowledged, resolved, no policy, ...)."""
+
     reason: str
 
 
@@ -203,6 +209,8 @@ def on_level_rise(esc: Escalation, old: Policy | None, new: Policy | None, level
 # --- who a step reaches -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Recipient:
+    """One page of a firing: a contact over a channel, and the channel to try if that fails."""
+
     contact: str
     channel: str
     fallback: str | None = None

@@ -31,7 +31,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from shared import heap, redis_client
 from shared.config import Config
-from shared.kafka import producer_settings
+from shared.kafka import producer_settings, started
 from shared.notify_config import NotifyConfig
 from services.notify.api import ApiContext, create_app
 from services.notify.channels import build_channels
@@ -49,7 +49,6 @@ from services.notify.rotations import OverrideStore
 from services.notify.scheduler import Paging, Scheduler
 from services.notify.watchdog import Watchdog, builtin_policy
 from services.notify import fault_injection_for_tests
-from shared.retry import backoff_s
 
 log = logging.getLogger("pantau.notify")
 
@@ -114,19 +113,8 @@ class Parts:
 
 
 async def _start_producer(bootstrap: str, timeout_s: float = 30.0) -> AIOKafkaProducer:
-    deadline = time.monotonic() + timeout_s
-    failures = 0
-    while True:
-        p = AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_settings())
-        try:
-            await p.start()
-            return p
-        except Exception:
-            await p.stop()
-            if time.monotonic() > deadline:
-                raise
-            failures += 1
-            await asyncio.sleep(backoff_s(failures, 0.1, 0.5))
+    return await started(lambda: AIOKafkaProducer(bootstrap_servers=bootstrap, **producer_settings()),
+                         lambda p: p.stop(), timeout_s, 0.1, 0.5)
 
 
 async def build(config: Config, nc: NotifyConfig) -> Parts:

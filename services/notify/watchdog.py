@@ -37,7 +37,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from shared import metrics, topics
-from shared.kafka import CONSUMER_DEFAULTS, report_lag
+from shared.kafka import CONSUMER_DEFAULTS, report_lag, stop_quietly
 from shared.notify_config import Policy, Step
 from services.notify.incident_metrics import count_change
 from services.notify.store import IncidentStore
@@ -117,11 +117,7 @@ class Watchdog:
             self.caught_up.set()
 
     async def stop(self) -> None:
-        if self.consumer is not None:
-            try:
-                await self.consumer.stop()
-            except Exception:
-                pass
+        await stop_quietly(self.consumer)
 
     async def run(self, stop: asyncio.Event) -> None:
         if not self.sources:

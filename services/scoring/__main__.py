@@ -13,7 +13,7 @@ import os
 import sys
 
 from shared import heap
-from shared.config import Config, ConfigError, load
+from shared.config import Config, load_for
 from shared.logging import setup_logging
 
 _FAUST_LEVELS = {"DEBUG": "debug", "INFO": "info", "WARNING": "warn", "ERROR": "error", "CRITICAL": "crit"}
@@ -57,11 +57,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     web_port = parse_args(argv).web_port
     setup_logging()
-    try:
-        config = load()
-    except ConfigError as e:
-        print(f"pantau scoring: {e}", file=sys.stderr)
-        return 2
+    config = load_for("scoring")
     if web_port is not None:
         config = config.model_copy(update={"scoring": config.scoring.model_copy(update={"web_port": web_port})})
 

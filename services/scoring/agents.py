@@ -17,6 +17,9 @@ strict offset order from there: an offset already applied is a redelivery; an of
 next one means the consumer skipped messages (Faust can commit past unprocessed messages
 around a rebalance), so the batch asks for a seek back (`Outbox.reseek`) and drops what came
 too early. Nothing is lost, nothing applied twice, whatever offsets Faust commits.
+
+Some 400 lines on purpose: both scorers stand on `_Scorer`'s offset bookkeeping, which is the
+exactly-once argument above and reads best beside the two `handle`s that rely on it.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Protocol
@@ -63,6 +66,8 @@ AHEAD = "ahead"  # a message past the next expected offset: dropped, to come aga
 
 
 class Message(Protocol):
+    """What the scorer reads of a Kafka record (Faust's and aiokafka's records both have it)."""
+
     topic: str
     partition: int
     offset: int
@@ -206,6 +211,15 @@ class _Scorer:
         self.expected[tp] = exp + 1
         return True
 
+    def _admitted(self, messages: Iterable[Message], box: Outbox, ticks: set[int]) -> Iterator[Message]:
+        """The messages to apply, in order: a tick's partition goes into `ticks`, and what
+        `admit` refuses (a redelivery, one that came too early) is left out."""
+        for m in messages:
+            if m.topic == topics.SCORING_TICKS:
+                ticks.add(m.partition)
+            elif self.admit(m, box):
+                yield m
+
     def skip_to(self, p: int, offset: int, topic: str | None = None) -> None:
         """The next offset of `p` is `offset` (after a seek, or messages lost to retention)."""
         tp = (topic or self.source, p)
@@ -228,6 +242,15 @@ class _Scorer:
                 box.updates[cell.key] = update
             rolled.append(cell)
         return rolled
+
+    def _reassess(self, keys: Iterable[bytes], cells: dict[bytes, Any], reassess_cell: Any, now: float,
+                  box: Outbox) -> None:
+        """The level once per touched cell and batch: counts only grow within a bucket, so the
+        last state of the batch is the one that matters."""
+        for key in keys:
+            update = reassess_cell(cells[key], now, self.sc)
+            if update is not None:
+                box.updates[cells[key].key] = update
 
     def _finish(self, box: Outbox, cells: dict[bytes, Any], dirty: set[bytes]) -> None:
         """Encode the touched cells, and close every written partition with its progress (a
@@ -277,12 +300,7 @@ class ReportScorer(_Scorer):
     def handle(self, messages: Iterable[Message], now: float) -> Outbox:
         box, cells, dirty, changed, ticks = Outbox(), {}, set(), set(), set()
         newest = 0.0
-        for m in messages:
-            if m.topic == topics.SCORING_TICKS:
-                ticks.add(m.partition)
-                continue
-            if not self.admit(m, box):
-                continue
+        for m in self._admitted(messages, box, ticks):
             if m.topic == topics.SCORING_BACKFILL:
                 self._backfill(m, now, cells, dirty, changed, box)
                 continue
@@ -315,12 +333,7 @@ class ReportScorer(_Scorer):
                     box.received[cell.key] = got
             if update is not None:
                 box.updates[cell.key] = update
-        # The level once per touched cell and batch: counts only grow within a bucket, so the
-        # last state of the batch is the one that matters.
-        for key in changed:
-            update = reassess(cells[key], now, self.sc)
-            if update is not None:
-                box.updates[cells[key].key] = update
+        self._reassess(changed, cells, reassess, now, box)
         for cell in self._roll_due(ticks, now, roll, cells, dirty, box):
             if len(cell.region) > 2:
                 show_level(cell.region, cell.category, cell.hold.level)
@@ -398,17 +411,11 @@ class ProvinceScorer(_Scorer):
 
     def handle(self, messages: Iterable[Message], now: float) -> Outbox:
         box, cells, dirty, ticks = Outbox(), {}, set(), set()
-        for m in messages:
-            if m.topic == topics.SCORING_TICKS:
-                ticks.add(m.partition)
-                continue
-            if not self.admit(m, box):
-                continue
+        for m in self._admitted(messages, box, ticks):
             try:
                 value = orjson.loads(m.value)
-                # A message holds one province's members (Outbox.province_messages); a lone
-                # snapshot is the format written before, still read from older offsets.
-                snaps = value["members"] if "members" in value else [value]
+                # A message holds one province's members (Outbox.province_messages).
+                snaps = value["members"]
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
                 log.error("skipping %s[%d]@%d: %s", m.topic, m.partition, m.offset, e)
                 continue
@@ -425,10 +432,7 @@ class ProvinceScorer(_Scorer):
                 dirty.add(key)
                 if update is not None:
                     box.updates[cell.key] = update
-        for key in dirty:
-            update = reassess_province(cells[key], now, self.sc)
-            if update is not None:
-                box.updates[cells[key].key] = update
+        self._reassess(dirty, cells, reassess_province, now, box)
         for cell in self._roll_due(ticks, now, roll_province, cells, dirty, box):
             show_level(cell.region, cell.category, cell.hold.level)
         for u in box.updates.values():

@@ -175,8 +175,8 @@ class CellCodec:
     def from_bytes(cls, raw: bytes) -> Any:
         d = orjson.loads(raw)
         d["hold"] = Hysteresis(**d["hold"])
-        if "recent" in d:
-            d["recent"] = _recent_blob(d["recent"])
+        if "recent" in d:  # kabupaten/kota cells only
+            d["recent"] = b64decode(d["recent"])
         return cls(**d)
 
     @property
@@ -190,11 +190,6 @@ def _encode_blob(value: Any) -> str:
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
-def _recent_blob(stored: str | list[int]) -> bytes:
-    """`recent` as stored: base64 of the ids, or (cells written before) a list of ints."""
-    if isinstance(stored, str):
-        return b64decode(stored)
-    return b"".join(i.to_bytes(ID_BYTES, "big") for i in stored)
 
 
 @dataclass(slots=True)
@@ -229,10 +224,13 @@ def new_cell(region: str, category: str, now: float, sc: Scoring) -> Cell:
     return Cell(region=region, category=category, bucket=start, since=since, history=[0.0] * sc.history)
 
 
+# A cell keeps as many closed buckets as its method needs (ears-* 35, glr 44, ...). An operator
+# may change `scoring.method` (or its baseline) on a running deployment, and the cells in the
+# changelog then hold another number: they are fitted on load, never refused or reset.
 def fit_history(history: list[float], size: int) -> list[float]:
     """The last `size` closed buckets of `history`, zeros in front where it holds fewer: a cell
-    written before `scoring.method` needed a longer history loads as one that had no reports
-    in the buckets it never kept (its `since` still says which buckets are known)."""
+    kept under a method that needed a shorter history loads as one that had no reports in the
+    buckets it never kept (its `since` still says which buckets are known)."""
     if len(history) == size:
         return history
     return [0.0] * (size - len(history)) + history[-size:] if size else []
@@ -241,7 +239,7 @@ def fit_history(history: list[float], size: int) -> list[float]:
 def fit_cell(cell: "Cell", sc: Scoring) -> "Cell":
     """A cell loaded under a method that keeps another number of closed buckets: its history
     fitted to `sc.history`, and `since` moved up so that the zeros put in front are not read
-    as days that had no reports (the old ring dropped them, whatever they held)."""
+    as days that had no reports (the shorter history dropped them, whatever they held)."""
     kept = len(cell.history)
     if kept != sc.history:
         cell.history = fit_history(cell.history, sc.history)

@@ -32,6 +32,8 @@ Handler = Callable[[list[Any]], Awaitable[None]]
 
 
 class BulkIntake:
+    """Takes the report records out of each fetch of the Faust consumer and scores them as one list."""
+
     def __init__(self, app: Any, topics: Iterable[str], handle: Handler, batch_size: int):
         self.app = app
         self.topics = frozenset(topics)

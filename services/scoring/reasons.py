@@ -132,28 +132,26 @@ def _regions(codes: list[str]) -> str:
     return ", ".join(names)
 
 
-_ID: dict[str, Callable[[dict], str]] = {
-    "count": lambda p: _count_line(p, "id"),
-    "surge": lambda p: f"lebih dari {_count(p['factor'], 'id')}× batas atas",
-    "severity": lambda p: f"laporan tingkat keparahan {p['severity']}",
-    "casualties": lambda p: f"laporan dengan korban jiwa/luka ({p['casualties']} orang)",
-    "province_alarms": lambda p: f"alarm di {len(p['regions'])} kabupaten/kota: {_regions(p['regions'])}",
-    "held": lambda p: f"level {p['level']} dipertahankan: {p['quiet']} dari {p['needed']} {_unit(p['bucket'], 'id')} tenang",
-    "fell": lambda p: f"turun dari {p['from']} setelah {p['quiet']} {_unit(p['bucket'], 'id')} tenang",
-}
-
-_EN: dict[str, Callable[[dict], str]] = {
-    "count": lambda p: _count_line(p, "en"),
-    "surge": lambda p: f"more than {_count(p['factor'], 'en')}× the upper bound",
-    "severity": lambda p: f"severity {p['severity']} report",
-    "casualties": lambda p: f"report with casualties ({p['casualties']})",
-    "province_alarms": lambda p: f"alarms in {len(p['regions'])} kabupaten/kota: {_regions(p['regions'])}",
-    "held": lambda p: f"{p['level']} held: {p['quiet']} of {p['needed']} quiet {_unit(p['bucket'], 'en', p['needed'])}",
-    "fell": lambda p: f"down from {p['from']} after {p['quiet']} quiet {_unit(p['bucket'], 'en', p['quiet'])}",
+# Each reason in both languages side by side (Indonesian first), so neither falls behind.
+_LINES: dict[str, tuple[Callable[[dict], str], Callable[[dict], str]]] = {
+    "count": (lambda p: _count_line(p, "id"),
+              lambda p: _count_line(p, "en")),
+    "surge": (lambda p: f"lebih dari {_count(p['factor'], 'id')}× batas atas",
+              lambda p: f"more than {_count(p['factor'], 'en')}× the upper bound"),
+    "severity": (lambda p: f"laporan tingkat keparahan {p['severity']}",
+                 lambda p: f"severity {p['severity']} report"),
+    "casualties": (lambda p: f"laporan dengan korban jiwa/luka ({p['casualties']} orang)",
+                   lambda p: f"report with casualties ({p['casualties']})"),
+    "province_alarms": (lambda p: f"alarm di {len(p['regions'])} kabupaten/kota: {_regions(p['regions'])}",
+                        lambda p: f"alarms in {len(p['regions'])} kabupaten/kota: {_regions(p['regions'])}"),
+    "held": (lambda p: f"level {p['level']} dipertahankan: {p['quiet']} dari {p['needed']} {_unit(p['bucket'], 'id')} tenang",
+             lambda p: f"{p['level']} held: {p['quiet']} of {p['needed']} quiet {_unit(p['bucket'], 'en', p['needed'])}"),
+    "fell": (lambda p: f"turun dari {p['from']} setelah {p['quiet']} {_unit(p['bucket'], 'id')} tenang",
+             lambda p: f"down from {p['from']} after {p['quiet']} quiet {_unit(p['bucket'], 'en', p['quiet'])}"),
 }
 
 
 def render(reasons: list[Reason], lang: str = "id") -> list[str]:
     """The reasons as sentences, in the order given."""
-    table = _ID if lang == "id" else _EN
-    return [table[r.code](r.params) for r in reasons]
+    which = 0 if lang == "id" else 1
+    return [_LINES[r.code][which](r.params) for r in reasons]

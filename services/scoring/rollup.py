@@ -161,7 +161,7 @@ def apply_member(p: ProvinceCell, snap: dict[str, Any], now: float, sc: Scoring,
     `evaluate=False` the level is not reassessed: a batch calls `reassess_province` once."""
     held = p.members.get(snap["region"])
     # Both versions only grow: a member's reports.v1 offset, and the backfill that last changed it.
-    if held is not None and (snap["offset"], snap.get("backfilled", -1)) <= (held["offset"], held.get("backfilled", -1)):
+    if held is not None and (snap["offset"], snap["backfilled"]) <= (held["offset"], held["backfilled"]):
         return p, None
     update = _roll_to(p, max(snap["bucket"], bucket_start(now, p.region, sc.size)), now, sc)
     if snap["bucket"] + sc.size * (sc.history + 1) <= p.bucket:

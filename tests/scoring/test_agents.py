@@ -12,6 +12,11 @@ from services.scoring.baseline import Cell
 from shared import metrics, topics
 from tests.scoring.builders import at, report, scoring
 
+
+def members(*snaps: dict) -> bytes:
+    """A `pantau.scoring.province` message holding these member snapshots of one province."""
+    return orjson.dumps({"region": snaps[0]["region"][:2], "members": list(snaps)})
+
 PARTITIONS = 4
 
 
@@ -133,12 +138,12 @@ def test_province_level_reports_speak_through_the_province():
     box = scorer.handle([feed(report(at(0), region_code="65", severity=5))], at(0))
     assert box.updates == {} and list(box.snapshots) == ["65|mass_mobilization"]
     provinces = ProvinceScorer({}, scoring(), PARTITIONS)
-    snap = Msg(topics.SCORING_PROVINCE, partition_of("65", PARTITIONS), 0, orjson.dumps(box.snapshots["65|mass_mobilization"]))
+    snap = Msg(topics.SCORING_PROVINCE, partition_of("65", PARTITIONS), 0, members(box.snapshots["65|mass_mobilization"]))
     out = provinces.handle([snap], at(0))
     assert out.updates["65|mass_mobilization"].level == "awas"
 
 
-def test_province_messages_carry_each_province_once_and_score_as_single_snapshots():
+def test_province_messages_carry_each_province_once_and_score_as_one_message_per_member():
     table: dict[bytes, bytes] = {}
     scorer = ReportScorer(table, scoring(), PARTITIONS)
     feed = Feed()
@@ -148,12 +153,11 @@ def test_province_messages_carry_each_province_once_and_score_as_single_snapshot
     assert sorted(k for k, _ in sent) == [b"32", b"65"]
     together = ProvinceScorer({}, scoring(), PARTITIONS).handle(
         [Msg(topics.SCORING_PROVINCE, partition_of(k.decode(), PARTITIONS), 0, v) for k, v in sent], at(0))
-    # The format before: one message per member snapshot.
     offsets: dict[int, int] = {}
     singles = []
     for snap in box.snapshots.values():
         p = partition_of(snap["region"][:2], PARTITIONS)
-        singles.append(Msg(topics.SCORING_PROVINCE, p, offsets.get(p, 0), orjson.dumps(snap)))
+        singles.append(Msg(topics.SCORING_PROVINCE, p, offsets.get(p, 0), members(snap)))
         offsets[p] = offsets.get(p, 0) + 1
     alone = ProvinceScorer({}, scoring(), PARTITIONS).handle(singles, at(0))
     assert together.writes == alone.writes and together.writes

@@ -15,7 +15,7 @@ from services.scoring.baseline import Cell, bucket_start, new_cell
 from services.scoring.rollup import ProvinceCell
 from shared import topics
 from tests.scoring.builders import WIB, at, report, scoring, seeded
-from tests.scoring.test_agents import PARTITIONS, Feed, Msg, applied
+from tests.scoring.test_agents import PARTITIONS, Feed, Msg, applied, members
 
 DAY = 86400
 
@@ -172,12 +172,12 @@ def test_a_province_takes_a_member_snapshot_after_a_backfill():
     provinces = ProvinceScorer(ptable, sc, PARTITIONS)
     pp = partition_of("65", PARTITIONS)
     applied(ptable, provinces.handle(
-        [Msg(topics.SCORING_PROVINCE, pp, 0, orjson.dumps(box.snapshots["65.71|mass_mobilization"]))], now))
+        [Msg(topics.SCORING_PROVINCE, pp, 0, members(box.snapshots["65.71|mass_mobilization"]))], now))
     (msg,) = messages(aggregate([report(at(-2, 9), region_code="65.71")], sc), sc, now)
     box = scorer.handle([backfill_msg(partition_of("65.71", PARTITIONS), 0, msg)], now)
     snap = box.snapshots["65.71|mass_mobilization"]
     assert (snap["offset"], snap["backfilled"]) == (0, 0)  # the same reports.v1 offset, a newer version
-    applied(ptable, provinces.handle([Msg(topics.SCORING_PROVINCE, pp, 1, orjson.dumps(snap))], now))
+    applied(ptable, provinces.handle([Msg(topics.SCORING_PROVINCE, pp, 1, members(snap))], now))
     member = ProvinceCell.from_bytes(ptable[b"65|mass_mobilization"]).members["65.71"]
     assert member["history"][-2] == 1.0
 

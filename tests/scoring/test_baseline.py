@@ -151,16 +151,6 @@ def test_the_last_256_report_ids_are_remembered_across_encoding():
     assert add_report(cell, reports[0], None, at(0), sc)[2] == COUNTED  # the oldest was let go
 
 
-def test_a_cell_written_with_report_ids_as_numbers_still_knows_them():
-    sc = scoring()
-    r = report(at(0))
-    cell, _, _ = add_report(new_cell("65.71", "mass_mobilization", at(0), sc), r, None, at(0), sc)
-    before = orjson.loads(cell.to_bytes())
-    before["recent"] = [int.from_bytes(report_key(r["source"], r["event_id"]), "big")]  # the earlier format
-    cell = Cell.from_bytes(orjson.dumps(before))
-    assert add_report(cell, dict(r), None, at(0), sc)[2] == DUPLICATE
-
-
 def test_a_report_id_straddling_two_stored_ids_is_not_a_repeat():
     sc = scoring()
     cell = new_cell("65.71", "mass_mobilization", at(0), sc)
@@ -266,7 +256,7 @@ def test_every_method_scores_a_live_cell(method):
     assert alarms[0].level in ("waspada", "siaga")
 
 
-def test_a_cell_written_with_the_35_bucket_ring_scores_under_the_glr_default() -> None:
+def test_a_cell_kept_under_ears_scores_after_the_method_changes_to_glr() -> None:
     from services.scoring.baseline import Cell, add_report, fit_cell, fit_history, known_history
 
     old_sc, new_sc = scoring(method="ears-c2"), scoring(method="glr")

@@ -174,14 +174,14 @@ def test_duplicate_source_ids():
     text = yaml.safe_dump({"sources": [{"id": "a", "api_key": "k1", "regions": ["65"]},
                                        {"id": "a", "api_key": "k2", "regions": ["65"]}]})
     (p,) = problems(text)
-    assert "sources[1].id 'a' is used twice" in p
+    assert p == "sources[1].id: 'a' is used twice (first at sources[0])"
 
 
 def test_duplicate_operator_ids():
     text = yaml.safe_dump({"operators": [{"id": "o", "name": "A", "token": "t1"},
                                          {"id": "o", "name": "B", "token": "t2"}]})
     (p,) = problems(text)
-    assert "operators[1].id 'o' is used twice" in p
+    assert p == "operators[1].id: 'o' is used twice (first at operators[0])"
 
 
 def test_two_sources_cannot_share_a_key():

@@ -49,6 +49,8 @@ def smtp_result(code: int) -> Result:
 
 
 class EmailChannel(Channel):
+    """Pages by plain-text e-mail through the configured SMTP relay."""
+
     type = "email"
     address_field = "email"
 

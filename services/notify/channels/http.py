@@ -43,6 +43,8 @@ class UnsupportedURL(HttpError):
 
 @dataclass(frozen=True)
 class HttpAnswer:
+    """An HTTP response as a channel judges it: status, headers and body."""
+
     status_code: int
     headers: Mapping[str, str]  # case-insensitive
     content: bytes

@@ -20,6 +20,8 @@ def escape(text: str) -> str:
 
 
 class SlackChannel(Channel):
+    """Pages a Slack room through its incoming webhook."""
+
     type = "slack"
 
     async def _send(self, target: ContactConfig | None, notice: Notice, delivery_id: str) -> Result:

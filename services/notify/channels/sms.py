@@ -31,6 +31,8 @@ def render_request(template: str, encoding: str, *, to: str, text: str, delivery
 
 
 class SmsChannel(Channel):
+    """Pages by SMS (or WhatsApp) through an HTTP gateway described by a request template."""
+
     type = "sms"
     address_field = "phone"
 

@@ -32,6 +32,8 @@ MAX_CHARS = 4096
 
 
 class TelegramChannel(Channel):
+    """Pages a Telegram chat with the Bot API's sendMessage, and remembers pages for replies."""
+
     type = "telegram"
     address_field = "telegram_chat_id"
     #: Where pages are remembered for reply matching; set by the service when the channel

@@ -20,6 +20,8 @@ USER_AGENT = "pantau-notify/1"
 
 
 class WebhookChannel(Channel):
+    """POSTs the contract's incident JSON, signed, to the channel's URL or the contact's own."""
+
     type = "webhook"
 
     async def _send(self, target: ContactConfig | None, notice: Notice, delivery_id: str) -> Result:
