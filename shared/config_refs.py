@@ -121,6 +121,7 @@ def notify(config: "Config") -> Iterator[str]:
 def reporters(config: "Config") -> Iterator[str]:
     from shared.reporting_config import reporter_problems
 
+    yield from _used_twice("reporters", [r.id for r in config.reporters])
     yield from reporter_problems(config.reporters, config.sources)
 
 

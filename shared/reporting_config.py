@@ -86,7 +86,7 @@ def reporter_problems(reporters: list[Reporter], sources: list[Any]) -> Iterator
     """Every reporter publishes as a configured source, within its regions; Telegram ids and
     phones are each one person's. Each problem names its key."""
     by_id = {s.id: s for s in sources}
-    seen: dict[str, set[Any]] = {"id": set(), "telegram_user_id": set(), "phone": set()}
+    seen: dict[str, set[Any]] = {"telegram_user_id": set(), "phone": set()}  # ids: config_refs
     for i, r in enumerate(reporters):
         where = f"reporters[{i}]"
         source = by_id.get(r.source)

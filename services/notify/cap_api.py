@@ -52,7 +52,8 @@ def _operator(request: Request):
 
 
 def _doc(media_type: str, what: str, *codes: int) -> dict:
-    why = {401: "missing or unknown operator token", 404: "no such incident"}
+    # A route with a path parameter lists 422 too: else FastAPI documents its own 422 shape.
+    why = {401: "missing or unknown operator token", 404: "no such incident", 422: "bad incident id"}
     ok = {200: {"description": what, "content": {media_type: {"schema": {"type": "string"}}}}}
     return {"responses": {**ok, **problems.responses({c: why[c] for c in codes})},
             "openapi_extra": {"security": [{"operatorToken": []}]}}
@@ -79,7 +80,7 @@ async def cap_feed(request: Request) -> Response:
 
 
 @router.get("/v1/cap/{incident_id}.xml", response_class=Response,
-            **_doc(cap.MEDIA_TYPE, "CAP 1.2 alert (OASIS), valid against the CAP 1.2 XSD", 401, 404))
+            **_doc(cap.MEDIA_TYPE, "CAP 1.2 alert (OASIS), valid against the CAP 1.2 XSD", 401, 404, 422))
 async def cap_alert(request: Request, incident_id: str) -> Response:
     """The incident's CAP 1.2 alert for its current state: Alert, Update (referencing every
     earlier message) or, once resolved, Cancel."""

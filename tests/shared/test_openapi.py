@@ -59,7 +59,8 @@ def test_the_report_schema_states_the_rules_the_validator_checks(ingest_doc):
 
 def test_publishing_needs_the_source_key_and_names_its_body(ingest_doc):
     assert ingest_doc["components"]["securitySchemes"] == {
-        "sourceApiKey": {"type": "http", "scheme": "bearer", "description": "the source's API key"}}
+        "sourceApiKey": {"type": "http", "scheme": "bearer", "description": "the source's API key"},
+        "operatorToken": {"type": "http", "scheme": "bearer", "description": "an operator's token"}}
     for path, model in (("/v1/reports", "ReportEvent"), ("/v1/reports:batch", "BatchBody")):
         op = ingest_doc["paths"][path]["post"]
         assert op["security"] == [{"sourceApiKey": []}]
