@@ -166,8 +166,8 @@ def _print_endpoints(stack, cfg) -> None:
             console.print("[yellow]that folder is under the temporary directory, which may be emptied at boot: "
                           "give --workdir for data you keep[/]")
     else:
-        console.print(f"mode: [bold yellow]ephemeral[/]: the broker keeps topics in memory and Redis started "
-                      f"empty; nothing survives a stop. Without --ephemeral/--demo, pantau up is durable.")
+        console.print("mode: [bold yellow]ephemeral[/]: the broker keeps topics in memory and Redis started "
+                      "empty; nothing survives a stop. Without --ephemeral/--demo, pantau up is durable.")
     console.print("Ctrl-C stops everything.")
 
 
@@ -195,7 +195,6 @@ def send(
         err.print("[red]pantau send:[/] no API key: give --key or set PANTAU_API_KEY (or publish with --kafka)")
         raise typer.Exit(2)
     import httpx
-    import orjson
 
     failed = 0
     with httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {key}",

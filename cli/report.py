@@ -18,7 +18,7 @@ from urllib.parse import quote
 import httpx
 
 from cli.incidents import EXIT, CliError, NotifyClient
-from shared.levels import LEVEL_RANK, LEVELS
+from shared.levels import LEVEL_RANK
 from shared.regions import Registry, registry
 
 WORDS = {
