@@ -21,10 +21,13 @@ import hashlib
 import os
 import tempfile
 from datetime import datetime, timezone
+from collections.abc import Sequence
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 from aiohttp import web
+
+from cli.s3expiry import expired, parse_rule
 
 MAX_KEYS = 1000
 _XML = {"Content-Type": "application/xml"}
@@ -196,7 +199,7 @@ class Store:
         return out
 
 
-def app(store: Store) -> web.Application:
+def app(store: Store, expire: Sequence[tuple[str, float]] = ()) -> web.Application:
     routes = web.RouteTableDef()
     locks: dict[str, asyncio.Lock] = {}
 
@@ -293,8 +296,28 @@ def app(store: Store) -> web.Application:
             store.removed(p)
         return web.Response(status=204)
 
+    async def sweep(pattern: str, max_age_s: float) -> None:
+        while True:
+            await asyncio.sleep(min(60.0, max_age_s / 10))
+            try:
+                gone = await asyncio.to_thread(expired, store.root, pattern, max_age_s)
+            except OSError as e:  # a folder removed with its topic: the next sweep sees the rest
+                print(f"s3store: expiring {pattern}: {e}", flush=True)
+                continue
+            for path in gone:
+                store.removed(path)
+
+    async def start_sweeps(application: web.Application) -> None:
+        application["sweeps"] = [asyncio.create_task(sweep(p, age)) for p, age in expire]
+
+    async def stop_sweeps(application: web.Application) -> None:
+        for task in application["sweeps"]:
+            task.cancel()
+
     application = web.Application(client_max_size=64 << 20)
     application.add_routes(routes)
+    application.on_startup.append(start_sweeps)
+    application.on_cleanup.append(stop_sweeps)
     return application
 
 
@@ -302,9 +325,16 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m cli.s3store", description=__doc__.split("\n")[0])
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--expire", action="append", default=[], metavar="GLOB=SECONDS",
+                    help="delete record batches older than SECONDS in the records folders matching GLOB "
+                         "(all but the newest of each; cli/s3expiry.py)")
     ap.add_argument("root", type=Path, help="folder that holds the buckets")
     args = ap.parse_args(argv)
-    web.run_app(app(Store(args.root)), host=args.host, port=args.port, access_log=None, print=None)
+    try:
+        rules = [parse_rule(r) for r in args.expire]
+    except ValueError as e:
+        ap.error(str(e))
+    web.run_app(app(Store(args.root), rules), host=args.host, port=args.port, access_log=None, print=None)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import urlparse
 
+from shared import topics
+
 
 def missing_servers() -> list[str]:
     """The `[embedded]` extra's packages that are not installed (the production image has none)."""
@@ -130,14 +132,20 @@ class Child:
 
 
 S3_BUCKET = "tansu"
+# Topics whose old record batches the store deletes (Tansu 0.6 keeps them all: cli/s3expiry.py),
+# and after how many seconds. Only records nobody reads later: a tick is an empty record whose
+# arrival is all that counts, and the scoring worker reads them as they come.
+EXPIRED_TOPICS = {topics.SCORING_TICKS: 3600.0}
 
 
 def store(port: int, logdir: Path, datadir: Path) -> Child:
     """The durable broker's storage: an S3 endpoint over a folder, one file per Tansu object
     (record batches, watermarks, group offsets); see cli/s3store.py for why our own."""
     datadir.mkdir(parents=True, exist_ok=True)
+    expire = [a for topic, age in EXPIRED_TOPICS.items()
+              for a in ("--expire", f"{S3_BUCKET}/clusters/*/topics/{topic}/partitions/*/records={age:g}")]
     return Child("store", [sys.executable, "-m", "cli.s3store", "--host", "127.0.0.1", "--port", str(port),
-                           str(datadir)], logdir / "store.log")
+                           *expire, str(datadir)], logdir / "store.log")
 
 
 def create_bucket(port: int) -> None:
