@@ -27,6 +27,7 @@ from xml.sax.saxutils import escape
 
 from aiohttp import web
 
+from cli.s3compact import compact
 from cli.s3expiry import expired, parse_rule
 
 MAX_KEYS = 1000
@@ -328,12 +329,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--expire", action="append", default=[], metavar="GLOB=SECONDS",
                     help="delete record batches older than SECONDS in the records folders matching GLOB "
                          "(all but the newest of each; cli/s3expiry.py)")
+    ap.add_argument("--compact", action="append", default=[], metavar="GLOB",
+                    help="before serving, delete the record batches whose every key has a later version, in "
+                         "the records folders matching GLOB (changelogs only; cli/s3compact.py)")
     ap.add_argument("root", type=Path, help="folder that holds the buckets")
     args = ap.parse_args(argv)
     try:
         rules = [parse_rule(r) for r in args.expire]
     except ValueError as e:
         ap.error(str(e))
+    for pattern in args.compact:
+        gone, folders = compact(args.root, pattern)
+        print(f"s3store: compacted {pattern}: {gone} superseded batches deleted in {folders} partitions", flush=True)
     web.run_app(app(Store(args.root), rules), host=args.host, port=args.port, access_log=None, print=None)
 
 

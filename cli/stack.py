@@ -136,6 +136,9 @@ S3_BUCKET = "tansu"
 # and after how many seconds. Only records nobody reads later: a tick is an empty record whose
 # arrival is all that counts, and the scoring worker reads them as they come.
 EXPIRED_TOPICS = {topics.SCORING_TICKS: 3600.0}
+# Compacted by the store as it starts (cli/s3compact.py): the scoring worker's Faust changelogs,
+# which it reads whole at each start and of which only each key's last version counts.
+COMPACTED_TOPICS = "pantau-scoring-*-changelog"
 
 
 def store(port: int, logdir: Path, datadir: Path) -> Child:
@@ -144,8 +147,9 @@ def store(port: int, logdir: Path, datadir: Path) -> Child:
     datadir.mkdir(parents=True, exist_ok=True)
     expire = [a for topic, age in EXPIRED_TOPICS.items()
               for a in ("--expire", f"{S3_BUCKET}/clusters/*/topics/{topic}/partitions/*/records={age:g}")]
+    compact = ["--compact", f"{S3_BUCKET}/clusters/*/topics/{COMPACTED_TOPICS}/partitions/*/records"]
     return Child("store", [sys.executable, "-m", "cli.s3store", "--host", "127.0.0.1", "--port", str(port),
-                           *expire, str(datadir)], logdir / "store.log")
+                           *expire, *compact, str(datadir)], logdir / "store.log")
 
 
 def create_bucket(port: int) -> None:
