@@ -1,42 +1,47 @@
 """How the durable broker behaves as it fills, and how long the scoring worker takes to start
 again over a full changelog (`python -m bench.durable_restart --levels 1000,5000`).
 
-Simulated, not waited for: the batches a day (or a week) would leave are produced straight
-into the baselines changelog, one record per batch (as the scoring worker writes at a few
-reports a minute), with keys `~fill<i>|<p>` cycling over KEYS per partition (as many cells as
-a busy day touches; the agents skip `~` keys, services/scoring/agents.py `_keys_of`, and Faust
-restores them like any other); four partitions filled at once. At each level: the produce rate
-while filling, one partition read from its start by a plain consumer (batches/s, what table
-recovery does), one record's produce-to-consume time on a partition that full (what a
-consumer at the end pays: Tansu lists the partition for each fetch), the time from starting
-the scoring worker to its /readyz answering 200 over the whole changelog (no compaction: the
-store stays up), and the same after a restart of the whole stack, whose store compacts the
-changelogs first (cli/s3compact.py)."""
+Simulated, not waited for: with the stack stopped, the batches a day (or a week) would leave
+are written straight into the store's folder of the baselines changelog, as Tansu writes them
+(one file per record batch, `<offset>.batch`, a Kafka v2 record batch of one record, and the
+partition's `watermark.json`), with keys `~fill<i>|<p>` cycling over --keys per partition (the
+cells a day touches; the agents skip `~` keys, services/scoring/agents.py `_keys_of`, and
+Faust restores them like any other). At each level, the stack started without compaction:
+one partition read from its start by a plain consumer (batches/s over at most a minute: what
+table recovery does), one record's produce-to-consume time on a partition that full (a
+consumer at the end pays a listing of the partition per fetch), and the time from starting
+the scoring worker to its /readyz answering 200 (changelog recovery); then the whole stack
+started as `pantau up` does, the store compacting the changelogs first (cli/s3compact.py):
+batches left, and the time to ready."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import struct
 import sys
 import time
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
-from bench.durable_stack import batches, full_stack
+import cli.stack
+
+from bench.durable_stack import batches, full_stack, topics_dir
 from bench.stack import PARTITIONS
 
 CHANGELOG = "pantau-scoring-baselines-changelog"
 VALUE = b"x" * 300  # about a cell's compact JSON
-KEYS = 1000  # distinct keys per partition
 READ_FOR_S = 60.0  # the read rate is measured over the first minute of reading at most
 
 
 @dataclass
 class Level:
     per_partition: int  # batches in each changelog partition
-    produce_per_s: float  # one-record batches/s while filling up to this level (4 partitions at once)
     read_per_s: float  # batches/s reading one partition from its start
     end_to_end_ms: float  # one record produced and consumed at the end of a partition this full
     restart_s: float | None  # scoring started → /readyz 200, store not restarted (no compaction); None: skipped
@@ -45,20 +50,25 @@ class Level:
     full_restart_s: float  # store, broker, Redis and scoring started → /readyz 200
 
 
-async def fill(bootstrap: str, upto: int, have: int) -> float:
-    """Produce one-record batches into each changelog partition until it holds `upto`."""
-    p = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
-    await p.start()
-    try:
-        async def one(part: int) -> None:
-            for i in range(have, upto):
-                await p.send_and_wait(CHANGELOG, VALUE, key=f"~fill{i % KEYS}|{part}".encode(), partition=part)
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(one(part) for part in range(PARTITIONS)))
-        return (upto - have) * PARTITIONS / (time.perf_counter() - t0)
-    finally:
-        await p.stop()
+def fill(workdir: Path, upto: int, keys: int) -> None:
+    """Write one-record batches into each changelog partition until it holds `upto`, as Tansu
+    would have (the stack stopped)."""
+    for part in range(PARTITIONS):
+        folder = topics_dir(workdir) / CHANGELOG / "partitions" / f"{part:010d}"
+        mark = folder / "watermark.json"
+        high = json.loads(mark.read_text())["high"] if mark.exists() else 0
+        (folder / "records").mkdir(parents=True, exist_ok=True)
+        have = sum(1 for n in (folder / "records").iterdir() if n.name.endswith(".batch"))
+        now = int(time.time() * 1000)
+        for i in range(have, upto):
+            b = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=0, producer_id=-1,
+                                          producer_epoch=-1, base_sequence=-1, batch_size=1 << 16)
+            b.append(0, timestamp=now, key=f"~fill{i % keys}|{part}".encode(), value=VALUE, headers=[])
+            raw = b.build()
+            raw[0:8] = struct.pack(">q", high)  # the base offset (outside the CRC)
+            (folder / "records" / f"{high:020d}.batch").write_bytes(bytes(raw))
+            high += 1
+        mark.write_text(json.dumps({"low": None, "high": high, "timestamps": None}))
 
 
 async def read_partition(bootstrap: str, n: int) -> float:
@@ -140,7 +150,7 @@ def wait_ready(stack, t0: float, timeout_s: float) -> float:
     return time.monotonic() - t0
 
 
-def measure(levels: list[int], keep: bool, plain_max: int, log=print) -> tuple[float, list[Level]]:
+def measure(levels: list[int], keys: int, keep: bool, plain_max: int, log=print) -> tuple[float, list[Level]]:
     """(seconds to ready on an empty broker, one Level per fill level)."""
     out = []
     with full_stack(durable=True, keep=keep, services=("scoring",)) as (stack, _):
@@ -148,30 +158,43 @@ def measure(levels: list[int], keep: bool, plain_max: int, log=print) -> tuple[f
         fresh = restart_s(stack)
         log(f"durable restart, empty changelog: scoring ready in {fresh:.1f} s")
         for level in levels:
+            stack.stop()
+            fill(stack.workdir, level, keys)
             have = batches(stack.workdir)[(CHANGELOG, 0)]
-            produce = asyncio.run(fill(bootstrap, level, have))
-            have = batches(stack.workdir)[(CHANGELOG, 0)]
+            compacting, cli.stack.COMPACTED_TOPICS = cli.stack.COMPACTED_TOPICS, "-none-"
+            try:
+                stack.start_store()
+            finally:
+                cli.stack.COMPACTED_TOPICS = compacting
+            stack.start_broker()
+            stack.start_redis()
             read = asyncio.run(read_partition(bootstrap, have))
             e2e = asyncio.run(end_to_end(bootstrap))
-            took = restart_s(stack) if have <= plain_max else None
+            took = None
+            if have <= plain_max:
+                t0 = time.monotonic()
+                stack.start_service("scoring", wait=False)
+                took = wait_ready(stack, t0, 3600)
             compact, full = full_restart_s(stack)
             left = batches(stack.workdir)[(CHANGELOG, 0)]
-            out.append(Level(have, produce, read, e2e, took, left, compact, full))
-            log(f"durable, {have:,} batches per changelog partition: produce {produce:,.0f} batches/s, "
-                f"read {read:,.0f} batches/s, one record produce→consume {e2e:.0f} ms, scoring ready in {'(not measured)' if took is None else f'{took:.1f} s'}; "
-                f"whole stack restarted: compacted to {left:,} in {compact:.1f} s, scoring ready in {full:.1f} s")
+            out.append(Level(have, read, e2e, took, left, compact, full))
+            log(f"durable, {have:,} batches per changelog partition ({keys} keys): read {read:,.1f} batches/s, "
+                f"one record produce→consume {e2e:.0f} ms, scoring ready in "
+                f"{'(not measured)' if took is None else f'{took:.1f} s'} uncompacted; whole stack restarted: "
+                f"compacted to {left:,} per partition, store started in {compact:.1f} s, scoring ready in {full:.1f} s")
     return fresh, out
 
 
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.durable_restart", description=__doc__.split("\n")[0])
     ap.add_argument("--levels", default="1000,5000", help="batches per changelog partition, comma-separated")
+    ap.add_argument("--keys", type=int, default=200, help="distinct keys per changelog partition")
     ap.add_argument("--plain-max", type=int, default=2000,
                     help="restart scoring alone over the uncompacted changelog only up to this many batches per "
                          "partition (it slows down quadratically)")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args(argv)
-    measure([int(x) for x in args.levels.split(",")], args.keep, args.plain_max, log=lambda s: print(s, flush=True))
+    measure([int(x) for x in args.levels.split(",")], args.keys, args.keep, args.plain_max, log=lambda s: print(s, flush=True))
     return 0
 
 

@@ -139,6 +139,7 @@ EXPIRED_TOPICS = {topics.SCORING_TICKS: 3600.0}
 # Compacted by the store as it starts (cli/s3compact.py): the scoring worker's Faust changelogs,
 # which it reads whole at each start and of which only each key's last version counts.
 COMPACTED_TOPICS = "pantau-scoring-*-changelog"
+STORE_START_S = 600.0
 
 
 def store(port: int, logdir: Path, datadir: Path) -> Child:
@@ -314,7 +315,8 @@ class EmbeddedStack:
         if self.store_port is None:  # a restarted store keeps its port: the broker was told it
             self.store_port = free_port()
         c = self.children["store"] = store(self.store_port, self.logdir, self.workdir / "broker").start()
-        wait_port("127.0.0.1", self.store_port, 15, c.proc, "store")
+        # It compacts the changelogs before it listens: seconds per 100,000 batches stored.
+        wait_port("127.0.0.1", self.store_port, STORE_START_S, c.proc, "store")
         create_bucket(self.store_port)
         return c
 
