@@ -101,12 +101,13 @@ def test_expired_batches_go_and_the_topic_reads_on(tmp_path: Path) -> None:
             time.sleep(0.2)
         assert batch_count(records_dir(data, KEPT)) == 5
 
-        # Offsets go on from the high watermark, never reused; readers skip the gap.
+        # A group whose committed offset was deleted resumes at the oldest batch left (the newest,
+        # which is never deleted); offsets go on from the high watermark, never reused.
+        assert asyncio.run(read(bootstrap, EXPIRED, "behind", b"old-4")) == [(4, b"old-4")]
         assert asyncio.run(produce(bootstrap, EXPIRED, [b"new"])) == [5]
-        assert asyncio.run(read(bootstrap, EXPIRED, None, b"new")) == [(4, b"old-4"), (5, b"new")]
-        assert asyncio.run(read(bootstrap, EXPIRED, "behind", b"new")) == [(4, b"old-4"), (5, b"new")]
+        # old-4 may go now that it is not the newest: a reader skips the gap either way.
+        assert asyncio.run(read(bootstrap, EXPIRED, None, b"new")) in ([(4, b"old-4"), (5, b"new")], [(5, b"new")])
         assert [v for _, v in asyncio.run(read(bootstrap, KEPT, None, b"old-4"))] == old
-        assert batch_count(records_dir(data, EXPIRED)) >= 1  # the newest batch is never deleted
     finally:
         if tansu is not None:
             tansu.stop()
