@@ -42,8 +42,8 @@ READ_FOR_S = 60.0  # the read rate is measured over the first minute of reading 
 @dataclass
 class Level:
     per_partition: int  # batches in each changelog partition
-    read_per_s: float  # batches/s reading one partition from its start
-    end_to_end_ms: float  # one record produced and consumed at the end of a partition this full
+    read_per_s: float | None  # batches/s reading one partition from its start (None: not measured)
+    end_to_end_ms: float | None  # one record produced and consumed at the end of a partition this full
     restart_s: float | None  # scoring started → /readyz 200, store not restarted (no compaction); None: skipped
     compacted_to: int  # batches per changelog partition after the whole stack's restart
     compact_s: float  # the store's start, compaction included
@@ -56,7 +56,7 @@ def fill(workdir: Path, upto: int, keys: int) -> None:
     for part in range(PARTITIONS):
         folder = topics_dir(workdir) / CHANGELOG / "partitions" / f"{part:010d}"
         mark = folder / "watermark.json"
-        high = json.loads(mark.read_text())["high"] if mark.exists() else 0
+        high = (json.loads(mark.read_text())["high"] or 0) if mark.exists() else 0
         (folder / "records").mkdir(parents=True, exist_ok=True)
         have = sum(1 for n in (folder / "records").iterdir() if n.name.endswith(".batch"))
         now = int(time.time() * 1000)
@@ -150,7 +150,8 @@ def wait_ready(stack, t0: float, timeout_s: float) -> float:
     return time.monotonic() - t0
 
 
-def measure(levels: list[int], keys: int, keep: bool, plain_max: int, log=print) -> tuple[float, list[Level]]:
+def measure(levels: list[int], keys: int, keep: bool, plain_max: int, reads: bool = True,
+            log=print) -> tuple[float, list[Level]]:
     """(seconds to ready on an empty broker, one Level per fill level)."""
     out = []
     with full_stack(durable=True, keep=keep, services=("scoring",)) as (stack, _):
@@ -168,8 +169,8 @@ def measure(levels: list[int], keys: int, keep: bool, plain_max: int, log=print)
                 cli.stack.COMPACTED_TOPICS = compacting
             stack.start_broker()
             stack.start_redis()
-            read = asyncio.run(read_partition(bootstrap, have))
-            e2e = asyncio.run(end_to_end(bootstrap))
+            read = asyncio.run(read_partition(bootstrap, have)) if reads else None
+            e2e = asyncio.run(end_to_end(bootstrap)) if reads else None
             took = None
             if have <= plain_max:
                 t0 = time.monotonic()
@@ -178,8 +179,8 @@ def measure(levels: list[int], keys: int, keep: bool, plain_max: int, log=print)
             compact, full = full_restart_s(stack)
             left = batches(stack.workdir)[(CHANGELOG, 0)]
             out.append(Level(have, read, e2e, took, left, compact, full))
-            log(f"durable, {have:,} batches per changelog partition ({keys} keys): read {read:,.1f} batches/s, "
-                f"one record produce→consume {e2e:.0f} ms, scoring ready in "
+            log(f"durable, {have:,} batches per changelog partition ({keys} keys): read {read or 0:,.1f} batches/s, "
+                f"one record produce→consume {e2e or 0:.0f} ms, scoring ready in "
                 f"{'(not measured)' if took is None else f'{took:.1f} s'} uncompacted; whole stack restarted: "
                 f"compacted to {left:,} per partition, store started in {compact:.1f} s, scoring ready in {full:.1f} s")
     return fresh, out
@@ -192,9 +193,10 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--plain-max", type=int, default=2000,
                     help="restart scoring alone over the uncompacted changelog only up to this many batches per "
                          "partition (it slows down quadratically)")
+    ap.add_argument("--no-reads", action="store_true", help="skip the read and produce→consume measurements")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args(argv)
-    measure([int(x) for x in args.levels.split(",")], args.keys, args.keep, args.plain_max, log=lambda s: print(s, flush=True))
+    measure([int(x) for x in args.levels.split(",")], args.keys, args.keep, args.plain_max, not args.no_reads, log=lambda s: print(s, flush=True))
     return 0
 
 
