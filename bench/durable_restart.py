@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import struct
 import sys
 import time
@@ -60,13 +61,19 @@ def fill(workdir: Path, upto: int, keys: int) -> None:
         (folder / "records").mkdir(parents=True, exist_ok=True)
         have = sum(1 for n in (folder / "records").iterdir() if n.name.endswith(".batch"))
         now = int(time.time() * 1000)
+        # Each batch its own millisecond, oldest first, as one-record batches written one by one
+        # are: Tansu takes a partition's end offset from the newest LastModified.
+        first_ns = time.time_ns() - (upto - have) * 1_000_000
         for i in range(have, upto):
             b = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=0, producer_id=-1,
                                           producer_epoch=-1, base_sequence=-1, batch_size=1 << 16)
             b.append(0, timestamp=now, key=f"~fill{i % keys}|{part}".encode(), value=VALUE, headers=[])
             raw = b.build()
             raw[0:8] = struct.pack(">q", high)  # the base offset (outside the CRC)
-            (folder / "records" / f"{high:020d}.batch").write_bytes(bytes(raw))
+            path = folder / "records" / f"{high:020d}.batch"
+            path.write_bytes(bytes(raw))
+            at = first_ns + (i - have) * 1_000_000
+            os.utime(path, ns=(at, at))
             high += 1
         mark.write_text(json.dumps({"low": None, "high": high, "timestamps": None}))
 
