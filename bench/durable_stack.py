@@ -17,18 +17,14 @@ from cli.stack import EmbeddedStack
 
 
 @contextmanager
-def full_stack(durable: bool, keep: bool, services: tuple[str, ...] = SERVICES,
-               workdir: Path | None = None) -> Iterator[tuple[EmbeddedStack, Receiver]]:
-    """Receiver, store (durable), broker, Redis and `services`, ready; all stopped on exit. A
-    given `workdir` is reused (a restart) and never removed."""
-    own = workdir is None
-    if workdir is None:
-        workdir = Path(tempfile.mkdtemp(prefix=f"pantau-bench-{'durable' if durable else 'memory'}-"))
+def full_stack(durable: bool, keep: bool, services: tuple[str, ...] = SERVICES
+               ) -> Iterator[tuple[EmbeddedStack, Receiver]]:
+    """Receiver, store (durable), broker, Redis and `services`, ready; all stopped on exit.
+    (bench.pipeline.pipeline_stack with the broker's mode chosen and a longer wait for scoring,
+    whose changelog recovery is what bench.durable_restart measures.)"""
+    workdir = Path(tempfile.mkdtemp(prefix=f"pantau-bench-{'durable' if durable else 'memory'}-"))
     receiver = Receiver(workdir).start()
-    cfg = workdir / "pantau.yaml"
-    if not cfg.exists():
-        pipeline_config(cfg, receiver.url)
-    stack = EmbeddedStack(cfg, workdir, services, durable=durable)
+    stack = EmbeddedStack(pipeline_config(workdir / "pantau.yaml", receiver.url), workdir, services, durable=durable)
     failed = True
     try:
         stack.start_infra()
@@ -47,7 +43,7 @@ def full_stack(durable: bool, keep: bool, services: tuple[str, ...] = SERVICES,
         receiver.child.stop()
         if failed or keep:
             print(f"bench: stack folder with logs kept at {workdir}")
-        elif own:
+        else:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
