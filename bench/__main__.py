@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import broker, deliveries, ingest, pipeline, scaling, scoring
+from bench import broker, deliveries, durable, ingest, pipeline, scaling, scoring
 from bench.context import FULL, QUICK, Context
 from bench.report import document, load_average, table
 
@@ -21,6 +21,7 @@ STAGES = {
     "scaling": scaling,
     "deliveries": deliveries,
     "pipeline": pipeline,
+    "durable": durable,
 }
 
 REPO = Path(__file__).resolve().parent.parent

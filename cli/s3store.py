@@ -21,10 +21,14 @@ import hashlib
 import os
 import tempfile
 from datetime import datetime, timezone
+from collections.abc import Sequence
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 from aiohttp import web
+
+from cli.s3compact import compact
+from cli.s3expiry import expired, parse_rule
 
 MAX_KEYS = 1000
 _XML = {"Content-Type": "application/xml"}
@@ -54,13 +58,18 @@ def _http_date(st: os.stat_result) -> str:
 
 
 def _iso(st: os.stat_result) -> str:
-    return _iso_second(int(st.st_mtime))
+    # Milliseconds: Tansu 0.6 answers a partition's latest offset (ListOffsets) from the batch
+    # with the newest LastModified, taking the first of a tie in key order; to the second, every
+    # batch written in the last second tied, and the end offset came out as the first of them
+    # + 1 (five batches in one second: end offset 1; tests/cli/test_end_offsets.py).
+    ms = st.st_mtime_ns // 1_000_000
+    return f"{_iso_second(ms // 1000)}.{ms % 1000:03d}Z"
 
 
 @functools.lru_cache(maxsize=4096)
 def _iso_second(t: int) -> str:
     # A listing page of 1,000 objects written in the same few seconds formats each second once.
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 class Store:
@@ -196,7 +205,7 @@ class Store:
         return out
 
 
-def app(store: Store) -> web.Application:
+def app(store: Store, expire: Sequence[tuple[str, float]] = ()) -> web.Application:
     routes = web.RouteTableDef()
     locks: dict[str, asyncio.Lock] = {}
 
@@ -293,8 +302,28 @@ def app(store: Store) -> web.Application:
             store.removed(p)
         return web.Response(status=204)
 
+    async def sweep(pattern: str, max_age_s: float) -> None:
+        while True:
+            await asyncio.sleep(min(60.0, max_age_s / 10))
+            try:
+                gone = await asyncio.to_thread(expired, store.root, pattern, max_age_s)
+            except OSError as e:  # a folder removed with its topic: the next sweep sees the rest
+                print(f"s3store: expiring {pattern}: {e}", flush=True)
+                continue
+            for path in gone:
+                store.removed(path)
+
+    async def start_sweeps(application: web.Application) -> None:
+        application["sweeps"] = [asyncio.create_task(sweep(p, age)) for p, age in expire]
+
+    async def stop_sweeps(application: web.Application) -> None:
+        for task in application["sweeps"]:
+            task.cancel()
+
     application = web.Application(client_max_size=64 << 20)
     application.add_routes(routes)
+    application.on_startup.append(start_sweeps)
+    application.on_cleanup.append(stop_sweeps)
     return application
 
 
@@ -302,9 +331,22 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m cli.s3store", description=__doc__.split("\n")[0])
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--expire", action="append", default=[], metavar="GLOB=SECONDS",
+                    help="delete record batches older than SECONDS in the records folders matching GLOB "
+                         "(all but the newest of each; cli/s3expiry.py)")
+    ap.add_argument("--compact", action="append", default=[], metavar="GLOB",
+                    help="before serving, delete the record batches whose every key has a later version, in "
+                         "the records folders matching GLOB (changelogs only; cli/s3compact.py)")
     ap.add_argument("root", type=Path, help="folder that holds the buckets")
     args = ap.parse_args(argv)
-    web.run_app(app(Store(args.root)), host=args.host, port=args.port, access_log=None, print=None)
+    try:
+        rules = [parse_rule(r) for r in args.expire]
+    except ValueError as e:
+        ap.error(str(e))
+    for pattern in args.compact:
+        gone, folders = compact(args.root, pattern)
+        print(f"s3store: compacted {pattern}: {gone} superseded batches deleted in {folders} partitions", flush=True)
+    web.run_app(app(Store(args.root), rules), host=args.host, port=args.port, access_log=None, print=None)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import urlparse
 
+from shared import topics
+
 
 def missing_servers() -> list[str]:
     """The `[embedded]` extra's packages that are not installed (the production image has none)."""
@@ -130,14 +132,25 @@ class Child:
 
 
 S3_BUCKET = "tansu"
+# Topics whose old record batches the store deletes (Tansu 0.6 keeps them all: cli/s3expiry.py),
+# and after how many seconds. Only records nobody reads later: a tick is an empty record whose
+# arrival is all that counts, and the scoring worker reads them as they come.
+EXPIRED_TOPICS = {topics.SCORING_TICKS: 3600.0}
+# Compacted by the store as it starts (cli/s3compact.py): the scoring worker's Faust changelogs,
+# which it reads whole at each start and of which only each key's last version counts.
+COMPACTED_TOPICS = "pantau-scoring-*-changelog"
+STORE_START_S = 3600.0  # a month of steady traffic since the last start compacts in well under this
 
 
 def store(port: int, logdir: Path, datadir: Path) -> Child:
     """The durable broker's storage: an S3 endpoint over a folder, one file per Tansu object
     (record batches, watermarks, group offsets); see cli/s3store.py for why our own."""
     datadir.mkdir(parents=True, exist_ok=True)
+    expire = [a for topic, age in EXPIRED_TOPICS.items()
+              for a in ("--expire", f"{S3_BUCKET}/clusters/*/topics/{topic}/partitions/*/records={age:g}")]
+    compact = ["--compact", f"{S3_BUCKET}/clusters/*/topics/{COMPACTED_TOPICS}/partitions/*/records"]
     return Child("store", [sys.executable, "-m", "cli.s3store", "--host", "127.0.0.1", "--port", str(port),
-                           str(datadir)], logdir / "store.log")
+                           *expire, *compact, str(datadir)], logdir / "store.log")
 
 
 def create_bucket(port: int) -> None:
@@ -302,7 +315,8 @@ class EmbeddedStack:
         if self.store_port is None:  # a restarted store keeps its port: the broker was told it
             self.store_port = free_port()
         c = self.children["store"] = store(self.store_port, self.logdir, self.workdir / "broker").start()
-        wait_port("127.0.0.1", self.store_port, 15, c.proc, "store")
+        # It compacts the changelogs before it listens: seconds per 100,000 batches stored.
+        wait_port("127.0.0.1", self.store_port, STORE_START_S, c.proc, "store")
         create_bucket(self.store_port)
         return c
 

@@ -258,9 +258,14 @@ class _Scorer:
         box.writes = {key: cells[key].to_bytes() for key in dirty}
         for key, raw in box.writes.items():
             self.live[key] = (raw, cells[key])
-        touched = {(self.source, self.partition(region_of(k))) for k in dirty} | set(self.expected)
-        for topic, p in sorted(touched):
-            box.progress[progress_key(p, self.progress_names[topic])] = str(self.next_offset(p, topic) - 1).encode()
+        touched = {(self.source, self.partition(region_of(k))) for k in dirty}
+        for topic, p in sorted(touched | set(self.expected)):
+            done = self.next_offset(p, topic) - 1
+            # A partition with cells written needs its closing record; any other only when it
+            # moved: rewriting an unchanged progress on every tick was most of what the
+            # durable broker stored while idle (README, One machine: durable and ephemeral modes).
+            if (topic, p) in touched or self.stored_progress(p, topic) != done:
+                box.progress[progress_key(p, self.progress_names[topic])] = str(done).encode()
 
     def _load(self, key: bytes):
         raw = self.table.get(key)
