@@ -333,7 +333,7 @@ def validator(ctx: Context, stack) -> list[Row]:
     if not base["complete"]:
         notes.append(f"baseline pipe did not finish within {b.raw_timeout_s:g} s")
     mine = _per(cpu.seconds.get("validator", 0.0), timed)
-    return [Row("ingest validator (raw → reports.v1) vs pipe", "reports/s", rate, base["rate"],
+    return [Row("ingest validator (raw → reports.v1)", "reports/s", rate, base["rate"],
                 TARGET_VALIDATOR_REPORTS, cpu_us=mine, base_cpu_us=_per(base["cpu_s"], base["timed"]), notes=notes,
                 ratio_target=TARGET_VS_PIPE),
             Row("ingest validator vs its validation alone (no Kafka, no Redis)", "reports/s", rate, alone["rate"],
