@@ -190,6 +190,10 @@ class Deliverer:
         stop_task = asyncio.create_task(stop.wait())
         wake_task = asyncio.create_task(self._wake.wait())
         graceful = False
+        # Whether the last claim may have left due jobs behind for want of a free slot: only
+        # then does a finished attempt send the loop to claim again. Otherwise each attempt
+        # that finished cost a claim (a round trip) that found nothing.
+        more = True
         try:
             while not stop.is_set():
                 if wake_task.done():
@@ -207,11 +211,13 @@ class Deliverer:
                         t = asyncio.create_task(self._attempt_safely(job), name=f"pantau-delivery-{job.id}")
                         inflight.add(t)
                         t.add_done_callback(inflight.discard)
+                    more = len(jobs) >= free
                     if next_ms >= 0:
                         wait_s = min(wait_s, max(0.0, (next_ms - now_ms) / 1000))
-                # Sleep until the next job is due, something is submitted here, an attempt
-                # frees a slot, or the poll interval passes (submits from other processes).
-                await asyncio.wait({stop_task, wake_task, *inflight}, timeout=wait_s,
+                # Sleep until the next job is due, something is submitted or rescheduled here,
+                # an attempt frees a slot that a due job waits for, or the poll interval passes
+                # (submits from other processes).
+                await asyncio.wait({stop_task, wake_task, *(inflight if more else ())}, timeout=wait_s,
                                    return_when=asyncio.FIRST_COMPLETED)
             graceful = True
         finally:
@@ -312,6 +318,7 @@ class Deliverer:
                 metrics.END_TO_END_SECONDS.observe(max(0.0, now_ms / 1000 - float(received)))
         elif final == "retry":
             metrics.NOTIFICATION_RETRIES.labels(ctype).inc()
+            self._wake.set()  # the loop learns the retry's due time from its next claim
         elif final == "dead":
             metrics.NOTIFICATION_DEAD_LETTERS.labels(ctype).inc()
             log.error("delivery %s (%s, incident %s) dead-lettered after %d attempts: %s %s", job.id,
