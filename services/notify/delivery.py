@@ -53,7 +53,7 @@ from services.notify.delivery_records import (
     record_key,
 )
 from services.notify.outbox import OutboxPublisher
-from services.notify.script_batch import ScriptBatch
+from shared.script_batch import ScriptBatch
 from services.notify.messages import Notice
 from shared import metrics, topics
 from shared.channels_config import ContactConfig, DeliverySettings, contact_configs
@@ -124,7 +124,7 @@ class Deliverer:
         self._claim = redis.register_script(CLAIM_LUA)
         self._finish = redis.register_script(FINISH_LUA)
         # Submits from a batch of firings, and the outcomes of attempts answered together,
-        # each share one pipeline (services/notify/script_batch.py).
+        # each share one pipeline (shared/script_batch.py).
         self.batch = ScriptBatch(redis)
         self.outbox = OutboxPublisher(redis, producer, key=OUTBOX_KEY, lock_key=OUTBOX_LOCK_KEY,
                                       topic=topics.NOTIFICATIONS_V1, what="delivery outcomes", batch=OUTBOX_BATCH,

@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 from shared.levels import LEVELS
 from shared.regions import in_scope, registry
 from services.notify.incident import Change, Incident, incident_key, lifecycle_event
-from services.notify.script_batch import ScriptBatch
+from shared.script_batch import ScriptBatch
 
 
 K_INCIDENT = "pantau:incident:{}"

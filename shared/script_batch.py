@@ -1,12 +1,13 @@
 """Lua calls that many tasks make at the same moment, sent to Redis as one pipeline.
 
-The scheduler fires a claimed batch of incidents side by side, and each firing submits its
-deliveries and then saves the incident: one script call each, so one round trip per incident
-and per page. On a busy 2-core machine the client's per-call work (packing, a timeout, a
-retry wrapper, a socket write and a wake-up per reply) was most of notify's CPU, and the
-firings queued behind it (bench/results, docs/history.md). Here every call made while a
-pipeline is out, or in the same turn of the event loop, waits for the next pipeline, so a
-batch of firings costs a round trip per stage, not per incident.
+Notify's scheduler fires a claimed batch of incidents side by side, and each firing submits
+its deliveries and then saves the incident: one script call each, so one round trip per
+incident and per page; the gateway claims and marks each request's report the same way. On a
+busy 2-core machine the client's per-call work (packing, a timeout task, a retry wrapper, a
+socket write and a wake-up per reply) was most of notify's CPU, and the firings queued
+behind it (docs/history.md, issue 18). Here every call made while a pipeline is out, or in
+the same turn of the event loop, waits for the next pipeline, so a batch of firings (or of
+concurrent requests) costs a round trip per stage, not per incident.
 
 Nothing about a single call changes: each script still runs atomically on its own and each
 caller gets its own reply (or its own error) back; the calls of one task stay in order,
