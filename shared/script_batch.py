@@ -35,12 +35,13 @@ class ScriptBatch:
         self.max_batch = max_batch
         self._queue: list[_Call] = []
         self._drainer: asyncio.Task | None = None
-        self.pipelines = 0  # sent so far (tests and the bench read them)
+        self.pipelines = 0  # sent so far, and calls made: how much was shared
         self.calls = 0
 
     async def call(self, script: Any, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
+        self.calls += 1
         self._queue.append((script, keys, args, fut))
         d = self._drainer
         if d is None or d.done() or d.get_loop() is not loop:
@@ -89,7 +90,6 @@ class ScriptBatch:
 
     async def _pipeline(self, batch: list[_Call]) -> list[Any]:
         self.pipelines += 1
-        self.calls += len(batch)
         async with self.r.pipeline(transaction=False) as p:
             for script, keys, args, _ in batch:
                 p.evalsha(script.sha, len(keys), *keys, *args)
