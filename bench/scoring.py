@@ -53,25 +53,10 @@ FINAL = ("counted", "late", "duplicate", "too_old", "invalid")
 
 
 # --- the workload --------------------------------------------------------------------------------
-def cell_order(n: int, cells: int) -> list[int]:
-    """The cell of each of `n` reports: every cell is touched, and the first report of each
-    (where its state is created) comes at an even pace over the whole run, the others going
-    to cells already made. A consumer timed from its first observed progress then still
-    counts its share of cell creation (cells in a row first left all of it out of the window)."""
-    out, made = [], 0
-    for i in range(n):
-        if made < cells and i * cells >= made * n:
-            out.append(made)
-            made += 1
-        else:
-            out.append((i * 7919) % made)
-    return out
-
-
 def messages(tag: str, n: int) -> list[tuple[bytes, bytes]]:
-    """(key, value) pairs for `pantau.reports.v1` over the 514 kabupaten/kota × 9 categories
-    (cell c: kabupaten/kota c mod 514, category c // 514), in `cell_order`; occurred_at is
-    within the region's local today (a few seconds ago, never before local midnight)."""
+    """(key, value) pairs for `pantau.reports.v1`: report i goes to kabupaten/kota i mod 514 and
+    category (i // 514) mod 9, so every cell of the grid is touched; occurred_at is within the
+    region's local today (a few seconds ago, never before local midnight)."""
     from shared.regions import registry
     from shared.categories import CATEGORIES
     from shared.times import rfc3339
@@ -82,8 +67,8 @@ def messages(tag: str, n: int) -> list[tuple[bytes, bytes]]:
     at: dict[object, str] = {}
     received = rfc3339(now)
     out = []
-    for i, cell in enumerate(cell_order(n, len(kabkota) * len(CATEGORIES))):
-        region = kabkota[cell % len(kabkota)]
+    for i in range(n):
+        region = kabkota[i % len(kabkota)]
         tz = reg.timezone_of(region)
         if tz not in at:
             local = datetime.fromtimestamp(now, tz)
@@ -93,7 +78,7 @@ def messages(tag: str, n: int) -> list[tuple[bytes, bytes]]:
             "event_id": f"bench-{tag}-{i:08d}",
             "source": "bench-feed",
             "region_code": region,
-            "category": CATEGORIES[cell // len(kabkota)],
+            "category": CATEGORIES[(i // len(kabkota)) % len(CATEGORIES)],
             "severity": 1 + i % 3,
             "occurred_at": at[tz],
             "title": "Pengerahan massa di depan kantor KPU kabupaten menjelang rekapitulasi suara",
