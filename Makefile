@@ -45,12 +45,18 @@ test: install
 
 ## make test-faults: kill, restart, fail and pause every part of the stack under a steady stream of
 ## reports, then reconcile every report and page (prints a table, writes bench/results/faults.md).
+## Then it copies the tables into README.md with their commit (bench/readme_faults.py), pass or fail.
 test-faults: install
-	PANTAU_FAULTS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -s tests/faults
+	PANTAU_FAULTS=1 $(BIN)/python -m pytest -q -p no:cacheprovider -s tests/faults; rc=$$?; \
+	$(BIN)/python -m bench.readme_faults; exit $$rc
 
 ## make bench: throughput and latency per stage, each beside a baseline measured in the same run.
+## make bench COMPARE=REF also runs each stage on commit REF and prints ratios to it;
+## BENCH_ARGS passes more options (e.g. BENCH_ARGS="--stage pipeline --quick").
+COMPARE ?=
+BENCH_ARGS ?=
 bench: install
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(if $(COMPARE),--compare $(COMPARE)) $(BENCH_ARGS)
 
 ## make soak: the whole pipeline at a steady rate for SOAK_MINUTES (10), sampling every service's
 ## memory and every consumer group's lag; prints slopes per minute, writes bench/results/soak.md.

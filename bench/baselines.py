@@ -1,18 +1,25 @@
 """The baselines each Pantau stage is compared with: the same I/O, none of the work.
 
 - `http PORT`: uvicorn + FastAPI with the gateway's server settings (uvloop, httptools, no
-  access log), answering POST /v1/reports with 202 and /v1/reports:batch with 200 after
-  reading the body, and nothing else: the HTTP ceiling of this machine.
+  access log), answering POST /v1/reports with 202 after reading the body, and nothing
+  else: the HTTP ceiling of this machine; and POST /v1/reports:batch with 200 after parsing
+  the body and validating each report as the gateway does (shared.schemas.validate_obj),
+  answering one result per report: the gateway's batch work without Redis or Kafka.
+- `validate --n N`: the validator's per-message work alone, in a loop over N raw reports
+  already in memory: parse and validate (shared.schemas.validate_json) and build the
+  enriched value for reports.v1 (shared.schemas.enriched). No Kafka, no Redis.
 - `pipe ...`: an aiokafka consume → produce loop with the validator's client settings
   (getmany of up to 2,000, produce with acks=all, await the acks, commit): no validation, no
   Redis. It prints one JSON line with what it measured.
 - `chain ...`: the pipeline's I/O skeleton for the end-to-end latency: uvicorn + FastAPI
   taking POST /v1/reports and answering 202 after producing the body (acks=all) to topic A;
   a consumer of A producing each message to topic B (as scoring turns a report into a score
-  update); a consumer of B POSTing a small JSON to the webhook receiver (as notify pages).
+  update); a consumer of B POSTing a small JSON to the webhook receiver for each severity-5
+  report (as notify pages; the steady day's severity 1-3 reports page nobody).
   The services' Kafka client settings, no validation, no state, no Redis, one process.
-- `consume ...`: a raw aiokafka consumer in a group (getmany + json decode per message +
-  commit per batch): the ceiling of any consumer of the same workload on this machine.
+- `consume ...`: a raw aiokafka consumer in a group (getmany + json decode and a dict count
+  per (region, category) per message + commit per batch): the ceiling of any consumer of the
+  same workload on this machine.
 - `post ...`: notify's HTTP client alone (aiohttp, services.notify.channels.HttpPool) POSTing
   webhook-sized bodies to a receiver with a fixed number in flight: what the delivery stage
   could do with no Redis and no Kafka.
@@ -36,11 +43,8 @@ from fastapi.responses import Response
 ONE = orjson.dumps({"event_id": "bench-00000000", "status": "accepted"})
 
 
-def http_app(batch_size: int = 500) -> FastAPI:
+def http_app() -> FastAPI:
     app = FastAPI(docs_url=None, redoc_url=None)
-    # As many bytes as the gateway's answer to a full batch, built once.
-    batch = orjson.dumps({"results": [{"event_id": f"bench-{i:08d}", "status": "accepted"}
-                                      for i in range(batch_size)]})
 
     @app.post("/v1/reports")
     async def one(request: Request) -> Response:
@@ -49,8 +53,15 @@ def http_app(batch_size: int = 500) -> FastAPI:
 
     @app.post("/v1/reports:batch")
     async def many(request: Request) -> Response:
-        await request.body()
-        return Response(batch, media_type="application/json")
+        from shared.schemas import validate_obj
+
+        doc = orjson.loads(await request.body())
+        results = []
+        for item in doc["reports"]:
+            report, errors = validate_obj(item)
+            results.append({"event_id": item.get("event_id"), "status": "accepted"} if report is not None
+                           else {"event_id": item.get("event_id"), "status": "rejected", "errors": errors})
+        return Response(orjson.dumps({"results": results}), media_type="application/json")
 
     return app
 
@@ -141,6 +152,8 @@ async def chain(port: int, bootstrap: str, topic_a: str, topic_b: str, group: st
 
     async def page(m) -> None:  # type: ignore[no-untyped-def]
         r = orjson.loads(m.value)
+        if r.get("severity", 5) < 5:  # as in the pipeline's steady day, only severity 5 pages
+            return
         await http.post(receiver, content=orjson.dumps({
             "status": "triggered", "region_code": r["region_code"], "category": r["category"],
             "report_ids": [r["event_id"]]}), headers={"Content-Type": "application/json"}, timeout=30)
@@ -165,13 +178,15 @@ async def chain(port: int, bootstrap: str, topic_a: str, topic_b: str, group: st
 
 
 async def consume(bootstrap: str, topic: str, group: str, n: int, timeout_s: float) -> dict:
-    """Read `n` messages of `topic` in a group, decoding each; timed from the first batch."""
+    """Read `n` messages of `topic` in a group, decoding each and counting it per (region,
+    category) in a dict (the least state any scorer keeps); timed from the first batch."""
     from aiokafka import AIOKafkaConsumer
 
     from shared.kafka import CONSUMER_DEFAULTS
 
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, **CONSUMER_DEFAULTS)
     await consumer.start()
+    counts: dict[tuple[str, str], int] = {}
     done, first_n, t_first, cpu_first = 0, 0, 0.0, 0.0
     deadline = time.monotonic() + timeout_s
     try:
@@ -181,7 +196,9 @@ async def consume(bootstrap: str, topic: str, group: str, n: int, timeout_s: flo
                 continue
             for ms in batches.values():
                 for m in ms:
-                    orjson.loads(m.value)
+                    r = orjson.loads(m.value)
+                    key = (r["region_code"], r["category"])
+                    counts[key] = counts.get(key, 0) + 1
                 done += len(ms)
             await consumer.commit({tp: ms[-1].offset + 1 for tp, ms in batches.items()})
             if not t_first:
@@ -192,7 +209,7 @@ async def consume(bootstrap: str, topic: str, group: str, n: int, timeout_s: flo
         await consumer.stop()
     rate = (done - first_n) / elapsed if elapsed > 0 else 0.0
     return {"done": done, "timed": done - first_n, "elapsed_s": elapsed, "rate": rate, "complete": done >= n,
-            "cpu_s": cpu_s, "peak_mb": _peak_mb()}
+            "cpu_s": cpu_s, "peak_mb": _peak_mb(), "cells": len(counts)}
 
 
 async def post(url: str, n: int, concurrency: int, body_bytes: int) -> dict:
@@ -224,6 +241,26 @@ async def post(url: str, n: int, concurrency: int, body_bytes: int) -> dict:
     elapsed = end - t_first
     return {"ok": ok, "elapsed_s": elapsed, "rate": (ok - 1) / elapsed if elapsed > 0 else 0.0,
             "wall_s": end - t0, "cpu_s": _cpu() - cpu0}
+
+
+def validate(n: int) -> dict:
+    """The validator's work per message with no I/O: parse, validate, build the enriched value."""
+    from bench import workload
+    from shared.schemas import enriched, validate_json
+    from shared.times import rfc3339
+
+    values = [v for _, v in workload.raw_messages("validate", n)]
+    cpu0, t0 = _cpu(), time.perf_counter()
+    received = rfc3339(time.time())
+    ok = 0
+    for i, v in enumerate(values):
+        report, _ = validate_json(v)
+        if report is not None:
+            enriched(report, received, f"0-{i}")
+            ok += 1
+    elapsed = time.perf_counter() - t0
+    return {"done": ok, "timed": ok, "elapsed_s": elapsed, "rate": ok / elapsed if elapsed > 0 else 0.0,
+            "complete": ok == n, "cpu_s": _cpu() - cpu0}
 
 
 def _peak_mb() -> float:
@@ -260,6 +297,8 @@ def main(argv: list[str]) -> int:
     k.add_argument("--group", required=True)
     k.add_argument("--n", type=int, required=True)
     k.add_argument("--timeout", type=float, default=120)
+    v = sub.add_parser("validate")
+    v.add_argument("--n", type=int, required=True)
     q = sub.add_parser("post")
     q.add_argument("--url", required=True)
     q.add_argument("--n", type=int, required=True)
@@ -268,6 +307,9 @@ def main(argv: list[str]) -> int:
     args = ap.parse_args(argv)
     if args.what == "http":
         serve_http(args.port)
+        return 0
+    if args.what == "validate":
+        print(orjson.dumps(validate(args.n)).decode(), flush=True)
         return 0
     import uvloop
 

@@ -1,6 +1,8 @@
-"""The deliveries stage: how many webhook deliveries per second notify sustains when the
-receiver is slow (answers after 200 ms), beside notify's own HTTP client (HttpPool, aiohttp) posting to
-the same receiver with as many requests in flight.
+"""The deliveries stage: how many webhook deliveries per second notify sustains, beside notify's
+own HTTP client (HttpPool, aiohttp) posting to the same receiver with as many requests in
+flight, twice: with a receiver answering at once (what notify itself costs per page: the
+baseline is then bound only by the client and the receiver) and with one answering after
+200 ms (a slow peer: both sides are then bound by concurrency / delay).
 
 - pantau: notify alone (broker, Redis, `python -m services.notify`) with the pipeline's config
   (one policy paging one contact by webhook, notify.delivery.concurrency 64, which is also the
@@ -32,7 +34,7 @@ from bench.profile import sampled
 from bench.report import Row
 from shared import topics
 
-DELAY_MS = 200.0
+DELAYS_MS = (0.0, 200.0)  # a receiver answering at once, and a slow one
 N_FULL, N_QUICK = 2_000, 300
 
 
@@ -72,33 +74,40 @@ def _spread(values: list[float]) -> float:
 
 
 def run(ctx: Context) -> list[Row]:
-    from bench.ingest import _produce
-
     n = N_QUICK if ctx.budget.name == "quick" else N_FULL
-    timeout_s = max(60.0, n / 10)
     ctx.setup += [
         f"**deliveries**: notify alone, fed {n:,} `awas` score updates on scores.v1 at once, each for its own cell "
-        f"(one incident, one webhook page each); the webhook receiver answers after {DELAY_MS:g} ms. Rate = pages "
+        "(one incident, one webhook page each); the webhook receiver answers at once (first row: what notify costs "
+        f"per page) or after {DELAYS_MS[-1]:g} ms (second row: a slow peer). Rate = pages "
         "received per second from the first to the last (group join excluded); it covers consume, incident, "
         f"scheduler, delivery claim, POST and outcome. notify.delivery.concurrency {DELIVERY_CONCURRENCY} (the "
-        "default, 16, caps any receiver this slow at 80/s). Baseline: notify's HTTP client (HttpPool) with the same pool size and the same "
-        f"number in flight posting to the same receiver (≤ {DELIVERY_CONCURRENCY / DELAY_MS * 1000:g}/s).",
+        "default, 16, caps any receiver this slow at 80/s). Baseline: notify's HTTP client (HttpPool) with the "
+        "same pool size and the same number in flight posting to the same receiver (with the 200 ms receiver "
+        f"≤ {DELIVERY_CONCURRENCY / DELAYS_MS[-1] * 1000:g}/s).",
     ]
-    with pipeline_stack(ctx.keep, delay_ms=DELAY_MS, services=("notify",),
+    return [_measure(ctx, n, delay_ms) for delay_ms in DELAYS_MS]
+
+
+def _measure(ctx: Context, n: int, delay_ms: float) -> Row:
+    from bench.ingest import _produce
+
+    timeout_s = max(60.0, n / 10)
+    answering = "at once" if not delay_ms else f"after {delay_ms:g} ms"
+    with pipeline_stack(ctx.keep, delay_ms=delay_ms, services=("notify",),
                         prefix="pantau-bench-deliveries-") as (stack, receiver):
-        ctx.log(f"deliveries: baseline, HttpPool with {DELIVERY_CONCURRENCY} in flight")
+        ctx.log(f"deliveries ({answering}): baseline, HttpPool with {DELIVERY_CONCURRENCY} in flight")
         out = subprocess.run([sys.executable, "-m", "bench.baselines", "post", "--url", receiver.url + "/base",
                               "--n", str(n), "--concurrency", str(DELIVERY_CONCURRENCY)],
                              capture_output=True, text=True, timeout=timeout_s + 60)
         if out.returncode != 0:
             raise RuntimeError(f"baseline post failed:\n{out.stderr[-3000:]}")
         base = orjson.loads(out.stdout.strip().splitlines()[-1])
-        ctx.log(f"deliveries: baseline {base['rate']:,.0f}/s; notify")
+        ctx.log(f"deliveries ({answering}): baseline {base['rate']:,.0f}/s; notify")
         before = receiver.count()
         asyncio.run(_produce(stack.config.kafka.bootstrap_servers, topics.SCORES_V1, score_updates(n)))
         cpu = CpuMeter(pids(stack))
         deadline = time.monotonic() + timeout_s
-        with sampled(pids(stack)["notify"], ctx.profile_dir, "notify-deliveries"):
+        with sampled(pids(stack)["notify"], ctx.profile_dir, f"notify-deliveries-{delay_ms:g}ms"):
             seen, first_t, first_n = _wait_pages(stack, receiver, cpu, before, n, deadline)
         elapsed = time.perf_counter() - first_t if first_t else 0.0
         if first_t:
@@ -106,7 +115,7 @@ def run(ctx: Context) -> list[Row]:
         pages = [p for p in receiver.stop() if p.get("path") == PAGE_PATH]
     timed = seen - first_n
     rate = timed / elapsed if elapsed > 0 else 0.0
-    ctx.log(f"deliveries: notify {rate:,.0f}/s")
+    ctx.log(f"deliveries ({answering}): notify {rate:,.0f}/s")
     opened = [t for p in pages if (t := _ts(p.get("opened_at"))) is not None]
     fired = [t for p in pages if (t := _ts(p.get("updated_at"))) is not None]
     notes = [
@@ -119,10 +128,10 @@ def run(ctx: Context) -> list[Row]:
     ]
     if seen < n:
         notes.append(f"TIMED OUT or notify exited after {timeout_s:g} s with {seen:,} of {n:,} pages")
-    return [Row(f"notify deliveries/s, receiver answering after {DELAY_MS:g} ms ({DELIVERY_CONCURRENCY} in flight)",
-                "deliveries/s", rate, base["rate"], None,
-                cpu_us=1e6 * cpu.seconds.get("notify", 0.0) / timed if timed else None,
-                base_cpu_us=1e6 * base["cpu_s"] / base["ok"] if base["ok"] else None, notes=notes)]
+    return Row(f"notify deliveries/s, receiver answering {answering} ({DELIVERY_CONCURRENCY} in flight)",
+               "deliveries/s", rate, base["rate"], None,
+               cpu_us=1e6 * cpu.seconds.get("notify", 0.0) / timed if timed else None,
+               base_cpu_us=1e6 * base["cpu_s"] / base["ok"] if base["ok"] else None, notes=notes)
 
 
 def _wait_pages(stack, receiver, cpu: CpuMeter, before: int, n: int, deadline: float) -> tuple[int, float, float]:

@@ -35,6 +35,10 @@ from shared import topics
 TARGET_SINGLE_RPS = 2_000
 TARGET_BATCH_REPORTS = 20_000
 TARGET_VALIDATOR_REPORTS = 20_000
+# Issue 18's targets, as ratios to the baselines of the same run.
+TARGET_SINGLE_CPU_RATIO = 2.5  # CPU per request at most this times bare FastAPI's
+TARGET_VS_VALIDATING = 0.5  # batch and validator: at least this share of parse + validate alone
+TARGET_VS_PIPE = 0.5  # validator: at least this share of the consume → produce pipe
 BATCH_SIZE = 500
 PIPE_TOPIC = "bench.pipe.out"
 METRICS_POLL_S = 0.1
@@ -53,14 +57,16 @@ def run(ctx: Context) -> list[Row]:
         "202 after reading the body (no validation, no Redis, no Kafka).",
         f"**ingest batch**: as single, with {b.batch_connections} connections posting POST /v1/reports:batch "
         f"of {BATCH_SIZE} new reports ({b.batch_max:,} batches at most); rate = reports answered `accepted` "
-        "per second, latency per batch. Baseline: the same app answering 200 with a constant body of the "
-        "gateway's size.",
+        "per second, latency per batch. Baseline: the same app parsing the batch and validating each report "
+        "as the gateway does (shared.schemas.validate_obj), answering one result per report; no Redis, no Kafka.",
         f"**ingest validator**: {b.raw_n:,} raw reports are produced to `pantau.reports.raw` with the "
         "validator stopped; the validator then starts, and the rate counts from its first finished batch "
         f"(so group join and recovery are excluded) until its Prometheus counters (polled every "
         f"{METRICS_POLL_S:g} s) show all {b.raw_n:,} on `pantau.reports.v1`. Baseline: an aiokafka "
         "getmany → produce (acks=all) → commit loop over the same messages to another topic, with the "
-        "validator's client settings, no validation and no Redis, timed the same way.",
+        "validator's client settings, no validation and no Redis, timed the same way; and (second row) the "
+        "validator's per-message work alone, `bench.baselines validate`: parse, validate and build the enriched "
+        "value of the same reports in a loop, no Kafka, no Redis.",
         "Before each HTTP measurement, a warm-up run of "
         f"{b.warmup_s:g} s is sent and not counted. Gateway, validator and baselines are one process each.",
     ]
@@ -72,7 +78,7 @@ def run(ctx: Context) -> list[Row]:
             rows.append(_http(ctx, t, SINGLE))
             rows.append(_http(ctx, t, BATCH))
     with embedded((), keep=ctx.keep) as stack:
-        rows.append(validator(ctx, stack))
+        rows += validator(ctx, stack)
     return rows
 
 
@@ -204,9 +210,12 @@ def _http(ctx: Context, t: Targets, case: HttpCase) -> Row:
         f"broker ack{'s' if per > 1 else ''} {ack_ms:.1f} ms",
     ]
     notes += _check(res, case)
+    single = per == 1
     return Row(case.stage, case.unit, rate, base_rate, case.target, res.p50_ms, res.p99_ms, base.p50_ms,
                base.p99_ms, _per(cpu.seconds["gateway"], accepted),
-               _per(base_cpu.seconds["baseline"], base.completed * per), notes)
+               _per(base_cpu.seconds["baseline"], base.completed * per), notes,
+               ratio_target=None if single else TARGET_VS_VALIDATING,
+               cpu_ratio_target=TARGET_SINGLE_CPU_RATIO if single else None)
 
 
 # --- raw topic -----------------------------------------------------------------------------------
@@ -255,7 +264,7 @@ def _processed(text: str) -> float:
             + metric(text, "pantau_dlq_messages_total"))
 
 
-def validator(ctx: Context, stack) -> Row:
+def validator(ctx: Context, stack) -> list[Row]:
     b = ctx.budget
     n = b.raw_n
     bootstrap = stack.config.kafka.bootstrap_servers
@@ -275,7 +284,13 @@ def validator(ctx: Context, stack) -> Row:
     if out.returncode != 0:
         raise RuntimeError(f"baseline pipe failed:\n{out.stderr[-3000:]}")
     base = orjson.loads(out.stdout.strip().splitlines()[-1])
-    ctx.log(f"validator: baseline {base['rate']:,.0f} reports/s; pantau")
+    ctx.log(f"validator: baseline {base['rate']:,.0f} reports/s; validation alone")
+    out = subprocess.run([sys.executable, "-m", "bench.baselines", "validate", "--n", str(n)],
+                         capture_output=True, text=True, timeout=b.raw_timeout_s + 60)
+    if out.returncode != 0:
+        raise RuntimeError(f"baseline validate failed:\n{out.stderr[-3000:]}")
+    alone = orjson.loads(out.stdout.strip().splitlines()[-1])
+    ctx.log(f"validator: validation alone {alone['rate']:,.0f} reports/s; pantau")
 
     stack.start_service("ingest-validator", wait=True)
     pids = _pids(stack, "ingest-validator")
@@ -317,6 +332,12 @@ def validator(ctx: Context, stack) -> Row:
         notes.append(f"unexpected: {dup:,.0f} duplicates and {dlq:,.0f} dead-lettered")
     if not base["complete"]:
         notes.append(f"baseline pipe did not finish within {b.raw_timeout_s:g} s")
-    return Row("ingest validator (raw → reports.v1)", "reports/s", rate, base["rate"], TARGET_VALIDATOR_REPORTS,
-               cpu_us=_per(cpu.seconds.get("validator", 0.0), timed), base_cpu_us=_per(base["cpu_s"], base["timed"]),
-               notes=notes)
+    mine = _per(cpu.seconds.get("validator", 0.0), timed)
+    return [Row("ingest validator (raw → reports.v1)", "reports/s", rate, base["rate"],
+                TARGET_VALIDATOR_REPORTS, cpu_us=mine, base_cpu_us=_per(base["cpu_s"], base["timed"]), notes=notes,
+                ratio_target=TARGET_VS_PIPE),
+            Row("ingest validator vs its validation alone (no Kafka, no Redis)", "reports/s", rate, alone["rate"],
+                None, cpu_us=mine, base_cpu_us=_per(alone["cpu_s"], alone["timed"]),
+                notes=[f"validation alone: {alone['timed']:,} reports in {alone['elapsed_s']:.2f} s "
+                       f"({alone['cpu_s'] / alone['elapsed_s'] if alone['elapsed_s'] else 0:.2f} cores)"],
+                ratio_target=TARGET_VS_VALIDATING)]

@@ -28,16 +28,36 @@ class Row:
     base_cpu_us: float | None = None
     notes: list[str] = field(default_factory=list)
     lower_is_better: bool = False  # e.g. memory: met when pantau stays below the target
+    # The issue's targets are ratios to the baseline of the same run (any machine can meet them):
+    # at most `ratio_target` where lower is better, else at least; CPU per report at most
+    # `cpu_ratio_target` times the baseline's.
+    ratio_target: float | None = None
+    cpu_ratio_target: float | None = None
 
     @property
     def ratio(self) -> float:
         return self.pantau / self.baseline if self.baseline else 0.0
 
     @property
+    def cpu_ratio(self) -> float | None:
+        return self.cpu_us / self.base_cpu_us if self.cpu_us is not None and self.base_cpu_us else None
+
+    def checks(self) -> list[tuple[str, bool]]:
+        """Each target of the row with whether this run met it."""
+        out = []
+        if self.target is not None:
+            out.append(("absolute", self.pantau < self.target if self.lower_is_better else self.pantau >= self.target))
+        if self.ratio_target is not None:
+            out.append(("ratio", self.ratio <= self.ratio_target if self.lower_is_better
+                        else self.ratio >= self.ratio_target))
+        if self.cpu_ratio_target is not None:
+            out.append(("CPU", self.cpu_ratio is not None and self.cpu_ratio <= self.cpu_ratio_target))
+        return out
+
+    @property
     def met(self) -> bool | None:
-        if self.target is None:
-            return None
-        return self.pantau < self.target if self.lower_is_better else self.pantau >= self.target
+        checks = self.checks()
+        return None if not checks else all(ok for _, ok in checks)
 
 
 def _num(x: float) -> str:
@@ -53,17 +73,26 @@ def _lat(p50: float | None, p99: float | None) -> str:
 def _cpu(mine: float | None, base: float | None) -> str:
     if mine is None or base is None:
         return "—"
-    return f"{mine:,.0f} / {base:,.0f} µs"
+    return f"{mine:,.0f} / {base:,.0f} µs ({mine / base:.1f}×)" if base else f"{mine:,.0f} / — µs"
 
 
 def _target(r: Row) -> str:
-    if r.target is None:
+    parts = []
+    if r.target is not None:
+        parts.append(f"{'<' if r.lower_is_better else '≥'} {_num(r.target)} {r.unit}")
+    if r.ratio_target is not None:
+        parts.append(f"ratio {'≤' if r.lower_is_better else '≥'} {r.ratio_target:g}")
+    if r.cpu_ratio_target is not None:
+        parts.append(f"CPU ≤ {r.cpu_ratio_target:g}×")
+    return ", ".join(parts) or "—"
+
+
+def _met(r: Row) -> str:
+    checks = r.checks()
+    if not checks:
         return "—"
-    return f"{'<' if r.lower_is_better else '≥'} {_num(r.target)} {r.unit}"
-
-
-def _met(met: bool | None) -> str:
-    return "—" if met is None else "yes" if met else "no"
+    missed = [name for name, ok in checks if not ok]
+    return "yes" if not missed else "no (" + ", ".join(missed) + ")"
 
 
 def table(rows: list[Row]) -> str:
@@ -76,7 +105,7 @@ def table(rows: list[Row]) -> str:
         lines.append(
             f"| {r.stage} | {_num(r.pantau)} {r.unit} | {_num(r.baseline)} {r.unit} | {r.ratio:.2f} "
             f"| {_lat(r.p50_ms, r.p99_ms)} | {_lat(r.base_p50_ms, r.base_p99_ms)} "
-            f"| {_cpu(r.cpu_us, r.base_cpu_us)} | {_target(r)} | {_met(r.met)} |"
+            f"| {_cpu(r.cpu_us, r.base_cpu_us)} | {_target(r)} | {_met(r)} |"
         )
     return "\n".join(lines)
 

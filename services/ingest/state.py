@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import redis.asyncio as aioredis
 from redis.exceptions import OutOfMemoryError
 
+from shared.script_batch import ScriptBatch
+
 PENDING = "p:"
 UNCERTAIN = "u:"
 ACCEPTED = "a:"
@@ -155,6 +157,8 @@ class IntakeState:
         self._claim = client.register_script(_CLAIM)
         self._swap = client.register_script(_SWAP)
         self._accept = client.register_script(_ACCEPT)
+        # Concurrent requests' claims and accept marks share pipelines (shared/script_batch.py).
+        self.batch = ScriptBatch(client)
 
     async def claim(
         self, source: str | None, rate_per_minute: int | None, keys: list[str], values: list[str], now_ms: int,
@@ -166,10 +170,8 @@ class IntakeState:
         The limit allows a burst of one minute's worth, then `rate_per_minute` (GCRA)."""
         interval = 60_000 / rate_per_minute if rate_per_minute else 0
         burst = 60_000 if rate_per_minute else 0
-        res = await self._claim(
-            keys=[rate_key(source or "-"), *keys],
-            args=[now_ms, interval, burst, len(keys), ttl_ms or self.pending_ttl_ms, *values],
-        )
+        res = await self.batch.call(self._claim, [rate_key(source or "-"), *keys],
+                                    [now_ms, interval, burst, len(keys), ttl_ms or self.pending_ttl_ms, *values])
         if int(res[0]) > 0:
             return Claim(int(res[0]), ())
         return Claim(0, tuple(v.decode() if isinstance(v, bytes) else v for v in res[1:]))
@@ -177,7 +179,7 @@ class IntakeState:
     async def accept(self, keys: list[str], values: list[str]) -> None:
         """Mark claims accepted for the dedup window: one round trip for any number."""
         if keys:
-            await self._accept(keys=keys, args=[self.dedup_ttl_ms, *values])
+            await self.batch.call(self._accept, keys, [self.dedup_ttl_ms, *values])
 
     async def swap(self, key: str, expected: str, new: str, ttl_ms: int | None = None) -> bool:
         """Replace the claim `expected` by `new` ("" deletes it) if it is still `expected`;

@@ -53,6 +53,7 @@ from services.notify.delivery_records import (
     record_key,
 )
 from services.notify.outbox import OutboxPublisher
+from shared.script_batch import ScriptBatch
 from services.notify.messages import Notice
 from shared import metrics, topics
 from shared.channels_config import ContactConfig, DeliverySettings, contact_configs
@@ -122,6 +123,9 @@ class Deliverer:
         self._submit = redis.register_script(SUBMIT_LUA)
         self._claim = redis.register_script(CLAIM_LUA)
         self._finish = redis.register_script(FINISH_LUA)
+        # Submits from a batch of firings, and the outcomes of attempts answered together,
+        # each share one pipeline (shared/script_batch.py).
+        self.batch = ScriptBatch(redis)
         self.outbox = OutboxPublisher(redis, producer, key=OUTBOX_KEY, lock_key=OUTBOX_LOCK_KEY,
                                       topic=topics.NOTIFICATIONS_V1, what="delivery outcomes", batch=OUTBOX_BATCH,
                                       lease_s=OUTBOX_LOCK_MS / 1000, poll_s=self.settings.poll_interval_s * 4,
@@ -161,7 +165,7 @@ class Deliverer:
             "lease_ms": self._lease_ms(channel), "max_attempts": channel.config.max_attempts,
         }
         flat: list[Any] = [x for kv in fields.items() for x in kv]
-        created = await self._submit(keys=[record_key(did), DUE_KEY], args=[did, *flat])
+        created = await self.batch.call(self._submit, [record_key(did), DUE_KEY], [did, *flat])
         if int(created):
             self._wake.set()
         return did
@@ -186,6 +190,10 @@ class Deliverer:
         stop_task = asyncio.create_task(stop.wait())
         wake_task = asyncio.create_task(self._wake.wait())
         graceful = False
+        # Whether the last claim may have left due jobs behind for want of a free slot: only
+        # then does a finished attempt send the loop to claim again. Otherwise each attempt
+        # that finished cost a claim (a round trip) that found nothing.
+        more = True
         try:
             while not stop.is_set():
                 if wake_task.done():
@@ -203,11 +211,13 @@ class Deliverer:
                         t = asyncio.create_task(self._attempt_safely(job), name=f"pantau-delivery-{job.id}")
                         inflight.add(t)
                         t.add_done_callback(inflight.discard)
+                    more = len(jobs) >= free
                     if next_ms >= 0:
                         wait_s = min(wait_s, max(0.0, (next_ms - now_ms) / 1000))
-                # Sleep until the next job is due, something is submitted here, an attempt
-                # frees a slot, or the poll interval passes (submits from other processes).
-                await asyncio.wait({stop_task, wake_task, *inflight}, timeout=wait_s,
+                # Sleep until the next job is due, something is submitted or rescheduled here,
+                # an attempt frees a slot that a due job waits for, or the poll interval passes
+                # (submits from other processes).
+                await asyncio.wait({stop_task, wake_task, *(inflight if more else ())}, timeout=wait_s,
                                    return_when=asyncio.FIRST_COMPLETED)
             graceful = True
         finally:
@@ -281,13 +291,14 @@ class Deliverer:
             outcome = "failed"
         fb = self.channels.get(rec["fallback_channel_id"]) if rec["fallback_channel_id"] else None
         fb_id = delivery_id(rec["incident_id"], rec["event_key"], rec["contact_id"] or None, fb.id) if fb else ""
-        res = await self._finish(
-            keys=[record_key(job.id), DUE_KEY, OUTBOX_KEY, DEAD_KEY, record_key(fb_id) if fb_id else record_key("-"),
-                  e2e_key(rec["incident_id"])],
-            args=[job.id, job.attempt, outcome, result.reason.value, result.detail, rfc3339(self.clock()),
-                  int(delay_s * 1000), self.settings.retention_days * 86400, fb_id, fb.id if fb else "",
-                  fb.type if fb else "", self._lease_ms(fb) if fb else 0, fb.config.max_attempts if fb else 0,
-                  self.settings.dead_letter_max],
+        res = await self.batch.call(
+            self._finish,
+            [record_key(job.id), DUE_KEY, OUTBOX_KEY, DEAD_KEY, record_key(fb_id) if fb_id else record_key("-"),
+             e2e_key(rec["incident_id"])],
+            [job.id, job.attempt, outcome, result.reason.value, result.detail, rfc3339(self.clock()),
+             int(delay_s * 1000), self.settings.retention_days * 86400, fb_id, fb.id if fb else "",
+             fb.type if fb else "", self._lease_ms(fb) if fb else 0, fb.config.max_attempts if fb else 0,
+             self.settings.dead_letter_max],
         )
         if not int(res[0]):
             log.warning("delivery %s attempt %d finished after its lease was taken over; outcome discarded",
@@ -307,6 +318,7 @@ class Deliverer:
                 metrics.END_TO_END_SECONDS.observe(max(0.0, now_ms / 1000 - float(received)))
         elif final == "retry":
             metrics.NOTIFICATION_RETRIES.labels(ctype).inc()
+            self._wake.set()  # the loop learns the retry's due time from its next claim
         elif final == "dead":
             metrics.NOTIFICATION_DEAD_LETTERS.labels(ctype).inc()
             log.error("delivery %s (%s, incident %s) dead-lettered after %d attempts: %s %s", job.id,

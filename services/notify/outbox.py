@@ -61,10 +61,11 @@ class OutboxPublisher:
     async def publish(self) -> int:
         """Publish one batch; returns how many events (0 when the outbox is empty, when there is
         no producer, or when another process holds the lease)."""
-        if self.producer is None or not await self._lease.hold():
+        if self.producer is None:
             return 0
-        items = await self.r.lrange(self.key, 0, self.batch - 1)
-        if not items:
+        # The lease and the batch in one round trip: the outbox is read on every wake-up.
+        held, (items,) = await self._lease.hold_with(lambda p: p.lrange(self.key, 0, self.batch - 1))
+        if not held or not items:
             return 0
         raw = [i if isinstance(i, bytes) else i.encode() for i in items]
         futures = [await self.producer.send(self.topic, value=v, key=_incident_id(v)) for v in raw]

@@ -115,7 +115,7 @@ class Scheduler:
 
     def __init__(self, store: IncidentStore, deliverer: Submitter, paging: Paging, links: LinkMaker,
                  overrides: OverrideStore | None = None, lease_s: float = 30.0, poll_s: float = 0.5,
-                 clock: Callable[[], float] = time.time, concurrency: int = 32):
+                 clock: Callable[[], float] = time.time, concurrency: int = 64):
         self.store = store
         self.deliverer = deliverer
         self.paging = paging
@@ -155,7 +155,7 @@ class Scheduler:
                     if time.monotonic() - self._overdue_at >= 1.0:
                         with contextlib.suppress(Exception):
                             await self._report_overdue()
-                    await asyncio.wait({stopper, *inflight}, return_when=asyncio.FIRST_COMPLETED)
+                    await self._half_free(inflight, stopper)
                     continue
                 nxt = None
                 with contextlib.suppress(Exception):
@@ -170,6 +170,13 @@ class Scheduler:
             stopper.cancel()
             for t in list(inflight):  # cancelled instead: their leases run out and they fire again
                 t.cancel()
+
+    async def _half_free(self, inflight: set[asyncio.Task], stopper: asyncio.Future) -> None:
+        """Wait until half the slots are free (or stopping): claiming again as soon as one
+        frees took due incidents one at a time, a claim and two reads each, where a claim of
+        many shares those round trips and the firings' writes share pipelines."""
+        while len(inflight) > self.concurrency // 2 and not stopper.done():
+            await asyncio.wait({stopper, *inflight}, return_when=asyncio.FIRST_COMPLETED)
 
     async def tick(self) -> int:
         """Process every timer due now (up to `concurrency` of them) and wait for them;

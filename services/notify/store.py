@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from shared.levels import LEVELS
 from shared.regions import in_scope, registry
 from services.notify.incident import Change, Incident, incident_key, lifecycle_event
+from shared.script_batch import ScriptBatch
 
 
 K_INCIDENT = "pantau:incident:{}"
@@ -122,6 +123,8 @@ class IncidentStore:
         self._claim = r.register_script(_CLAIM)
         self._load = r.register_script(_LOAD)
         self._province = r.register_script(_PROVINCE)
+        # Saves from concurrent firings (the scheduler) share one pipeline.
+        self.batch = ScriptBatch(r)
 
     # reads
     async def get(self, incident_id: str) -> Incident | None:
@@ -235,7 +238,7 @@ class IncidentStore:
     async def save(self, change: Change, expected_version: int) -> Incident:
         """Write the change if the incident is still at `expected_version`; else SaveConflict."""
         inc, keys, args = self._save_call(change, expected_version)
-        if int(await self._save(keys=keys, args=args)) != 1:
+        if int(await self.batch.call(self._save, keys, args)) != 1:
             raise SaveConflict(inc.id)
         return inc
 
