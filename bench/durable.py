@@ -59,7 +59,7 @@ def run(ctx: Context) -> list[Row]:
         got[durable] = seg, res, crashed, stored = measure(durable, n, warm, ctx.keep)
         ctx.log(f"durable: {'durable' if durable else 'memory://'} p50 {pct(seg.total, 0.5) or 0:.0f} ms, "
                 f"p99 {pct(seg.total, 0.99) or 0:.0f} ms, {seg.paged:,} of {seg.sent:,} paged")
-    (d, dres, dcrash, stored), (m, _, mcrash, _) = got[True], got[False]
+    (d, _, dcrash, stored), (m, _, mcrash, _) = got[True], got[False]
     notes = [f"{d.paged:,} of {d.sent:,} paged on the durable stack, {m.paged:,} of {m.sent:,} on memory://; "
              f"{stored:,} record batches in the durable broker at the end",
              "durable, where the time goes, p50 / p99: " + "; ".join(

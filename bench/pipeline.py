@@ -304,7 +304,7 @@ def run(ctx: Context) -> list[Row]:
 
         ctx.log(f"pipeline: warm-up, {warm:,} reports (waits for scoring and notify to join)")
         warm_reqs = partial(workload.paging_requests, "pipe-warm", 0, warm)
-        warm_res = run_open(_spec(gw_port, "/v1/reports", warm_reqs))
+        run_open(_spec(gw_port, "/v1/reports", warm_reqs))
         got = receiver.wait_count(int(0.95 * warm), 120)
         ctx.log(f"pipeline: warm-up paged {got:,} of {warm:,}; {n:,} reports at {RATE:g}/s")
         # The steady day first, on the warm-up's open cells, with fresh cells past the worst

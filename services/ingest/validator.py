@@ -18,11 +18,10 @@ import base64
 import logging
 import signal
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from typing import Awaitable, Callable, TypeVar
 
 import orjson
-import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
@@ -157,7 +156,6 @@ class Validator:
         dlq: list[tuple[ConsumerRecord, str, list]] = []
         valid: list[tuple[ConsumerRecord, ReportEvent]] = []
         for m in msgs:
-            source = None
             if m.value is None or len(m.value) > self.max_bytes:
                 reason, errors = "too_large" if m.value else "invalid_json", [
                     {"field": "(body)", "message": f"message is over {self.max_bytes} bytes" if m.value
