@@ -131,8 +131,9 @@ def git_commit(repo: Path) -> str:
     try:
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True,
                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                               capture_output=True, text=True).stdout.strip()
+        # The results files and README tables a run writes itself do not make the code dirty.
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":!bench/results", ":!README.md"], cwd=repo, capture_output=True, text=True).stdout.strip()
         return f"{sha}{' (with uncommitted changes)' if dirty else ''}"
     except (OSError, subprocess.CalledProcessError):
         return "unknown"

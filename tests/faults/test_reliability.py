@@ -25,7 +25,6 @@ import os
 import platform
 import re
 import signal
-import subprocess
 import tempfile
 import time
 from collections import defaultdict
@@ -37,6 +36,7 @@ from typing import Callable, Iterator
 import orjson
 import pytest
 
+from bench.report import git_commit
 from cli.stack import EmbeddedStack, free_port
 from tests.faults.traffic import CATEGORIES, Publisher, Sent, Tail
 from tests.notify.peers import Answer, HttpReceiver, Request, SmtpServer
@@ -461,14 +461,8 @@ def render(rows: list[Row], run: Run, elapsed_s: float) -> str:
     t = total
     lines.append(f"| **total** | | {t.sent:,} | {t.accepted:,} | {t.on_v1:,} | {t.invalid} → {t.in_dlq} | "
                  f"{t.retries:,} | {t.pages_expected} | {t.pages_delivered} | **{t.lost}** | **{t.duplicated}** |")
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                                timeout=10).stdout.strip()
-    except OSError:
-        commit = "?"
-    dirty = " (with uncommitted changes)" if subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT).returncode \
-        else ""
-    out = [f"Fault suite, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit}{dirty}, "
+    commit = git_commit(ROOT)
+    out = [f"Fault suite, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, commit {commit}, "
            f"{os.cpu_count()} cores ({platform.machine()}), load average {os.getloadavg()[0]:.1f} at the end, "
            f"{RATE:.0f} reports/s offered, {elapsed_s / 60:.1f} min.", "", *lines, ""]
     out.append("Lost = accepted reports missing from reports.v1 + invalid raw messages missing from the DLQ (or "
