@@ -362,6 +362,17 @@ class EmbeddedStack:
         for name in self.service_names:
             self.wait_ready(name)
 
+    def __enter__(self) -> "EmbeddedStack":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()  # what did start must not outlive a failed start
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def kill(self, name: str) -> None:
         self.children[name].kill()
 

@@ -8,6 +8,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
+import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -113,3 +114,14 @@ def fast_notify_section(port: int, link_secret: str, operators: bool = True) -> 
     poll_interval_s: 0.1
     lease_margin_s: 2
 """
+
+
+def gateway_client(stack: Any, timeout: float = 30) -> httpx.Client:
+    """An HTTP client for the ingest gateway of a running EmbeddedStack."""
+    return httpx.Client(base_url=f"http://127.0.0.1:{stack.config.ingest.port}", timeout=timeout)
+
+
+def operator_client(stack: Any, token: str) -> httpx.Client:
+    """An HTTP client for the notify API of a running EmbeddedStack, as the operator `token`."""
+    return httpx.Client(base_url=f"http://127.0.0.1:{stack.config.notify.port}", timeout=10,
+                        headers={"Authorization": f"Bearer {token}"})

@@ -18,7 +18,7 @@ from shared import topics
 from tests.conftest import write_config
 from tests.ingest.telegram_peer import ReportersBotApi
 from tests.notify.peers import KALTARA_ROTATIONS_YAML, HttpReceiver, kaltara_people_yaml
-from tests.utils import collect, fast_notify_section, value
+from tests.utils import collect, fast_notify_section, value, operator_client, gateway_client
 
 pytestmark = pytest.mark.slow
 
@@ -83,17 +83,13 @@ reporting:
   sms:
     secret: "{SMS_SECRET}"
 """)
-    s = EmbeddedStack(cfg, tmp, ("ingest-gateway", "scoring", "notify"))
-    try:
-        s.start()
+    with EmbeddedStack(cfg, tmp, ("ingest-gateway", "scoring", "notify")) as s:
         yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture(scope="module")
 def gw(stack: EmbeddedStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=f"http://127.0.0.1:{stack.config.ingest.port}", timeout=30) as c:
+    with gateway_client(stack) as c:
         yield c
 
 
@@ -264,8 +260,7 @@ def test_a_verified_field_report_is_named_in_the_incident_timeline(stack, gw, ho
     [u] = asyncio.run(collect(boot, [topics.SCORES_V1], lambda ms: len(ms) == 1,
                               where=lambda m: line in value(m)["reasons"]))
     assert (value(u)["region_code"], value(u)["observed"], value(u)["weighted"]) == ("65.71", 1, 1.0)
-    with httpx.Client(base_url=f"http://127.0.0.1:{stack.config.notify.port}", timeout=10,
-                      headers={"Authorization": f"Bearer {OP_TOKEN}"}) as api:
+    with operator_client(stack, OP_TOKEN) as api:
         deadline = time.monotonic() + 30
         while True:  # notify applies the update after it is on the topic: look until it has
             timeline = api.get(f"/v1/incidents/{incident}").json()["timeline"]

@@ -32,7 +32,7 @@ from services.notify.region_map import COLOURS
 from tests.conftest import write_config
 from tests.notify.png import count_colour
 from tests.notify.test_pipeline import browser_page  # noqa: F401  (fixture)
-from tests.utils import auth, fast_notify_section, report
+from tests.utils import auth, fast_notify_section, report, operator_client
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -55,18 +55,13 @@ scoring:
   web_port: {free_port()}
   tick_interval_s: 1
 {fast_notify_section(free_port(), "console-link-secret-0123456789abcdef", operators=False)}"""
-    s = EmbeddedStack(write_config(tmp / "pantau.yaml", extra), tmp, SERVICES)
-    try:
-        s.start()
+    with EmbeddedStack(write_config(tmp / "pantau.yaml", extra), tmp, SERVICES) as s:
         yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture(scope="module")
 def api(stack: EmbeddedStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=f"http://127.0.0.1:{stack.config.notify.port}", timeout=10,
-                      headers={"Authorization": f"Bearer {OP_TOKEN}"}) as c:
+    with operator_client(stack, OP_TOKEN) as c:
         yield c
 
 

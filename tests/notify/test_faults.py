@@ -32,7 +32,7 @@ from cli.stack import EmbeddedStack, free_port
 from shared import topics
 from tests.conftest import write_config
 from tests.notify.peers import KALTARA_ROTATIONS_YAML, Answer, HttpReceiver, Request, kaltara_people_yaml
-from tests.utils import collect, fast_notify_section, produce, value
+from tests.utils import collect, fast_notify_section, produce, value, operator_client
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -111,12 +111,8 @@ class Supervisor:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, hook: HttpReceiver) -> Iterator[EmbeddedStack]:
     tmp = tmp_path_factory.mktemp("notify-faults")
-    s = EmbeddedStack(write_config(tmp / "pantau.yaml", faults_yaml(hook.url, free_port())), tmp, ("notify",))
-    try:
-        s.start()
+    with EmbeddedStack(write_config(tmp / "pantau.yaml", faults_yaml(hook.url, free_port())), tmp, ("notify",)) as s:
         yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture(scope="module")
@@ -128,8 +124,7 @@ def supervisor(stack: EmbeddedStack) -> Iterator[Supervisor]:
 
 @pytest.fixture(scope="module")
 def api(stack: EmbeddedStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=f"http://127.0.0.1:{stack.config.notify.port}", timeout=10,
-                      headers={"Authorization": f"Bearer {OP_TOKEN}"}) as c:
+    with operator_client(stack, OP_TOKEN) as c:
         yield c
 
 

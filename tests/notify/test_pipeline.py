@@ -33,7 +33,7 @@ from services.notify.messages import category_name
 from tests.conftest import write_config
 from tests.deploy import in_ci
 from tests.notify.peers import KALTARA_ROTATIONS_YAML, HttpReceiver, Request, kaltara_people_yaml
-from tests.utils import auth, fast_notify_section, report
+from tests.utils import auth, fast_notify_section, report, operator_client, gateway_client
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -74,24 +74,19 @@ policies:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, hook: HttpReceiver) -> Iterator[EmbeddedStack]:
     tmp = tmp_path_factory.mktemp("pipeline")
-    s = EmbeddedStack(write_config(tmp / "pantau.yaml", pipeline_yaml(hook.url)), tmp, SERVICES)
-    try:
-        s.start()
+    with EmbeddedStack(write_config(tmp / "pantau.yaml", pipeline_yaml(hook.url)), tmp, SERVICES) as s:
         yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture(scope="module")
 def gateway(stack: EmbeddedStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=f"http://127.0.0.1:{stack.config.ingest.port}", timeout=30) as c:
+    with gateway_client(stack) as c:
         yield c
 
 
 @pytest.fixture(scope="module")
 def api(stack: EmbeddedStack) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=f"http://127.0.0.1:{stack.config.notify.port}", timeout=10,
-                      headers={"Authorization": f"Bearer {OP_TOKEN}"}) as c:
+    with operator_client(stack, OP_TOKEN) as c:
         yield c
 
 

@@ -21,7 +21,6 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-import httpx
 import pytest
 import yaml
 from lxml import etree
@@ -33,7 +32,7 @@ from tests.conftest import write_config
 from tests.notify.peers import KALTARA_ROTATIONS_YAML, HttpReceiver, kaltara_people_yaml
 from tests.notify.test_cap import ATOM, XSD, text
 from tests.shared.test_asyncapi import DOC, payload_errors
-from tests.utils import collect, fast_notify_section, produce, report
+from tests.utils import collect, fast_notify_section, produce, report, operator_client
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -68,12 +67,8 @@ policies:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, hook: HttpReceiver) -> Iterator[EmbeddedStack]:
     tmp = tmp_path_factory.mktemp("standards")
-    s = EmbeddedStack(write_config(tmp / "pantau.yaml", config_yaml(hook.url)), tmp, SERVICES)
-    try:
-        s.start()
+    with EmbeddedStack(write_config(tmp / "pantau.yaml", config_yaml(hook.url)), tmp, SERVICES) as s:
         yield s
-    finally:
-        s.stop()
 
 
 def cap_posts(hook: HttpReceiver, msg_type: str) -> list[Any]:
@@ -95,8 +90,7 @@ def test_a_severity_5_report_gives_a_valid_cap_alert_feed_entry_and_cancel(stack
     assert sent.returncode == 0, sent.stdout + sent.stderr
 
     hook.wait_for(lambda _: bool(cap_posts(hook, "Alert")), 90)
-    api = httpx.Client(base_url=f"http://127.0.0.1:{stack.config.notify.port}", timeout=10,
-                       headers={"Authorization": f"Bearer {OP_TOKEN}"})
+    api = operator_client(stack, OP_TOKEN)
     with api:
         (inc,) = api.get("/v1/incidents", params={"region": "65.01", "category": CATEGORY}).json()["incidents"]
         r = api.get(f"/v1/cap/{inc['id']}.xml")
