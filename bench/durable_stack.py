@@ -4,47 +4,23 @@ holds: record batches per topic, counted from the store's folder (one file per b
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from bench.pipeline import SERVICES, Receiver, pipeline_config
-from bench.stack import wait_http_ready
+from bench.pipeline import SERVICES, Receiver, pipeline_stack
 from cli.stack import EmbeddedStack
 
 
 @contextmanager
 def full_stack(durable: bool, keep: bool, services: tuple[str, ...] = SERVICES
                ) -> Iterator[tuple[EmbeddedStack, Receiver]]:
-    """Receiver, store (durable), broker, Redis and `services`, ready; all stopped on exit.
-    (bench.pipeline.pipeline_stack with the broker's mode chosen and a longer wait for scoring,
-    whose changelog recovery is what bench.durable_restart measures.)"""
-    workdir = Path(tempfile.mkdtemp(prefix=f"pantau-bench-{'durable' if durable else 'memory'}-"))
-    receiver = Receiver(workdir).start()
-    stack = EmbeddedStack(pipeline_config(workdir / "pantau.yaml", receiver.url), workdir, services, durable=durable)
-    failed = True
-    try:
-        stack.start_infra()
-        for name in services:
-            stack.start_service(name, wait=False)
-        for name in services:
-            stack.wait_ready(name, timeout_s=120)
-        if "ingest-gateway" in services:
-            wait_http_ready(stack.config.ingest.port)
-        if "scoring" in services:
-            wait_http_ready(stack.config.scoring.web_port, timeout_s=600)
-        yield stack, receiver
-        failed = False
-    finally:
-        stack.stop()
-        receiver.child.stop()
-        if failed or keep:
-            print(f"bench: stack folder with logs kept at {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    """bench.pipeline.pipeline_stack with the broker's mode chosen and a longer wait for
+    scoring, whose changelog recovery is what bench.durable_restart measures."""
+    with pipeline_stack(keep, services=services, prefix=f"pantau-bench-{'durable' if durable else 'memory'}-",
+                        durable=durable, ready_s=120, scoring_ready_s=600) as got:
+        yield got
 
 
 def topics_dir(workdir: Path) -> Path:

@@ -157,22 +157,24 @@ class Receiver:
 
 @contextmanager
 def pipeline_stack(keep: bool, delay_ms: float = 0.0, services: tuple[str, ...] = SERVICES,
-                   prefix: str = "pantau-bench-pipeline-") -> Iterator[tuple[EmbeddedStack, Receiver]]:
-    """Receiver, broker, Redis and `services`, ready; all stopped on exit."""
+                   prefix: str = "pantau-bench-pipeline-", durable: bool = False, ready_s: float = 90,
+                   scoring_ready_s: float = 60) -> Iterator[tuple[EmbeddedStack, Receiver]]:
+    """Receiver, broker (and its store when `durable`), Redis and `services`, ready; all stopped
+    on exit."""
     workdir = Path(tempfile.mkdtemp(prefix=prefix))
     receiver = Receiver(workdir, delay_ms).start()
-    stack = EmbeddedStack(pipeline_config(workdir / "pantau.yaml", receiver.url), workdir, services)
+    stack = EmbeddedStack(pipeline_config(workdir / "pantau.yaml", receiver.url), workdir, services, durable=durable)
     failed = True
     try:
         stack.start_infra()
         for name in services:
             stack.start_service(name, wait=False)
         for name in services:
-            stack.wait_ready(name, timeout_s=90)
+            stack.wait_ready(name, timeout_s=ready_s)
         if "ingest-gateway" in services:
             wait_http_ready(stack.config.ingest.port)
         if "scoring" in services:
-            wait_http_ready(stack.config.scoring.web_port)
+            wait_http_ready(stack.config.scoring.web_port, timeout_s=scoring_ready_s)
         yield stack, receiver
         failed = False
     finally:
