@@ -47,7 +47,7 @@ class DemoReporter(threading.Thread):
                 self.wfile.write(body)
 
             def log_message(self, *args: Any) -> None:
-                pass
+                """Silent: the demo prints the conversation itself; an access log would drown it."""
 
         self.server: ThreadingHTTPServer | None = None
         if self.user is None or config.reporting.telegram is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import suppress
 from typing import Any, Awaitable, Callable
 
 from shared import topics
@@ -80,10 +81,8 @@ async def stop_quietly(consumer) -> None:
     """Stop `consumer` (aiokafka; None if it never started) on the way out: a broker already
     gone must not turn a clean stop into a failure."""
     if consumer is not None:
-        try:
+        with suppress(Exception):
             await consumer.stop()
-        except Exception:
-            pass
 
 
 async def report_lag(consumer, group: str) -> None:
