@@ -304,13 +304,14 @@ class ReportScorer(_Scorer):
 
     def handle(self, messages: Iterable[Message], now: float) -> Outbox:
         box, cells, dirty, changed, ticks = Outbox(), {}, set(), set(), set()
+        decided: dict[bytes, list[str]] = {}
         newest = 0.0
         for m in self._admitted(messages, box, ticks):
             if m.topic == topics.SCORING_BACKFILL:
                 self._backfill(m, now, cells, dirty, changed, box)
                 continue
             if m.topic == topics.VERIFICATIONS_V1:
-                self._decide(m, now, cells, dirty, changed, box)
+                self._decide(m, now, cells, dirty, changed, decided)
                 continue
             newest = max(newest, m.timestamp or 0)  # a Kafka record's: milliseconds
             try:
@@ -322,7 +323,9 @@ class ReportScorer(_Scorer):
                 cell = cells.get(key) or self._load(key) or new_cell(region, category, now, self.sc)
                 cell, update, outcome = add_report(cell, report, m.offset, now, self.sc, evaluate=False)
                 if cell.decisions and outcome in (COUNTED, LATE):
-                    update = verification.on_report(cell, report, now, self.sc) or update
+                    why = verification.on_report(cell, report, now, self.sc)
+                    if why is not None:
+                        decided.setdefault(key, []).append(why)
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
                 log.error("skipping %s[%d]@%d: %s", m.topic, m.partition, m.offset, e)
                 box.outcomes[INVALID] += 1
@@ -338,7 +341,9 @@ class ReportScorer(_Scorer):
                     box.received[cell.key] = got
             if update is not None:
                 box.updates[cell.key] = update
-        self._reassess(changed, cells, reassess, now, box)
+        self._reassess(changed - decided.keys(), cells, reassess, now, box)
+        for key, whys in decided.items():
+            box.updates[cells[key].key] = verification.announce(cells[key], whys, now, self.sc)
         for cell in self._roll_due(ticks, now, roll, cells, dirty, box):
             if len(cell.region) > 2:
                 show_level(cell.region, cell.category, cell.hold.level)
@@ -356,7 +361,7 @@ class ReportScorer(_Scorer):
         return box
 
     def _decide(self, m: Message, now: float, cells: dict[bytes, Cell], dirty: set[bytes],
-                changed: set[bytes], box: Outbox) -> None:
+                changed: set[bytes], decided: dict[bytes, list[str]]) -> None:
         """An operator's decision on one report (services/scoring/verification.py)."""
         try:
             d = orjson.loads(m.value)
@@ -364,7 +369,7 @@ class ReportScorer(_Scorer):
             cell = cells.get(key) or self._load(key)
             if cell is None:  # the report has not reached any cell yet: keep the decision for it
                 cell = new_cell(Registry.kabkota_of(d["region_code"]), d["category"], now, self.sc)
-            update, outcome = verification.decide(cell, d, now, self.sc)
+            why, outcome = verification.decide(cell, d, now, self.sc)
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
             log.error("skipping %s[%d]@%d: %s", m.topic, m.partition, m.offset, e)
             return
@@ -374,9 +379,9 @@ class ReportScorer(_Scorer):
             return
         cells[key] = cell
         dirty.add(key)
-        if update is not None:
+        if why is not None:
             changed.add(key)
-            box.updates[cell.key] = update
+            decided.setdefault(key, []).append(why)
 
     def _backfill(self, m: Message, now: float, cells: dict[bytes, Cell], dirty: set[bytes],
                   changed: set[bytes], box: Outbox) -> None:

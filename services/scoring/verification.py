@@ -41,9 +41,9 @@ def _weight(decision: str | None, verified: bool, sc: Scoring) -> float:
     return 1.0 if decision == VERIFIED else 0.0
 
 
-def decide(cell: Cell, d: dict[str, Any], now: float, sc: Scoring) -> tuple[ScoreUpdate | None, str]:
-    """Apply decision `d` (a VerificationEvent as a dict) to `cell`. Returns a score update
-    naming the decision (always, when it changed the cell), and the outcome."""
+def decide(cell: Cell, d: dict[str, Any], now: float, sc: Scoring) -> tuple[str | None, str]:
+    """Apply decision `d` (a VerificationEvent as a dict) to `cell`. Returns the reason line
+    naming the decision (when it changed the cell; see `announce`), and the outcome."""
     ident = report_key(d["source"], d["event_id"])
     k = b64encode(ident).decode()
     held = cell.decisions.get(k)
@@ -57,8 +57,9 @@ def decide(cell: Cell, d: dict[str, Any], now: float, sc: Scoring) -> tuple[Scor
                   d["decision"], d["by_name"], now, sc), APPLIED
 
 
-def on_report(cell: Cell, report: dict[str, Any], now: float, sc: Scoring) -> ScoreUpdate | None:
-    """A report just counted in `cell`: apply a decision that arrived before it, if any."""
+def on_report(cell: Cell, report: dict[str, Any], now: float, sc: Scoring) -> str | None:
+    """A report just counted in `cell`: apply a decision that arrived before it, if any, and
+    return its reason line."""
     k = b64encode(report_key(report["source"], report["event_id"])).decode()
     held = cell.decisions.get(k)
     if held is None or held[1]:
@@ -68,7 +69,7 @@ def on_report(cell: Cell, report: dict[str, Any], now: float, sc: Scoring) -> Sc
 
 
 def _apply(cell: Cell, k: str, event_id: str, occurred_at: str, verified: bool, before: str | None,
-           decision: str, by_name: str, now: float, sc: Scoring) -> ScoreUpdate:
+           decision: str, by_name: str, now: float, sc: Scoring) -> str:
     rb = bucket_start(parse_time(occurred_at), cell.region, sc.size)
     _roll_to(cell, max(rb, bucket_start(now, cell.region, sc.size)), now, sc)
     old, new = _weight(before, verified, sc), _weight(decision, verified, sc)
@@ -84,7 +85,7 @@ def _apply(cell: Cell, k: str, event_id: str, occurred_at: str, verified: bool, 
         if 0 < age <= sc.history:
             cell.history[-age] = max(0.0, cell.history[-age] + delta)
     _remember(cell, k, [decision, True, by_name])
-    return _forced_update(cell, reason(decision, by_name, event_id, sc.settings.language), now, sc)
+    return reason(decision, by_name, event_id, sc.settings.language)
 
 
 def _remember(cell: Cell, k: str, entry: list[Any]) -> None:
@@ -94,11 +95,13 @@ def _remember(cell: Cell, k: str, entry: list[Any]) -> None:
         del cell.decisions[next(iter(cell.decisions))]
 
 
-def _forced_update(cell: Cell, why: str, now: float, sc: Scoring) -> ScoreUpdate:
-    """The cell's score update after a decision, whether or not its level changed: the
-    coordinator and the incident's timeline learn who decided, and the new weighted count."""
+def announce(cell: Cell, whys: list[str], now: float, sc: Scoring) -> ScoreUpdate:
+    """The cell's score update after the decisions `whys` of a batch, whether or not its level
+    changed: the coordinator and the incident's timeline learn who decided, and the weighted
+    count as the batch left it. Made once per cell after the batch's other reports, so a later
+    report's update cannot replace the one naming the decision."""
     target, est = appraise(cell, sc)
     cell.emitted = [cell.emitted[0], None]  # no alarm state equals None: settle speaks, and records the new state
     update = settle(cell, running(cell), est, target, lambda: [i for i, _ in cell.report_ids], now, sc)
     assert update is not None
-    return update.model_copy(update={"reasons": [*update.reasons, why]})
+    return update.model_copy(update={"reasons": [*update.reasons, *whys]})

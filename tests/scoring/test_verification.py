@@ -101,3 +101,18 @@ def test_a_decision_on_a_closed_day_corrects_that_day_of_the_baseline():
     run(scorer, table, [decide(r, "rejected")], at(0))
     cell = Cell.from_bytes(table[KEY])
     assert cell.history[-1] == 0.0 and cell.weighted == 0.0
+
+
+def test_a_decision_keeps_its_reason_when_later_reports_of_the_batch_raise_the_level():
+    # The decision overtook its report; the report then arrives first in a batch whose later
+    # reports cross the bound. The batch's one update for the cell is the last state, and it
+    # still says who verified (CI once saw the reassessed update replace it, reason and all).
+    table: dict[bytes, bytes] = {}
+    sc = scoring()
+    table[KEY] = seeded(sc, [1] * 10).to_bytes()  # upper bound 2.55 a day
+    scorer, feed, decide = ReportScorer(table, sc, PARTITIONS), Feed(), Decisions()
+    five = [report(at(0), verified=False) for _ in range(5)]
+    assert run(scorer, table, [decide(five[0])], at(0)).updates == {}
+    u = run(scorer, table, [feed(r) for r in five], at(0, minute=1)).updates["65.71|mass_mobilization"]
+    assert (u.weighted, u.alarm, u.level) == (3.0, True, "waspada")
+    assert u.reasons[-1] == f"laporan {five[0]['event_id']} diverifikasi oleh Budi Santoso"
