@@ -18,6 +18,8 @@ from shared import problems
 from shared.problems import Refusal
 from shared.regions import registry
 from shared.times import rfc3339
+
+LANGUAGES = ("id", "en")
 from services.notify.console_session import operator_of
 from services.notify.messages import category_name, local_time
 from services.notify.region_map import WORDS, OpenIncident, draw_svg, region_levels
@@ -27,9 +29,11 @@ _SVG_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"
                 "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"}
 
 
-def check_query(region: str | None, category: str | None) -> None:
+def check_query(region: str | None, category: str | None, lang: str | None = None) -> None:
     """422 naming the field: a map is drawn for Indonesia (no region) or one province."""
     errors = []
+    if lang is not None and lang not in LANGUAGES:
+        errors.append({"field": "lang", "message": f"must be one of {', '.join(LANGUAGES)}, or left out"})
     if region is not None and not (len(region) == 2 and registry().exists(region)):
         errors.append({"field": "region", "message": "must be a province code such as 65, or left out for "
                                                      "the whole country"})
@@ -75,10 +79,10 @@ def router(store: IncidentStore, operators_of, default_language: str) -> APIRout
     async def console_map(request: Request,
                           region: str | None = Query(None, json_schema_extra={"enum": registry().codes(1)}),
                           category: str | None = Query(None, json_schema_extra={"enum": list(CATEGORIES)}),
-                          lang: str | None = Query(None, json_schema_extra={"enum": ["id", "en"]})) -> Response:
+                          lang: str | None = Query(None, json_schema_extra={"enum": list(LANGUAGES)})) -> Response:
         """One `<path>` per child region, with `data-region` and `data-level`."""
         await operator_of(request, store.r, operators_of())
-        check_query(region, category)
+        check_query(region, category, lang)
         svg = await map_svg(store, region, category, lang or default_language)
         return Response(svg, media_type="image/svg+xml", headers=_SVG_HEADERS)
 

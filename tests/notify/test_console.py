@@ -68,9 +68,9 @@ def test_map_needs_a_token_or_session_and_names_bad_fields(fresh_redis):
         assert_problem(await c.get("/console/map.svg", headers={"Authorization": "Bearer nope"}), 401)
         # Unauthenticated callers learn nothing about the query.
         assert_problem(await c.get("/console/map.svg", params={"region": "xx"}), 401)
-        body = assert_problem(await c.get("/console/map.svg", params={"region": "65.01", "category": "riot"},
-                                          headers=AUTH), 422)
-        assert {e["field"] for e in body["errors"]} == {"region", "category"}
+        body = assert_problem(await c.get("/console/map.svg", params={"region": "65.01", "category": "riot",
+                                                                      "lang": "null"}, headers=AUTH), 422)
+        assert {e["field"] for e in body["errors"]} == {"region", "category", "lang"}
 
     with_api(t, fresh_redis)
 
