@@ -55,9 +55,9 @@ KINDS = {"id": {"opened": "dibuka", "level": "tingkat berubah", "step": "langkah
                 "notified": "diberitahu", "acknowledged": "dikonfirmasi", "resolved": "diselesaikan",
                 "unacknowledged": "konfirmasi dibatalkan", "quiet": "tenang", "exhausted": "semua langkah habis",
                 "silenced": "dibisukan", "inhibited": "ditahan", "resumed": "dilanjutkan",
-                "no_policy": "tidak ada kebijakan"},
+                "no_policy": "tidak ada kebijakan", "verification": "verifikasi laporan"},
          "en": {"no_policy": "no policy", "unacknowledged": "acknowledgement voided", "exhausted": "steps exhausted",
-                "step": "escalation step"}}
+                "step": "escalation step", "verification": "report decision"}}
 
 HEADERS = {
     "Cache-Control": "no-store",

@@ -23,3 +23,17 @@ def test_a_rejection_is_recorded_too():
     why = "laporan fkdm-2 ditolak oleh Sari"
     ch = apply_update(inc, update("waspada", reasons=("2 reports", why)), POLICIES, 2, 1100.0)
     assert ch is not None and ch.timeline[-1]["message"] == why
+
+
+def test_normal_after_a_rejection_resolves_at_once():
+    inc = opened("siaga").incident
+    why = "laporan fkdm-3 ditolak oleh Sari"
+    u = update("normal", reasons=("turun dari siaga: laporan yang menaikkannya ditolak", why))
+    ch = apply_update(inc, u, POLICIES, 3, 1100.0)
+    assert ch is not None and ch.incident.status == "resolved" and ch.resolved == "auto"
+    assert [e["kind"] for e in ch.timeline] == ["verification", "resolved"] and ch.timeline[0]["message"] == why
+    assert ch.incident.note == "normal after a rejected report" and ch.events[-1][0] == "resolved"
+    assert apply_update(ch.incident, u, POLICIES, 3, 1200.0) is None  # a replay changes nothing
+    # Normal without a decision is a quiet bucket, as before: 1 of 3.
+    quiet = apply_update(inc, update("normal"), POLICIES, 3, 1100.0)
+    assert quiet is not None and quiet.incident.status != "resolved" and quiet.timeline[-1]["kind"] == "quiet"
