@@ -94,8 +94,12 @@ def apply_update(inc: Incident, u: ScoreUpdate, policies: Sequence[Policy], auto
         if rejected:
             # Normal because an operator rejected a report: scoring lowered the level at once
             # (nothing else holds it), so nobody is paged over a report declared false.
+            # Resolved at normal, so the pair's closed marker lets a genuine report of the same
+            # bucket open a new incident (open_incident's `closed`).
             tl = [_entry(now, "verification", message=why) for why in rejected]
-            new.reasons = list(u.reasons[:MAX_REASONS])
+            tl.append(_entry(now, "level", previous=inc.level, level=u.level, reasons=list(u.reasons[:MAX_REASONS])))
+            new.reasons, new.level = list(u.reasons[:MAX_REASONS]), u.level
+            new.summary = summarize(new.category, new.region_name, new.level, language)
             ch = resolve(new, "pantau", now, how="auto", note="normal after a rejected report")
             ch.timeline = tl + ch.timeline
             return ch

@@ -153,6 +153,9 @@ def test_verify_then_reject_from_the_console_in_chromium(stack: EmbeddedStack, a
     assert doc["resolution"] == "auto" and any(e.get("message") == rejected for e in doc["timeline"])
     page.reload()
     assert page.locator(f'article[data-incident="{inc["id"]}"]').count() == 0  # resolved: off the console
+    # A genuine report the same day opens a new incident: the false one closed at normal.
+    again, fresh = opened(stack, api, "65.01.05", CAT)
+    assert fresh["id"] != inc["id"]
 
 
 def test_a_decision_needs_the_session_and_its_csrf_token(stack: EmbeddedStack, api: httpx.Client):
