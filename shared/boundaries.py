@@ -1,5 +1,5 @@
-"""The region shapes the console map draws: every province and kabupaten/kota as simplified
-rings, from `shared/data/boundaries.json.gz` (built by deploy/maps/build_map.py from
+"""The region shapes the console map draws (and the reporters' bot places a shared GPS location
+in): every province and kabupaten/kota as simplified rings, from `shared/data/boundaries.json.gz` (built by deploy/maps/build_map.py from
 cahyadsn/wilayah_boundaries, MIT; see NOTICE).
 
 Rings are integers in 1/`scale` degree, x = longitude and y = latitude, the first point
@@ -49,6 +49,32 @@ class Boundaries:
     def get(self, code: str) -> Shape | None:
         return self.shapes.get(code)
 
+    def locate(self, lat: float, lon: float) -> str | None:
+        """The kabupaten/kota whose outline holds the point, or None: at sea, abroad, or just
+        off a coast the simplified outline cut (a reporter's bot then asks for a name)."""
+        x, y = round(lon * self.scale), round(lat * self.scale)
+        for code, shape in self.shapes.items():
+            x0, y0, x1, y1 = shape.bbox
+            if code.count(".") == 1 and x0 <= x <= x1 and y0 <= y <= y1 and inside(shape.rings, x, y):
+                return code
+        return None
+
+
+def inside(rings: tuple[tuple[int, ...], ...], x: int, y: int) -> bool:
+    """Whether (x, y) lies inside the rings, by the even-odd rule (so a hole is outside): the
+    number of ring edges a ray from the point towards +x crosses."""
+    odd = False
+    for ring in rings:
+        px, py = ring[0], ring[1]
+        pts = [(px, py)]
+        for i in range(2, len(ring), 2):
+            px, py = px + ring[i], py + ring[i + 1]
+            pts.append((px, py))
+        for (ax, ay), (bx, by) in zip(pts, pts[1:] + pts[:1]):
+            if (ay > y) != (by > y) and x < ax + (y - ay) * (bx - ax) / (by - ay):
+                odd = not odd
+    return odd
+
 
 @lru_cache(maxsize=1)
 def boundaries() -> Boundaries:
@@ -60,4 +86,4 @@ def boundaries() -> Boundaries:
     return Boundaries(doc["scale"], doc["source"], doc["license"], shapes)
 
 
-__all__ = ["Boundaries", "Shape", "boundaries"]
+__all__ = ["Boundaries", "Shape", "boundaries", "inside"]

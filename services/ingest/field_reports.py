@@ -109,6 +109,26 @@ def _codes_within(scope: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(c for level in (2, 3, 4) for c in reg.codes(level) if in_scope(c, scope))
 
 
+def gps_places(location: Any, scope: list[str]) -> tuple[str | None, list[str]]:
+    """Where a location shared in Telegram (`{"latitude", "longitude"}`) lies: its
+    kabupaten/kota from the boundaries (None at sea, abroad, or for a malformed location),
+    and the kecamatan in it the reporter may report on (their own narrower regions under it
+    where their scope is narrower). The boundaries stop at kabupaten/kota, so the bot asks
+    which kecamatan, or for a name when there is none to offer."""
+    from shared.boundaries import boundaries
+
+    try:
+        lat, lon = float(location["latitude"]), float(location["longitude"])
+    except (KeyError, TypeError, ValueError):
+        return None, []
+    kab = boundaries().locate(lat, lon)
+    if kab is None:
+        return None, []
+    if in_scope(kab, scope):
+        return kab, registry().children(kab)
+    return kab, sorted(c for c in scope if in_scope(c, [kab]))
+
+
 def place_label(code: str) -> str:
     reg = registry()
     parts = [reg.name(code)]

@@ -6,8 +6,9 @@ Indonesia, `/batal` withdraws their last report within `reporting.cancel_minutes
           └──────────── offset in Redis, advanced after each update ◀──┘
 
 The conversation: category (buttons) → place (a name or code searched in the registry within
-the reporter's regions; several matches become buttons; a shared GPS location is asked again
-as a name, since the registry has no coordinates) → what happened → severity (buttons) →
+the reporter's regions; several matches become buttons; a shared GPS location is placed in
+its kabupaten/kota by the boundaries and its kecamatan within the reporter's regions become
+buttons, and one in no kabupaten/kota or outside their regions is asked again) → what happened → severity (buttons) →
 casualties → anonymous or not (buttons) → a summary with *Kirim* / *Batal*. Each step is kept
 in Redis under the reporter's Telegram id for `conversation_minutes` and deleted when the
 report is sent. The report number is fixed when /lapor starts, so *Kirim* pressed twice (or an
@@ -27,7 +28,7 @@ from typing import Any
 import httpx
 import orjson
 
-from services.ingest.field_reports import Draft, FieldIntake, find_places, number_text, place_label
+from services.ingest.field_reports import Draft, FieldIntake, find_places, gps_places, number_text, place_label
 from shared.lease import Lease
 from shared import metrics
 from shared.categories import CATEGORIES
@@ -53,7 +54,11 @@ T = {
     "help": "Ketik /lapor untuk membuat laporan, /batal untuk membatalkan.",
     "category": "Laporan {number}. Pilih kategori kejadian:",
     "place": "Di mana kejadiannya? Ketik nama desa/kelurahan atau kecamatan (atau kode wilayah).",
-    "gps": "Lokasi GPS belum dapat dipetakan ke desa/kecamatan. Ketik nama desa/kelurahan atau kecamatan.",
+    "gps": "Lokasi GPS tidak berada di kabupaten/kota mana pun yang dikenal. Ketik nama desa/kelurahan atau "
+           "kecamatan.",
+    "gps_outside": "Lokasi GPS berada di {place}, di luar wilayah tugas Anda. Ketik nama desa/kelurahan atau "
+                   "kecamatan di wilayah tugas Anda.",
+    "gps_choose": "Lokasi GPS berada di {place}. Pilih kecamatannya, atau ketik nama desa/kelurahan:",
     "not_found": "Tempat \u201c{query}\u201d tidak ditemukan di wilayah tugas Anda. Ketik lagi nama desa/kelurahan "
                  "atau kecamatan, atau kode wilayah (mis. 65.71.02).",
     "choose_place": "Ada beberapa tempat bernama \u201c{query}\u201d. Pilih salah satu:",
@@ -132,7 +137,7 @@ class Bot:
         elif isinstance(update.get("message"), dict):
             m = update["message"]
             await self._on_event(m.get("from") or {}, m.get("chat") or {}, text=m.get("text"),
-                                 located="location" in m)
+                                 located=m.get("location", False))
 
     @staticmethod
     async def _safe(call: Any) -> None:
@@ -141,7 +146,7 @@ class Bot:
         except (httpx.HTTPError, ValueError):
             pass  # a lost button acknowledgement only leaves a spinner on the reporter's screen
 
-    async def _on_event(self, sender: dict, chat: dict, text: Any = None, button: str = "", located: bool = False) -> None:
+    async def _on_event(self, sender: dict, chat: dict, text: Any = None, button: str = "", located: Any = False) -> None:
         if chat.get("type") != "private" or not isinstance(chat.get("id"), int) or sender.get("is_bot"):
             return
         chat_id = chat["id"]
@@ -189,14 +194,21 @@ class Bot:
                            else T["nothing_to_cancel"].format(minutes=minutes))
 
     async def _step(self, chat_id: int, who: str, reporter: Reporter, step: str, d: Draft, text: str | None,
-                    button: str, located: bool) -> None:
+                    button: str, located: Any) -> None:
         say = self.api.say
         if step == "category" and button.startswith("cat:") and button[4:] in CATEGORIES:
             d.category = button[4:]
             await self._save(who, "place", d)
             await say(chat_id, T["place"])
-        elif step == "place" and located:
-            await say(chat_id, T["gps"])
+        elif step == "place" and located is not False:
+            kab, choices = gps_places(located, self.field.scope(reporter))
+            if kab is None:
+                await say(chat_id, T["gps"])
+            elif not choices:
+                await say(chat_id, T["gps_outside"].format(place=place_label(kab)))
+            else:
+                await say(chat_id, T["gps_choose"].format(place=place_label(kab)),
+                          _keyboard([[(place_label(c), f"place:{c}")] for c in choices]))
         elif step == "place" and button.startswith("place:") and button[6:] in find_places(button[6:], self.field.scope(reporter)):
             await self._placed(chat_id, who, d, button[6:])
         elif step == "place" and text:

@@ -4,31 +4,25 @@
 The report must be one ingest accepted (its index entry, written with the accept mark, says
 where it counted); the decision goes to `pantau.verifications.v1`, keyed like the report, so
 the scoring worker that owns its cell applies it. Asking for the decision a report already has
-answers 200 `unchanged` and sends nothing.
+answers 200 `unchanged` and sends nothing. The rule lives in shared/decisions.py, which
+notify's console takes its decisions through too.
 """
 
 from __future__ import annotations
 
 import hmac
-import logging
-import time
 from typing import Any, Callable, Literal
 
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
-from redis.exceptions import RedisError
-from aiokafka.errors import KafkaError
 
-from shared import metrics, problems, topics
+from shared import decisions, problems
 from shared.config import Config, Operator, sha256_hex
 from shared.problems import Refusal
 from shared.strict import Strict
-from shared.times import rfc3339
-from shared.verifications import REJECTED, VERIFIED, VerificationEvent, decision_key, index_key
-
-log = logging.getLogger("pantau.ingest.verify")
+from shared.verifications import REJECTED, VERIFIED
 
 
 class DecisionBody(Strict):
@@ -77,34 +71,9 @@ def operator_auth(config: Config) -> Callable[[Request], Operator]:
 
 async def send_decision(gw: Any, source: str, event_id: str, decision: str, by: str, by_name: str,
                         note: str | None) -> str:
-    """Look the report up and send the decision: "accepted", or "unchanged" when the report
-    already has it. Raises Refusal 404 for an unknown report, 503 when Redis or the broker fails."""
-    try:
-        raw = await gw.redis.get(index_key(source, event_id))
-        last = await gw.redis.get(decision_key(source, event_id))
-    except RedisError:
-        raise Refusal(503, "unavailable", "state store unreachable; nothing was decided, retry",
-                      {"Retry-After": "5"}) from None
-    if raw is None:
-        raise Refusal(404, "not_found", f"no accepted report {event_id!r} from source {source!r}")
-    if last is not None and (last.decode() if isinstance(last, bytes) else last) == decision:
-        metrics.VERIFICATIONS.labels(decision, "unchanged").inc()
-        return "unchanged"
-    report = orjson.loads(raw)
-    event = VerificationEvent(source=source, event_id=event_id, decision=decision, by=by, by_name=by_name,
-                              note=note, decided_at=rfc3339(time.time()), **report)
-    try:
-        await gw.producer.send_and_wait(topics.VERIFICATIONS_V1, event.model_dump_json().encode(), key=event.key())
-    except KafkaError:
-        raise Refusal(503, "unavailable", "broker unreachable; nothing was decided, retry",
-                      {"Retry-After": "5"}) from None
-    try:
-        await gw.redis.set(decision_key(source, event_id), decision, px=gw.state_ttl_ms)
-    except RedisError:
-        pass  # the decision is on the topic; a repeat is sent again and scoring ignores it
-    metrics.VERIFICATIONS.labels(decision, "sent").inc()
-    log.info("decision %s on %s/%s by %s", decision, source, event_id, by)
-    return "accepted"
+    """The decision taken through ingest's own Redis and producer (shared/decisions.py)."""
+    return await decisions.decide(gw.redis, gw.producer, gw.state_ttl_ms, source, event_id, decision, by,
+                                  by_name, note)
 
 
 def router(gw: Any) -> APIRouter:

@@ -45,6 +45,7 @@ from services.notify.rotations import OverrideStore, next_handover, on_call
 from services.notify import silences
 from services.notify.wakeups import wake_matching
 from services.notify import console, console_map
+from services.notify.console_reports import ReportDesk
 
 log = logging.getLogger("pantau.notify.api")
 
@@ -74,6 +75,7 @@ class ApiContext:
     language: str = "id"
     clock: Callable[[], float] = time.time
     ack_limiter: AddressLimiter = field(default_factory=lambda: AddressLimiter(30))
+    reports: ReportDesk | None = None  # the console's report decisions (None: no buttons)
     _hashes: list[tuple[str, Operator]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -383,7 +385,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     app.include_router(console_map.router(ctx.store, lambda: ctx.operators, lang))
     app.include_router(console.router(ctx.store, lambda: ctx._hashes, lambda: ctx.operators, ctx.links.public_url,
-                                      lang, lambda: ctx.clock(), lambda: ctx.wake()))
+                                      lang, lambda: ctx.clock(), lambda: ctx.wake(), ctx.reports))
 
     openapi.install(app, "Pantau notify API, contract v1", (NoteBody, SilenceBody, OverrideBody, Problem),
                     {_TOKEN: "an operator token"})

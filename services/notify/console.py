@@ -1,6 +1,6 @@
 """The operators' console at `/console` (contract: Notify HTTP API): log in with the operator
-token, see the map and the open incidents with their reasons and timeline, acknowledge or
-resolve, log out.
+token, see the map and the open incidents with their reasons, timeline and reports,
+acknowledge or resolve, verify or reject a report (services/notify/console_reports.py), log out.
 
 Every form that changes something is a POST carrying the session's CSRF token, checked here,
 and the session cookie is SameSite=Strict, so another site can neither read nor forge one.
@@ -20,9 +20,11 @@ from shared.config import Operator
 from shared.levels import LEVEL_RANK
 from shared.problems import Refusal
 from shared.regions import in_scope, registry
+from shared.verifications import REJECTED, VERIFIED
 from services.notify import console_session as sessions
 from services.notify.console_map import check_query, map_svg
 from services.notify.console_page import HEADERS, WORDS, console_html, login_html
+from services.notify.console_reports import ReportDesk, reports_of, take
 from services.notify.incident import Conflict
 from services.notify.incident_metrics import count_change
 from services.notify.ratelimit import AddressLimiter
@@ -32,6 +34,9 @@ from services.notify.wakeups import release_held
 
 MAX_FORM = 4096
 MAX_SHOWN = 100
+MAX_NOTE = 1000
+DECISIONS = {"verify": VERIFIED, "reject": REJECTED}
+NOTICES = ("ack", "resolve", "verify", "reject", "unchanged")
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -52,7 +57,8 @@ def _back(v: str | None) -> str:
 
 def router(store: IncidentStore, hashes: Callable[[], Sequence[tuple[str, Operator]]],
            operators: Callable[[], Sequence[Operator]], public_url: str, default_language: str,
-           clock: Callable[[], float] = time.time, wake: Callable[[], None] = lambda: None) -> APIRouter:
+           clock: Callable[[], float] = time.time, wake: Callable[[], None] = lambda: None,
+           desk: ReportDesk | None = None) -> APIRouter:
     api = APIRouter(include_in_schema=False)
     secure = public_url.startswith("https://")
     limiter = AddressLimiter(20)
@@ -81,9 +87,10 @@ def router(store: IncidentStore, hashes: Callable[[], Sequence[tuple[str, Operat
         incidents = [(i, await store.timeline(i.id)) for i in found[:MAX_SHOWN]]
         reg = registry()
         provinces = [(c, reg.name(c) or c) for c in reg.codes(1)]
-        notice = WORDS[language].get(f"done_{done}") if done in ("ack", "resolve") else None
+        notice = WORDS[language].get(f"done_{done}") if done in NOTICES else None
+        reports = await reports_of(r, desk, [i for i, _ in incidents])
         return html(console_html(s.operator.name, s.csrf, language, region, category, provinces, svg, incidents,
-                                 notice, total=len(found)))
+                                 notice, total=len(found), reports=reports))
 
     @api.post("/console/login")
     async def login(request: Request) -> Response:
@@ -138,11 +145,28 @@ def router(store: IncidentStore, hashes: Callable[[], Sequence[tuple[str, Operat
         if ch is not None:
             await release_held(store, ch, now)
             wake()
-        back = _back(form.get("back"))
-        return RedirectResponse(f"{back}{'&' if '?' in back else '?'}done={action}", status_code=303,
-                                headers=HEADERS)
+        return _done(form, action)
+
+    @api.post("/console/reports/{source}/{event_id}")
+    async def decide(request: Request, source: str, event_id: str) -> Response:
+        s, form = await _session_and_form(request)
+        if desk is None:
+            raise Refusal(404, "not_found", "this console takes no decisions on reports")
+        decision = DECISIONS.get(form.get("decision", ""))
+        note = form.get("note", "").strip() or None
+        errors = ([{"field": "decision", "message": "must be verify or reject"}] if decision is None else []) + \
+            ([{"field": "note", "message": f"at most {MAX_NOTE} characters"}] if note and len(note) > MAX_NOTE else [])
+        if errors:
+            raise Refusal(422, "invalid", "invalid decision", errors=errors)
+        status = await take(r, desk, source, event_id, decision, s.operator.id, s.operator.name, note)
+        return _done(form, form["decision"] if status == "accepted" else "unchanged")
 
     return api
+
+
+def _done(form: dict[str, str], what: str) -> Response:
+    back = _back(form.get("back"))
+    return RedirectResponse(f"{back}{'&' if '?' in back else '?'}done={what}", status_code=303, headers=HEADERS)
 
 
 __all__ = ["router"]

@@ -7,11 +7,14 @@ services/notify/console.py does the I/O and the routes.
 from __future__ import annotations
 
 from html import escape as e
+from urllib.parse import quote
 from typing import Any, Sequence
 
 from shared.categories import CATEGORIES
 from shared.levels import LEVEL_RANK
+from shared.decisions import ReportRef
 from shared.times import rfc3339
+from shared.verifications import REJECTED, VERIFIED
 from services.notify.incident import Incident
 from services.notify.messages import category_name, local_time
 from services.notify.region_map import COLOURS, INK
@@ -23,14 +26,24 @@ WORDS = {
            "none": "Tidak ada insiden terbuka.", "reasons": "Alasan", "timeline": "Riwayat", "ack": "Konfirmasi",
            "resolve": "Selesaikan", "status": "Status", "opened": "Dibuka", "by": "oleh", "hello": "Masuk sebagai",
            "lang": "English", "expired": "Sesi berakhir atau formulir kedaluwarsa; muat ulang halaman.",
-           "done_ack": "Insiden dikonfirmasi.", "done_resolve": "Insiden diselesaikan."},
+           "done_ack": "Insiden dikonfirmasi.", "done_resolve": "Insiden diselesaikan.",
+           "reports": "Laporan", "verify": "Verifikasi", "reject": "Tolak", "note": "Catatan (opsional)",
+           "unverified": "belum diverifikasi", "by_source": "terverifikasi oleh sumber", "verified": "diverifikasi",
+           "rejected": "ditolak", "done_verify": "Laporan diverifikasi; skor wilayah diperbarui.",
+           "done_reject": "Laporan ditolak; skor wilayah diperbarui.",
+           "done_unchanged": "Laporan sudah berstatus itu; tidak ada yang berubah."},
     "en": {"title": "Pantau operators' console", "login": "Log in", "token": "Operator token", "logout": "Log out",
            "bad_token": "Unknown token.", "region": "Region", "all_regions": "All of Indonesia",
            "category": "Category", "all": "All categories", "show": "Show", "open": "Open incidents",
            "none": "No open incidents.", "reasons": "Why", "timeline": "Timeline", "ack": "Acknowledge",
            "resolve": "Resolve", "status": "Status", "opened": "Opened", "by": "by", "hello": "Logged in as",
            "lang": "Bahasa Indonesia", "expired": "Session ended or the form is stale; reload the page.",
-           "done_ack": "Incident acknowledged.", "done_resolve": "Incident resolved."},
+           "done_ack": "Incident acknowledged.", "done_resolve": "Incident resolved.",
+           "reports": "Reports", "verify": "Verify", "reject": "Reject", "note": "Note (optional)",
+           "unverified": "unverified", "by_source": "verified by its source", "verified": "verified",
+           "rejected": "rejected", "done_verify": "Report verified; the region's score is updated.",
+           "done_reject": "Report rejected; the region's score is updated.",
+           "done_unchanged": "The report already had that decision; nothing changed."},
 }
 STATUS = {"id": {"triggered": "baru", "escalated": "dieskalasi", "acknowledged": "dikonfirmasi",
                  "resolved": "selesai"},
@@ -42,9 +55,9 @@ KINDS = {"id": {"opened": "dibuka", "level": "tingkat berubah", "step": "langkah
                 "notified": "diberitahu", "acknowledged": "dikonfirmasi", "resolved": "diselesaikan",
                 "unacknowledged": "konfirmasi dibatalkan", "quiet": "tenang", "exhausted": "semua langkah habis",
                 "silenced": "dibisukan", "inhibited": "ditahan", "resumed": "dilanjutkan",
-                "no_policy": "tidak ada kebijakan"},
+                "no_policy": "tidak ada kebijakan", "verification": "verifikasi laporan"},
          "en": {"no_policy": "no policy", "unacknowledged": "acknowledgement voided", "exhausted": "steps exhausted",
-                "step": "escalation step"}}
+                "step": "escalation step", "verification": "report decision"}}
 
 HEADERS = {
     "Cache-Control": "no-store",
@@ -65,7 +78,9 @@ _CSS = ("*{box-sizing:border-box}body{font-family:sans-serif;margin:0;padding:.5
         ".inc{border:1px solid #c9d3cc;border-left:.5em solid var(--c);border-radius:.3em;padding:.5em;"
         "margin:.6em 0}.lvl{display:inline-block;padding:.1em .5em;border-radius:.2em;font-weight:bold}"
         ".actions{display:flex;flex-wrap:wrap;gap:.5em;margin-top:.4em}.actions button{flex:1 1 10em}"
-        "details{margin-top:.3em}ul{padding-left:1.2em;margin:.3em 0}small{color:#555}"
+        ".rep{list-style:none;margin:.4em 0;padding:.4em 0;border-top:1px solid #e3e8e4;overflow-wrap:anywhere}"
+        ".rep form{display:flex;flex-wrap:wrap;gap:.4em;margin-top:.3em}.rep input{flex:1 1 100%}"
+        ".rep button{flex:1 1 6em}details{margin-top:.3em}ul{padding-left:1.2em;margin:.3em 0}small{color:#555}"
         ".note{background:#eef6ee;padding:.4em;border-radius:.3em}.err{background:#fde8e6}")
 
 
@@ -96,7 +111,34 @@ def _timeline(entries: Sequence[dict[str, Any]], region: str, language: str) -> 
     return "<ul>" + "".join(items) + "</ul>"
 
 
-def incident_html(inc: Incident, timeline: Sequence[dict[str, Any]], csrf: str, back: str, language: str) -> str:
+def _state(ref: ReportRef, w: dict[str, str]) -> str:
+    if ref.decision == VERIFIED:
+        return w["verified"]
+    if ref.decision == REJECTED:
+        return w["rejected"]
+    return w["by_source"] if ref.verified else w["unverified"]
+
+
+def reports_html(refs: Sequence[ReportRef], region: str, hidden: str, language: str) -> str:
+    """The incident's reports, each with its state and a Verifikasi / Tolak form (one note for
+    both buttons)."""
+    w = WORDS[language]
+    items = []
+    for ref in refs:
+        action = f"/console/reports/{quote(ref.source, safe='')}/{quote(ref.event_id, safe='')}"
+        items.append(
+            f'<li class="rep" data-report="{e(ref.source)}/{e(ref.event_id)}"><small>'
+            f'{e(local_time(ref.occurred_at, region, language))}</small> <b>{e(ref.event_id)}</b> · '
+            f'{e(ref.source)} · <span class="decision">{e(_state(ref, w))}</span>'
+            f'<form method="post" action="{e(action)}">{hidden}<input name="note" maxlength="1000" '
+            f'aria-label="{e(w["note"])}" placeholder="{e(w["note"])}">'
+            f'<button type="submit" name="decision" value="verify">{e(w["verify"])}</button>'
+            f'<button type="submit" name="decision" value="reject">{e(w["reject"])}</button></form></li>')
+    return f'<b>{e(w["reports"])}</b><ul class="reps">{"".join(items)}</ul>' if items else ""
+
+
+def incident_html(inc: Incident, timeline: Sequence[dict[str, Any]], csrf: str, back: str, language: str,
+                  reports: Sequence[ReportRef] = ()) -> str:
     w = WORDS[language]
     reasons = "".join(f"<li>{e(r)}</li>" for r in inc.reasons)
     hidden = f'<input type="hidden" name="csrf" value="{e(csrf)}"><input type="hidden" name="back" value="{e(back)}">'
@@ -114,6 +156,7 @@ def incident_html(inc: Incident, timeline: Sequence[dict[str, Any]], csrf: str, 
             f'{e(category_name(inc.category, language))}</div><small>{e(w["status"])}: '
             f'<span class="status">{e(STATUS[language][inc.status])}</span>{by} · {e(w["opened"])} {e(opened)}</small>'
             f'<p>{e(inc.summary)}</p>' + (f"<b>{e(w['reasons'])}</b><ul>{reasons}</ul>" if reasons else "")
+            + reports_html(reports, inc.region_code, hidden, language)
             + f'<details><summary>{e(w["timeline"])} ({len(timeline)})</summary>'
               f'{_timeline(timeline, inc.region_code, language)}</details>'
             + f'<div class="actions">{"".join(buttons)}</div></article>')
@@ -122,7 +165,7 @@ def incident_html(inc: Incident, timeline: Sequence[dict[str, Any]], csrf: str, 
 def console_html(operator_name: str, csrf: str, language: str, region: str | None, category: str | None,
                  provinces: Sequence[tuple[str, str]], svg: str,
                  incidents: Sequence[tuple[Incident, Sequence[dict[str, Any]]]], notice: str | None,
-                 total: int | None = None) -> str:
+                 total: int | None = None, reports: dict[str, Sequence[ReportRef]] | None = None) -> str:
     """The whole console: filters, the map (inline SVG, so the page needs nothing else), and the
     open incidents, highest level first."""
     w = WORDS[language]
@@ -135,7 +178,8 @@ def console_html(operator_name: str, csrf: str, language: str, region: str | Non
         f'<option value="{c}"{" selected" if c == category else ""}>{e(category_name(c, language))}</option>'
         for c in CATEGORIES]
     ordered = sorted(incidents, key=lambda it: (-LEVEL_RANK.get(it[0].level, 0), -it[0].opened_at))
-    items = "".join(incident_html(i, t, csrf, back, language) for i, t in ordered) or f"<p>{e(w['none'])}</p>"
+    reports = reports or {}
+    items = "".join(incident_html(i, t, csrf, back, language, reports.get(i.id, ())) for i, t in ordered) or f"<p>{e(w['none'])}</p>"
     note = f'<p class="note" role="status">{e(notice)}</p>' if notice else ""
     total = len(incidents) if total is None else total
     shown = str(total) if total == len(incidents) else f"{len(incidents)} / {total}"
@@ -151,4 +195,4 @@ def console_html(operator_name: str, csrf: str, language: str, region: str | Non
     return page(w["title"], body, language)
 
 
-__all__ = ["HEADERS", "STATUS", "WORDS", "console_html", "incident_html", "login_html", "page"]
+__all__ = ["HEADERS", "STATUS", "WORDS", "console_html", "incident_html", "login_html", "page", "reports_html"]

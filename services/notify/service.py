@@ -34,6 +34,7 @@ from shared.config import Config
 from shared.kafka import producer_settings, started
 from shared.notify_config import NotifyConfig
 from services.notify.api import ApiContext, create_app
+from services.notify.console_reports import ReportDesk
 from services.notify.channels import build_channels
 from services.notify.cap_api import set_cap_sender
 from services.notify.consumer import ScoreConsumer, ScoreHandler, escalation_publisher
@@ -157,7 +158,9 @@ async def build(config: Config, nc: NotifyConfig) -> Parts:
     app = create_app(ApiContext(store=store, links=links, operators=config.operators, wake=scheduler.wake,
                                 ready=ready, rotations=nc.rotations, overrides=overrides,
                                 contact_ids=[c.id for c in nc.contacts], language=s.language,
-                                ack_limiter=AddressLimiter(s.ack_rate_limit_per_minute)))
+                                ack_limiter=AddressLimiter(s.ack_rate_limit_per_minute),
+                                reports=ReportDesk(producer, [src.id for src in config.sources],
+                                                   config.ingest.dedup_ttl_days * 86_400_000)))
     replies = reply_pollers(r, channels, nc.contacts, store, scheduler.wake, s.incident_retention_days * 86400,
                             s.link_ttl_minutes * 60.0)
     return Parts(r, producer, store, deliverer, scheduler, consumer, publisher, watchdog, app,

@@ -4,7 +4,8 @@ Each returns a `Change` (services/notify/incident.py) or None when nothing chang
   `open_incident`   a score update at waspada or above with no open incident → triggered
   `apply_update`    later updates: level up → escalated (a new epoch at the level's step,
                     even after an ack); level down; reasons and report ids; normal for
-                    `auto_resolve_buckets` buckets → resolved (auto)
+                    `auto_resolve_buckets` buckets → resolved (auto); normal after a
+                    rejected report → resolved (auto) at once
   `acknowledge`     → acknowledged; timers stop; everyone paged hears who took it
   `resolve`         → resolved; everyone paged hears it, on every channel they were paged on
   `fired`           a step went out: record who, advance the escalation
@@ -89,6 +90,19 @@ def apply_update(inc: Incident, u: ScoreUpdate, policies: Sequence[Policy], auto
     if rank == 0:
         if b in new.quiet_buckets or (new.last_alert_bucket is not None and b < new.last_alert_bucket):
             return None
+        rejected = decision_reasons([r for r in u.reasons if r not in inc.reasons])
+        if rejected:
+            # Normal because an operator rejected a report: scoring lowered the level at once
+            # (nothing else holds it), so nobody is paged over a report declared false.
+            # Resolved at normal, so the pair's closed marker lets a genuine report of the same
+            # bucket open a new incident (open_incident's `closed`).
+            tl = [_entry(now, "verification", message=why) for why in rejected]
+            tl.append(_entry(now, "level", previous=inc.level, level=u.level, reasons=list(u.reasons[:MAX_REASONS])))
+            new.reasons, new.level = list(u.reasons[:MAX_REASONS]), u.level
+            new.summary = summarize(new.category, new.region_name, new.level, language)
+            ch = resolve(new, "pantau", now, how="auto", note="normal after a rejected report")
+            ch.timeline = tl + ch.timeline
+            return ch
         new.quiet_buckets.append(b)
         tl.append(_entry(now, "quiet", bucket_start=u.bucket_start, count=len(new.quiet_buckets),
                          needed=auto_resolve_buckets))

@@ -33,6 +33,7 @@ from services.scoring.levels import (
 )
 from services.scoring.priors import Priors, poisson_upper
 from services.scoring.reasons import render
+from shared.levels import LEVEL_RANK as RANK
 from shared.regions import Registry
 from shared.scores import ScoreUpdate
 from shared.times import rfc3339
@@ -131,10 +132,11 @@ def estimate(history: list[float], known: int, current: float, region: str, cate
 
 
 def settle(state: State, bucket: Bucket, est: Estimate, target: str, report_ids: Callable[[], list[str]],
-           now: float, sc: Scoring) -> ScoreUpdate | None:
+           now: float, sc: Scoring, withdrawn: bool = False) -> ScoreUpdate | None:
     """Raise the held level to `target` (the level `bucket` and `est` call for) if lower,
     record the alarm, and return a score update, with its reasons and `report_ids()`, when
-    (level, alarm) differs from the last one emitted."""
+    (level, alarm) differs from the last one emitted. `withdrawn`: a fall since the last
+    update is a rejected report's (levels.withdraw), not quiet buckets'."""
     state.alarm = est.alarm
     rise(state.hold, target)
     level = state.hold.level
@@ -144,7 +146,9 @@ def settle(state: State, bucket: Bucket, est: Estimate, target: str, report_ids:
     reasons = judge(bucket, est, s)[1]
     before = state.emitted[0]
     state.emitted = [level, est.alarm]
-    lead = [r for r in (fell_reason(before, level, s.hysteresis_buckets, s.bucket),
+    fell = (Reason("withdrawn", level, {"from": before, "to": level}) if withdrawn and RANK[level] < RANK[before]
+            else fell_reason(before, level, s.hysteresis_buckets, s.bucket))
+    lead = [r for r in (fell,
                         held_reason(state.hold, target, s.hysteresis_buckets, s.bucket)) if r]
     # Built from values this module computed, so pydantic's checks (a registry lookup per
     # update) are skipped on the hot path; notify validates what it reads.
@@ -174,7 +178,8 @@ class CellCodec:
     @classmethod
     def from_bytes(cls, raw: bytes) -> Any:
         d = orjson.loads(raw)
-        d["hold"] = Hysteresis(**d["hold"])
+        # A hold written before `opened` was kept: nothing known to fall back to.
+        d["hold"] = Hysteresis(**{"opened": None, **d["hold"]})
         if "recent" in d:  # kabupaten/kota cells only
             d["recent"] = b64decode(d["recent"])
         return cls(**d)

@@ -5,7 +5,9 @@ Pure rules over plain values (defaults from shared/reference/scoring.md):
 - a statistical alarm (weighted count above the upper bound) → at least `waspada`, and a
   count above `surge_factor` × the upper bound → `siaga`;
 - alarms in the same category in two or more kabupaten/kota of a province → the province `siaga`.
-Hysteresis: a level rises at once and falls only after `hysteresis_buckets` quiet buckets.
+Hysteresis: a level rises at once and falls only after `hysteresis_buckets` quiet buckets;
+except that when an operator rejects a report of the running bucket, a level that bucket
+raised falls at once to what the bucket still calls for (`withdraw`).
 Reasons are data here (`Reason`); services/scoring/reasons.py puts them into words.
 """
 
@@ -117,6 +119,9 @@ class Hysteresis:
     level: str = "normal"
     quiet: int = 0          # consecutive closed buckets whose own level was below `level`
     peak: str = "normal"    # the highest level among those quiet buckets
+    # [level, quiet, peak] as the running bucket opened: what the closed buckets hold, before
+    # its own reports. None for state written before it was kept: nothing to fall back to.
+    opened: list[Any] | None = field(default_factory=lambda: ["normal", 0, "normal"])
 
 
 def rise(h: Hysteresis, target: str) -> None:
@@ -130,11 +135,28 @@ def close_bucket(h: Hysteresis, closed_target: str, buckets: int) -> None:
     quiet buckets in a row the level falls to the highest level among them."""
     if RANK[closed_target] >= RANK[h.level]:
         h.level, h.quiet, h.peak = closed_target, 0, "normal"
-        return
-    h.quiet += 1
-    h.peak = higher(h.peak, closed_target)
-    if h.quiet >= buckets:
-        h.level, h.quiet, h.peak = h.peak, 0, "normal"
+    else:
+        h.quiet += 1
+        h.peak = higher(h.peak, closed_target)
+        if h.quiet >= buckets:
+            h.level, h.quiet, h.peak = h.peak, 0, "normal"
+    h.opened = [h.level, h.quiet, h.peak]
+
+
+def withdraw(h: Hysteresis, target: str) -> bool:
+    """An operator rejected a report of the running bucket, which now calls for `target`. A
+    level the bucket raised falls at once to the higher of `target` and what the closed
+    buckets held when it opened (with their count of quiet buckets): hysteresis rides out
+    noisy counts, it should not keep coordinators paged over a report declared false. A level
+    the closed buckets hold is left to them. True when the level fell."""
+    if h.opened is None:
+        return False
+    level, quiet, peak = h.opened
+    to = higher(target, level)
+    if RANK[to] >= RANK[h.level]:
+        return False
+    h.level, h.quiet, h.peak = (level, quiet, peak) if to == level else (to, 0, "normal")
+    return True
 
 
 def held_reason(h: Hysteresis, target: str, buckets: int, bucket: str) -> Reason | None:

@@ -148,6 +148,8 @@ _LINES: dict[str, tuple[Callable[[dict], str], Callable[[dict], str]]] = {
              lambda p: f"{p['level']} held: {p['quiet']} of {p['needed']} quiet {_unit(p['bucket'], 'en', p['needed'])}"),
     "fell": (lambda p: f"turun dari {p['from']} setelah {p['quiet']} {_unit(p['bucket'], 'id')} tenang",
              lambda p: f"down from {p['from']} after {p['quiet']} quiet {_unit(p['bucket'], 'en', p['quiet'])}"),
+    "withdrawn": (lambda p: f"turun dari {p['from']}: laporan yang menaikkannya ditolak",
+                  lambda p: f"down from {p['from']}: a report that raised it was rejected"),
 }
 
 

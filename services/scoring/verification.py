@@ -15,9 +15,14 @@ Each cell keeps the last decision per report (`Cell.decisions`, written with the
 changelog), so the same decision applied again (a redelivery, a second click) changes
 nothing, and verify → reject → verify ends where the last one says. A decision for a report
 the cell has not counted yet (the decision overtook it between topics) is kept *pending* and
-applied when the report arrives (`on_report`). Levels keep their hysteresis: a rejected
-report's count leaves at once, but a level it raised falls as any level falls, after
-`hysteresis_buckets` quiet buckets.
+applied when the report arrives (`on_report`).
+
+A rejection in the running bucket lowers the level at once: when the bucket, without the
+report, no longer calls for the level it raised (its weighted count back under the bound, or
+the grave report gone), the level falls to what the bucket still calls for, or to what the
+closed buckets held when it opened if that is higher (levels.withdraw), without waiting for
+`hysteresis_buckets` quiet buckets. A rejection in a closed bucket corrects the baseline only;
+a level held from earlier buckets falls as any level falls.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 from base64 import b64encode
 from typing import Any
 
+from services.scoring.levels import withdraw
 from services.scoring.baseline import (
     Cell, Scoring, _roll_to, _seen, appraise, bucket_start, parse_time, report_key, running, settle,
 )
@@ -80,6 +86,7 @@ def _apply(cell: Cell, k: str, event_id: str, occurred_at: str, verified: bool, 
         if new == 0:
             cell.report_ids = [r for r in cell.report_ids if r[0] != event_id]
             cell.severity = max((r[1] for r in cell.report_ids), default=0)
+            withdraw(cell.hold, appraise(cell, sc)[0])
     else:
         age = (cell.bucket - rb) // sc.size
         if 0 < age <= sc.history:
@@ -102,6 +109,9 @@ def announce(cell: Cell, whys: list[str], now: float, sc: Scoring) -> ScoreUpdat
     report's update cannot replace the one naming the decision."""
     target, est = appraise(cell, sc)
     cell.emitted = [cell.emitted[0], None]  # no alarm state equals None: settle speaks, and records the new state
-    update = settle(cell, running(cell), est, target, lambda: [i for i, _ in cell.report_ids], now, sc)
+    # A level below the last one sent can only be a rejection's doing here: the batch's reports
+    # raise it again in settle, and closing buckets on the way reassessed and sent already.
+    update = settle(cell, running(cell), est, target, lambda: [i for i, _ in cell.report_ids], now, sc,
+                    withdrawn=True)
     assert update is not None
     return update.model_copy(update={"reasons": [*update.reasons, *whys]})

@@ -176,11 +176,18 @@ def test_a_bad_location_is_asked_again(stack, bot):
     bot.wait_text(SITI, n := n + 1)
     bot.push_message(SITI, "Kampung Antah Berantah")
     assert "\u201cKampung Antah Berantah\u201d tidak ditemukan di wilayah tugas Anda" in bot.wait_text(SITI, n := n + 1)
-    bot.share_location(SITI, 3.3, 117.6)
-    assert "Lokasi GPS belum dapat dipetakan" in bot.wait_text(SITI, n := n + 1)
-    bot.push_message(SITI, "Nunukan")  # a real place, outside her regions
+    bot.share_location(SITI, 3.3, 118.5)  # the Sulawesi Sea: in no kabupaten/kota
+    assert "Lokasi GPS tidak berada di kabupaten/kota mana pun" in bot.wait_text(SITI, n := n + 1)
+    bot.share_location(SITI, 4.1, 117.0)  # Nunukan: a real place, outside her regions
+    assert "Lokasi GPS berada di Kabupaten Nunukan (65.03), di luar wilayah tugas Anda" in \
+        bot.wait_text(SITI, n := n + 1)
+    bot.push_message(SITI, "Nunukan")
     assert "tidak ditemukan di wilayah tugas Anda" in bot.wait_text(SITI, n := n + 1)
-    bot.push_message(SITI, "Tarakan Tengah")
+    # On Tarakan island: placed in Kota Tarakan, its kecamatan offered as buttons.
+    bot.share_location(SITI, 3.3, 117.6)
+    assert "Lokasi GPS berada di Kota Tarakan (65.71). Pilih kecamatannya" in bot.wait_text(SITI, n := n + 1)
+    assert bot.buttons(SITI) == ["place:65.71.01", "place:65.71.02", "place:65.71.03", "place:65.71.04"]
+    bot.press(SITI, "place:65.71.02")
     assert "Tempat: Tarakan Tengah, Kota Tarakan (65.71.02)" in bot.wait_text(SITI, n := n + 1)
     bot.push_message(SITI, "/batal")
     assert bot.wait_text(SITI, n + 1) == "Laporan dibatalkan sebelum dikirim."

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from services.notify.transitions import apply_update
+from services.notify.transitions import apply_update, open_incident
 from tests.notify.test_incidents import POLICIES, opened, update
 
 
@@ -23,3 +23,21 @@ def test_a_rejection_is_recorded_too():
     why = "laporan fkdm-2 ditolak oleh Sari"
     ch = apply_update(inc, update("waspada", reasons=("2 reports", why)), POLICIES, 2, 1100.0)
     assert ch is not None and ch.timeline[-1]["message"] == why
+
+
+def test_normal_after_a_rejection_resolves_at_once():
+    inc = opened("siaga").incident
+    why = "laporan fkdm-3 ditolak oleh Sari"
+    u = update("normal", reasons=("turun dari siaga: laporan yang menaikkannya ditolak", why))
+    ch = apply_update(inc, u, POLICIES, 3, 1100.0)
+    assert ch is not None and ch.incident.status == "resolved" and ch.resolved == "auto"
+    assert [e["kind"] for e in ch.timeline] == ["verification", "level", "resolved"]
+    assert ch.timeline[0]["message"] == why and ch.incident.level == "normal"
+    assert ch.incident.note == "normal after a rejected report" and ch.events[-1][0] == "resolved"
+    # A genuine report of the same bucket opens a new incident: the false one closed at normal.
+    closed = {"level": ch.incident.level, "bucket": ch.incident.last_alert_bucket}
+    assert open_incident("inc-2", update("waspada"), POLICIES, 1300.0, closed=closed) is not None
+    assert apply_update(ch.incident, u, POLICIES, 3, 1200.0) is None  # a replay changes nothing
+    # Normal without a decision is a quiet bucket, as before: 1 of 3.
+    quiet = apply_update(inc, update("normal"), POLICIES, 3, 1100.0)
+    assert quiet is not None and quiet.incident.status != "resolved" and quiet.timeline[-1]["kind"] == "quiet"

@@ -39,3 +39,19 @@ def test_the_data_is_small_and_attributed():
     assert "wilayah_boundaries" in b.source and "MIT" in b.license
     notice = (Path(__file__).resolve().parents[2] / "NOTICE").read_text()
     assert "cahyadsn/wilayah_boundaries" in notice and "MIT" in notice
+
+
+def test_a_gps_point_is_placed_in_its_kabupaten_kota_or_nowhere():
+    from services.ingest.field_reports import gps_places
+
+    b = boundaries()
+    assert b.locate(3.3, 117.6) == "65.71"          # Tarakan island
+    assert b.locate(2.84, 117.37) == "65.01"        # Tanjung Selor, Bulungan
+    assert b.locate(-6.2, 106.82) == "31.71"        # Jakarta Pusat
+    assert b.locate(3.3, 118.5) is None             # the Sulawesi Sea
+    assert b.locate(1.3, 103.8) is None             # Singapore
+    tarakan = {"latitude": 3.3, "longitude": 117.6}
+    assert gps_places(tarakan, ["65"]) == ("65.71", ["65.71.01", "65.71.02", "65.71.03", "65.71.04"])
+    assert gps_places(tarakan, ["65.71.03"]) == ("65.71", ["65.71.03"])   # a camat: their own kecamatan
+    assert gps_places(tarakan, ["65.03"]) == ("65.71", [])                # outside their regions
+    assert gps_places({"latitude": "x"}, ["65"]) == (None, [])
