@@ -12,6 +12,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -22,7 +23,8 @@ _FRAME = re.compile(r"^(?P<fn>.*?) \((?P<file>[^()]*?)(?::\d+)?\)$")
 @contextmanager
 def sampled(pid: int, out_dir: Path | None, name: str) -> Iterator[None]:
     """py-spy on `pid` for the duration of the block, if profiling was asked for."""
-    spy = shutil.which("py-spy")
+    # pip installs it beside the interpreter, which need not be on PATH (.venv/bin).
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
     if out_dir is None or spy is None:
         if out_dir is not None:
             print("bench: py-spy not found on PATH; no profile taken")
