@@ -88,8 +88,17 @@ _STDLIB = ("asyncio/", "contextlib", "<frozen", "selectors", "socket.py", "typin
            "collections/", "copy.py", "datetime.py", "zoneinfo/")
 
 
+# A stack whose innermost Python frame is the loop's entry point is in uvloop's C code: waiting
+# in epoll (py-spy --nonblocking counts such samples too) or doing the loop's own socket work.
+_LOOP = ("Runner.run (", "Worker.execute_from_commandline (", "ServiceThread._start_thread (", "asyncio_run (",
+         "serve_forever (")
+LOOP = "event loop (waiting, or uvloop's own C code)"
+
+
 def component(frames: list[str]) -> str:
     """The component a sample's stack (root first) spends its time in."""
+    if frames and frames[-1].startswith(_LOOP):
+        return LOOP
     for f in reversed(frames):
         m = _FRAME.match(f)
         path = m.group("file") if m else f
