@@ -36,6 +36,7 @@ class RefRow:
     value: float
     unit: str
     ratio: float | None  # to its own baseline, in REF's run
+    cpu: str = "—"  # CPU per report as REF's table gives it ("48 / 16 µs (3.0×)")
 
 
 def resolve(repo: Path, ref: str) -> str:
@@ -96,32 +97,40 @@ def parse_table(text: str) -> list[RefRow]:
             ratio: float | None = float(cells[3].replace(",", ""))
         except ValueError:
             ratio = None
-        rows.append(RefRow(cells[0], float(m.group(1).replace(",", "")), m.group(2), ratio))
+        cpu = cells[6] if len(cells) > 6 else "—"
+        rows.append(RefRow(cells[0], float(m.group(1).replace(",", "")), m.group(2), ratio, cpu))
     return rows
 
 
 def table(rows: list[Row], ref: list[RefRow], ref_name: str) -> str:
     """This commit beside REF, row by row: each value and its change."""
     by_stage = {r.stage: r for r in ref}
-    lines = [f"| stage | this commit | {ref_name} | this / {ref_name} | better? | ratio to own baseline, this / {ref_name} |",
-             "|---|---:|---:|---:|:-:|---:|"]
+    lines = [f"| stage | this commit | {ref_name} | this / {ref_name} | better? | ratio to own baseline, this / {ref_name} "
+             f"| CPU per report, this commit | CPU per report, {ref_name} |",
+             "|---|---:|---:|---:|:-:|---:|---:|---:|"]
     for r in rows:
         other = by_stage.get(r.stage)
         mine = f"{_num(r.pantau)} {r.unit}"
         if other is None:
-            lines.append(f"| {r.stage} | {mine} | — | — | — | {r.ratio:.2f} / — |")
+            lines.append(f"| {r.stage} | {mine} | — | — | — | {r.ratio:.2f} / — | {_cpu(r)} | — |")
             continue
         change = r.pantau / other.value if other.value else 0.0
         lower = r.unit in LOWER_IS_BETTER
         better = "—" if abs(change - 1) < 0.05 else ("yes" if (change < 1) == lower else "no")
         theirs = f"{other.ratio:.2f}" if other.ratio is not None else "—"
         lines.append(f"| {r.stage} | {mine} | {_num(other.value)} {other.unit} | {change:.2f} | {better} "
-                     f"| {r.ratio:.2f} / {theirs} |")
+                     f"| {r.ratio:.2f} / {theirs} | {_cpu(r)} | {other.cpu} |")
     missing = [o.stage for o in ref if o.stage not in {r.stage for r in rows}]
     for s in missing:
         o = by_stage[s]
-        lines.append(f"| {s} | — | {_num(o.value)} {o.unit} | — | — | — |")
+        lines.append(f"| {s} | — | {_num(o.value)} {o.unit} | — | — | — | — | {o.cpu} |")
     return "\n".join(lines)
+
+
+def _cpu(r: Row) -> str:
+    if r.cpu_us is None or r.base_cpu_us is None:
+        return "—"
+    return f"{r.cpu_us:,.0f} / {r.base_cpu_us:,.0f} µs ({r.cpu_us / r.base_cpu_us:.1f}×)" if r.base_cpu_us else "—"
 
 
 def _num(x: float) -> str:

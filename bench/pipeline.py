@@ -43,7 +43,7 @@ from bench import workload
 from bench.context import Context
 from bench.cpu import CpuMeter
 from bench.openloop import OpenResult, OpenSpec, pct, run_open
-from bench.profile import sampled, sampled_all
+from bench.profile import sampled_all
 from bench.report import Row
 from bench.stack import PARTITIONS, create_topic, peak_mb, read_topic, wait_http_ready, write_config
 from cli.stack import Child, EmbeddedStack, free_port, wait_port
@@ -70,14 +70,15 @@ HEADERS = {"Authorization": f"Bearer {workload.API_KEY}", "Content-Type": "appli
 
 
 # --- the stack: every service, one webhook contact -----------------------------------------------
-def pipeline_config(path: Path, receiver_url: str, concurrency: int = DELIVERY_CONCURRENCY) -> Path:
+def pipeline_config(path: Path, receiver_url: str, concurrency: int = DELIVERY_CONCURRENCY,
+                    partitions: int = PARTITIONS) -> Path:
     """The bench config (free ports, one source) with a source allowed everywhere, scoring's web
     port, and one policy paging one contact through a webhook at `receiver_url` + /page.
     The step's wait is long, so nothing escalates during a run: one page per incident; and
     inhibition is off, so every incident pages."""
     from shared.notify_config import NotifySettings
 
-    write_config(path, workload.all_provinces())
+    write_config(path, workload.all_provinces(), partitions)
     notify_port = free_port()
     # Every report here is meant to page: a province incident must not hold back the pages of
     # its kabupaten/kota incidents (inhibition, on by default), or most cells would never page.
@@ -158,12 +159,13 @@ class Receiver:
 @contextmanager
 def pipeline_stack(keep: bool, delay_ms: float = 0.0, services: tuple[str, ...] = SERVICES,
                    prefix: str = "pantau-bench-pipeline-", durable: bool = False, ready_s: float = 90,
-                   scoring_ready_s: float = 60) -> Iterator[tuple[EmbeddedStack, Receiver]]:
+                   scoring_ready_s: float = 60, partitions: int = PARTITIONS) -> Iterator[tuple[EmbeddedStack, Receiver]]:
     """Receiver, broker (and its store when `durable`), Redis and `services`, ready; all stopped
     on exit."""
     workdir = Path(tempfile.mkdtemp(prefix=prefix))
     receiver = Receiver(workdir, delay_ms).start()
-    stack = EmbeddedStack(pipeline_config(workdir / "pantau.yaml", receiver.url), workdir, services, durable=durable)
+    stack = EmbeddedStack(pipeline_config(workdir / "pantau.yaml", receiver.url, partitions=partitions), workdir,
+                          services, durable=durable)
     failed = True
     try:
         stack.start_infra()
@@ -326,7 +328,7 @@ def run(ctx: Context) -> list[Row]:
         receiver.wait_quiet(2.0, settle_s)
         base_count = receiver.count()
         requests = workload.paging_requests("pipe", warm, n)
-        with sampled(all_pids["notify"], ctx.profile_dir, "notify-pipeline"), CpuMeter(all_pids) as cpu:
+        with sampled_all(profiled, ctx.profile_dir, "pages"), CpuMeter(all_pids) as cpu:
             t0 = time.perf_counter()
             res = run_open(_spec(gw_port, "/v1/reports", partial(workload.paging_requests, "pipe", warm, n)))
             receiver.wait_count(base_count + n, settle_s)

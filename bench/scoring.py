@@ -96,10 +96,10 @@ def messages(tag: str, n: int) -> list[tuple[bytes, bytes]]:
 
 # --- stage ---------------------------------------------------------------------------------------
 @contextmanager
-def stack_with_scoring(keep: bool, tag: str = "scoring") -> Iterator[EmbeddedStack]:
+def stack_with_scoring(keep: bool, tag: str = "scoring", partitions: int = PARTITIONS) -> Iterator[EmbeddedStack]:
     """Broker and Redis; scoring's web port free. Scoring itself is started by the stage."""
     workdir = Path(tempfile.mkdtemp(prefix=f"pantau-bench-{tag}-"))
-    cfg = write_config(workdir / "pantau.yaml")
+    cfg = write_config(workdir / "pantau.yaml", partitions=partitions)
     cfg.write_text(cfg.read_text() + f"scoring:\n  web_port: {free_port()}\n")
     stack = EmbeddedStack(cfg, workdir, ())
     failed = True

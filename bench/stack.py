@@ -19,12 +19,12 @@ from bench.workload import API_KEY, PROVINCES, SOURCE
 PARTITIONS = 4
 
 
-def write_config(path: Path, provinces: tuple[str, ...] = PROVINCES) -> Path:
+def write_config(path: Path, provinces: tuple[str, ...] = PROVINCES, partitions: int = PARTITIONS) -> Path:
     regions = ", ".join(f'"{p}"' for p in provinces)
     path.write_text(f"""# Written by python -m bench.
 kafka:
   bootstrap_servers: "127.0.0.1:{free_port()}"
-  partitions: {PARTITIONS}
+  partitions: {partitions}
 redis:
   url: "redis://127.0.0.1:{free_port()}/0"
 ingest:

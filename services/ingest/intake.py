@@ -135,7 +135,7 @@ class Intake:
         keys = [dedup_key(r.source, r.event_id) for r in reports]
         try:
             # Chosen before claiming, as the producer would, so the claim can say where to look.
-            parts = [await self._partition(r) for r in reports]
+            parts = await self._partitions(reports)
         except KafkaError as e:
             raise Unavailable("broker unreachable", maybe_accepted=False) from e
         attempts = [Attempt(uuid.uuid4().hex, p, now_ms) for p in parts]
@@ -166,9 +166,11 @@ class Intake:
                 outcomes[i] = await self._await_peer(source, reports[i])
         return outcomes  # type: ignore[return-value]
 
-    async def _partition(self, r: ReportEvent) -> int:
+    async def _partitions(self, reports: list[ReportEvent]) -> list[int]:
+        # The topic's partitions looked up once per call: awaited per report, the lookup was a
+        # tenth of a 500-report batch's CPU.
         parts = sorted(await self.producer.partitions_for(topics.REPORTS_V1))
-        return self._partitioner(partition_key(r.region_code).encode(), parts, parts)
+        return [self._partitioner(partition_key(r.region_code).encode(), parts, parts) for r in reports]
 
     async def _take_over(self, index: int, key: str, existing: str, now_ms: int) -> _Held | None:
         """Hold a resolvable claim (uncertain, or pending past its lease) for this request;
