@@ -55,12 +55,14 @@ async def started(make: Callable[[], Any], discard: Callable[[Any], Awaitable[An
             await asyncio.sleep(backoff_s(failures, first_s, max_s))
 
 
-def ensure_topics(bootstrap: str, partitions: int, replication: int = 1, timeout_s: float = 20.0) -> None:
-    """Create every contract topic that does not exist yet (idempotent)."""
-    asyncio.run(_ensure_topics(bootstrap, partitions, replication, timeout_s))
+def ensure_topics(bootstrap: str, partitions: int, replication: int = 1, timeout_s: float = 20.0,
+                  names: tuple[str, ...] = topics.ALL) -> None:
+    """Create every topic of `names` (the contract's, by default) that does not exist yet (idempotent)."""
+    asyncio.run(_ensure_topics(bootstrap, partitions, replication, timeout_s, names))
 
 
-async def _ensure_topics(bootstrap: str, partitions: int, replication: int, timeout_s: float) -> None:
+async def _ensure_topics(bootstrap: str, partitions: int, replication: int, timeout_s: float,
+                         names: tuple[str, ...]) -> None:
     # aiokafka's admin client, because kafka-python 2.3's list_topics chokes on Tansu's
     # metadata (an ACL operation code it does not know).
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -70,7 +72,7 @@ async def _ensure_topics(bootstrap: str, partitions: int, replication: int, time
                           lambda a: a.close(), timeout_s, 0.05, 0.2, (KafkaConnectionError,))
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(t, partitions, replication) for t in topics.ALL if t not in existing]
+        missing = [NewTopic(t, partitions, replication) for t in names if t not in existing]
         if missing:
             await admin.create_topics(missing)
     finally:

@@ -61,9 +61,14 @@ def main(argv: list[str]) -> int:
     if web_port is not None:
         config = config.model_copy(update={"scoring": config.scoring.model_copy(update={"web_port": web_port})})
 
+    from shared import topics
     from shared.kafka import ensure_topics
 
-    ensure_topics(config.kafka.bootstrap_servers, config.kafka.partitions, config.kafka.replication_factor)
+    # Scoring's own topics too, before Faust starts: workers started together otherwise race
+    # to create them, and one could send its first tick before its metadata knew the partitions
+    # ("Unrecognized partition", bench/results/2026-12-02-scaling.md).
+    ensure_topics(config.kafka.bootstrap_servers, config.kafka.partitions, config.kafka.replication_factor,
+                  names=(*topics.ALL, topics.SCORING_TICKS, topics.SCORING_PROVINCE, topics.SCORING_BACKFILL))
     problem = asyncio.run(_check_partitions(config))
     if problem:
         print(f"pantau scoring: invalid configuration: {problem}", file=sys.stderr)
