@@ -20,6 +20,7 @@ import functools
 import hashlib
 import os
 import tempfile
+import time
 from datetime import datetime, timezone
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,8 +30,13 @@ from aiohttp import web
 
 from cli.s3compact import compact
 from cli.s3expiry import expired, parse_rule
+from cli.s3merge import merge
+from cli.s3requests import LISTED, Requests
 
 MAX_KEYS = 1000
+# How long a batch merged into another (cli/s3merge.py) can still be read: a fetch that listed
+# it just before it went reads it within its wait (50 ms in Pantau, seconds at most).
+RETIRED_S = 600.0
 _XML = {"Content-Type": "application/xml"}
 
 
@@ -53,8 +59,8 @@ def _etag(data: bytes) -> str:
     return f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'
 
 
-def _http_date(st: os.stat_result) -> str:
-    return datetime.fromtimestamp(st.st_mtime, timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT")
+def _http_date(mtime: float) -> str:
+    return datetime.fromtimestamp(mtime, timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT")
 
 
 def _iso(st: os.stat_result) -> str:
@@ -83,6 +89,22 @@ class Store:
         # each page made a full listing quadratic (3.3 s at 20,000 batches). This process is the
         # only writer, so it keeps them current as it writes.
         self._names: dict[Path, list[str]] = {}
+        # Batches merged into another and deleted, still served to a reader that listed them
+        # before (cli/s3merge.py): content, file time, when retired (monotonic).
+        self.retired: dict[Path, tuple[bytes, float, float]] = {}
+
+    def retire(self, path: Path, data: bytes) -> None:
+        """Keep a batch's content readable for RETIRED_S after it is deleted (any thread)."""
+        try:
+            mtime = path.stat().st_mtime
+        except FileNotFoundError:
+            return
+        self.retired[path] = (data, mtime, time.monotonic())
+
+    def forget_retired(self) -> None:
+        cutoff = time.monotonic() - RETIRED_S
+        for path in [p for p, (_, _, at) in list(self.retired.items()) if at < cutoff]:
+            self.retired.pop(path, None)
 
     def path(self, bucket: str, key: str = "") -> Path | None:
         parts = [bucket, *key.split("/")] if key else [bucket]
@@ -205,9 +227,11 @@ class Store:
         return out
 
 
-def app(store: Store, expire: Sequence[tuple[str, float]] = ()) -> web.Application:
+def app(store: Store, expire: Sequence[tuple[str, float]] = (),
+        merges: Sequence[tuple[str, float]] = ()) -> web.Application:
     routes = web.RouteTableDef()
     locks: dict[str, asyncio.Lock] = {}
+    requests = Requests()
 
     @routes.put("/{bucket}")
     async def create_bucket(request: web.Request) -> web.Response:
@@ -229,6 +253,7 @@ def app(store: Store, expire: Sequence[tuple[str, float]] = ()) -> web.Applicati
         after = q.get("continuation-token") or q.get("start-after", "")
         limit = min(int(q.get("max-keys", MAX_KEYS)), MAX_KEYS)
         page, truncated = await asyncio.to_thread(store.page, bucket, prefix, after, limit)
+        requests.count[LISTED] += len(page)
         items = "".join(f"<Contents><Key>{escape(k)}</Key><LastModified>{_iso(st)}</LastModified>"
                         f"<ETag>\"{st.st_mtime_ns:x}-{st.st_size:x}\"</ETag><Size>{st.st_size}</Size>"
                         f"<StorageClass>STANDARD</StorageClass></Contents>" for k, st in page)
@@ -272,10 +297,12 @@ def app(store: Store, expire: Sequence[tuple[str, float]] = ()) -> web.Applicati
             if p is None:
                 raise FileNotFoundError
             data = await asyncio.to_thread(p.read_bytes)
-            st = p.stat()
+            mtime = p.stat().st_mtime
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            return _error(404, "NoSuchKey", "no such key") if with_body else web.Response(status=404)
-        headers = {"ETag": _etag(data), "Last-Modified": _http_date(st), "Content-Type": "application/octet-stream",
+            if p is None or p not in store.retired:
+                return _error(404, "NoSuchKey", "no such key") if with_body else web.Response(status=404)
+            data, mtime, _ = store.retired[p]
+        headers = {"ETag": _etag(data), "Last-Modified": _http_date(mtime), "Content-Type": "application/octet-stream",
                    "Accept-Ranges": "bytes"}
         if not with_body:
             headers["Content-Length"] = str(len(data))
@@ -313,14 +340,27 @@ def app(store: Store, expire: Sequence[tuple[str, float]] = ()) -> web.Applicati
             for path in gone:
                 store.removed(path)
 
+    async def merging(pattern: str, age_s: float) -> None:
+        while True:
+            await asyncio.sleep(min(60.0, age_s / 10))
+            try:
+                gone = await asyncio.to_thread(merge, store.root, pattern, age_s, store.retire)
+            except OSError as e:
+                print(f"s3store: merging {pattern}: {e}", flush=True)
+                continue
+            for path in gone:
+                store.removed(path)
+            store.forget_retired()
+
     async def start_sweeps(application: web.Application) -> None:
-        application["sweeps"] = [asyncio.create_task(sweep(p, age)) for p, age in expire]
+        application["sweeps"] = [asyncio.create_task(sweep(p, age)) for p, age in expire] + \
+            [asyncio.create_task(merging(p, age)) for p, age in merges]
 
     async def stop_sweeps(application: web.Application) -> None:
         for task in application["sweeps"]:
             task.cancel()
 
-    application = web.Application(client_max_size=64 << 20)
+    application = web.Application(client_max_size=64 << 20, middlewares=[requests.middleware()])
     application.add_routes(routes)
     application.on_startup.append(start_sweeps)
     application.on_cleanup.append(stop_sweeps)
@@ -337,16 +377,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--compact", action="append", default=[], metavar="GLOB",
                     help="before serving, delete the record batches whose every key has a later version, in "
                          "the records folders matching GLOB (changelogs only; cli/s3compact.py)")
+    ap.add_argument("--merge", action="append", default=[], metavar="GLOB=SECONDS",
+                    help="merge the runs of record batches older than SECONDS into fewer objects, in the records "
+                         "folders matching GLOB, before serving and then while running (cli/s3merge.py)")
     ap.add_argument("root", type=Path, help="folder that holds the buckets")
     args = ap.parse_args(argv)
     try:
         rules = [parse_rule(r) for r in args.expire]
+        merges = [parse_rule(r, "--merge") for r in args.merge]
     except ValueError as e:
         ap.error(str(e))
     for pattern in args.compact:
         gone, folders = compact(args.root, pattern)
         print(f"s3store: compacted {pattern}: {gone} superseded batches deleted in {folders} partitions", flush=True)
-    web.run_app(app(Store(args.root), rules), host=args.host, port=args.port, access_log=None, print=None)
+    for pattern, age in merges:
+        gone = merge(args.root, pattern, age)
+        print(f"s3store: merged {pattern}: {len(gone)} batches merged into the ones before them", flush=True)
+    web.run_app(app(Store(args.root), rules, merges), host=args.host, port=args.port, access_log=None, print=None)
 
 
 if __name__ == "__main__":
