@@ -17,6 +17,7 @@ from aiohttp import web
 
 PATH = "/_requests"
 LISTED = "keys listed"  # the key under which listings add the keys they returned
+MERGED = "batches merged away"  # by the store's merging while it runs (cli/s3merge.py)
 
 
 def kind(method: str, path: str, query: dict[str, str]) -> str:

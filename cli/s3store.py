@@ -31,7 +31,7 @@ from aiohttp import web
 from cli.s3compact import compact
 from cli.s3expiry import expired, parse_rule
 from cli.s3merge import merge
-from cli.s3requests import LISTED, Requests
+from cli.s3requests import LISTED, MERGED, Requests
 
 MAX_KEYS = 1000
 # How long a batch merged into another (cli/s3merge.py) can still be read: a fetch that listed
@@ -350,6 +350,7 @@ def app(store: Store, expire: Sequence[tuple[str, float]] = (),
                 continue
             for path in gone:
                 store.removed(path)
+            requests.count[MERGED] += len(gone)
             store.forget_retired()
 
     async def start_sweeps(application: web.Application) -> None:
