@@ -133,6 +133,7 @@ async def at_the_end(i: Infra, r: Result, rounds: int, behind: int, wait_ms: int
             while not await c.getmany(tp, timeout_ms=1000):
                 if time.perf_counter() - t0 > ROUND_S:
                     r.gave_up = f"record {n + 1} not consumed within {ROUND_S:.0f} s"
+                    r.per_record = i.requests() - before  # what the wait cost, over the rounds so far
                     return
             r.latencies_ms.append((time.perf_counter() - t0) * 1000)
         r.per_record = Counter({k: v / rounds for k, v in (i.requests() - before).items()})
@@ -179,8 +180,9 @@ def line(r: Result) -> str:
     p50, p99 = r.pct(0.5), r.pct(0.99)
     lat = f"p50 {p50:.0f} ms, p99 {p99:.0f} ms over {len(r.latencies_ms)}" if p50 is not None else "no record"
     asks = ", ".join(f"{k} {v:g}" for k, v in sorted(r.per_record.items()))
-    up = f"catch-up {r.catch_up_per_s:,.0f} records/s" if r.catch_up_per_s else "catch-up not measured"
-    return (f"{r.batches:,} batches, {'after (merged)' if r.merged else 'before'}, {r.objects:,} objects: one record at the end {lat}; {up}; per record the store answered: "
+    up = (f"catch-up {r.catch_up_per_s:,.0f} records/s ({', '.join(f'{k} {v:,}' for k, v in sorted(r.catch_up_requests.items()))})"
+          if r.catch_up_per_s else "catch-up not measured")
+    return (f"{r.batches:,} batches, {'after (merged)' if r.merged else 'before'}, {r.objects:,} objects: one record at the end {lat}; {up}; {'until it gave up' if r.gave_up else 'per record'} the store answered: "
             f"{asks or '-'}{'; GAVE UP: ' + r.gave_up if r.gave_up else ''}")
 
 

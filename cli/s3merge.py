@@ -157,13 +157,21 @@ def merge_folder(folder: Path, older_than_s: float, retire: Retire | None = None
     newest batch; the paths deleted (their records are in a merged object)."""
     cutoff_ns = int(((time.time() if now is None else now) - older_than_s) * 1e9)
     names = sorted(n for n in os.listdir(folder) if n.endswith(".batch"))
+    if len(names) < 3:
+        return []
+    try:  # offsets are zero-padded: the last name is the newest batch
+        cutoff_ns = min(cutoff_ns, (folder / names[-1]).stat().st_mtime_ns)
+    except FileNotFoundError:
+        return []
     batches = []
-    for name in names[:-1]:  # offsets are zero-padded: the last name is the newest batch
+    for name in names[:-1]:
         b = parse(folder, name)
         if b is None:
             continue
-        if b.mtime_ns >= cutoff_ns:
-            break  # batches are written in offset order: the rest are younger still
+        # A young batch is left as it is and ends a run (batches are usually written in offset
+        # order, but a copied workdir may not keep the times); so is one no older than the
+        # newest batch, which a merged object must stay older than.
+        b.plain = b.plain and b.mtime_ns < cutoff_ns
         batches.append(b)
     todo, covered = runs(batches)
     for run in todo:

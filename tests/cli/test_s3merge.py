@@ -124,3 +124,17 @@ def test_runs_stop_at_the_size_limit(tmp_path: Path) -> None:
     # Two sources fit under the limit, three do not: 0-1, 2-3 and 4-5 merged, 6 alone, 7 the newest.
     assert sorted(int(p.name[:20]) for p in folder.glob("*.batch")) == [0, 2, 4, 6, 7]
     assert records(folder) == before
+
+
+def test_a_young_batch_among_old_ones_splits_the_runs(tmp_path: Path) -> None:
+    folder = tmp_path / "records"
+    old, now = time.time_ns() - DAY_NS, time.time_ns()
+    for i in range(10):
+        write(folder, i, one(i, b"v", 1), now if i == 3 else old + i)
+    write(folder, 10, one(10, b"v", 1), now)
+    before = records(folder)
+    merge_folder(folder, older_than_s=60)
+    assert sorted(int(p.name[:20]) for p in folder.glob("*.batch")) == [0, 3, 4, 10]
+    assert records(folder) == before
+    assert (folder / f"{0:020d}.batch").stat().st_mtime_ns == old + 2
+    assert (folder / f"{4:020d}.batch").stat().st_mtime_ns == old + 9
