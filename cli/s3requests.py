@@ -28,6 +28,7 @@ def kind(method: str, path: str, query: dict[str, str]) -> str:
         what = "records" if "/records" in prefix else "offsets" if "/offsets/" in prefix else "other"
         # Tansu 0.6 never asks from an offset (start-after): counted apart, so a Tansu that does shows.
         after = " start-after" if "start-after" in query else ""
+        after += " max-keys" if "max-keys" in query else ""
         return f"{'LIST' if method == 'GET' else method} {what}{after}" if bucket else f"{method} root"
     name = key.rsplit("/", 1)[-1]
     if name.endswith(".batch"):

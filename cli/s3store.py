@@ -19,11 +19,13 @@ import bisect
 import functools
 import hashlib
 import os
+import sys
 import tempfile
 import time
 from datetime import datetime, timezone
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 from xml.sax.saxutils import escape
 
 from aiohttp import web
@@ -78,6 +80,13 @@ def _iso_second(t: int) -> str:
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 
 
+class Meta(NamedTuple):
+    """What a listing shows of an object that is no longer a file (os.stat_result's names)."""
+
+    st_mtime_ns: int
+    st_size: int
+
+
 class Store:
     """Buckets as folders under `root`, objects as files under their bucket."""
 
@@ -89,17 +98,18 @@ class Store:
         # each page made a full listing quadratic (3.3 s at 20,000 batches). This process is the
         # only writer, so it keeps them current as it writes.
         self._names: dict[Path, list[str]] = {}
-        # Batches merged into another and deleted, still served to a reader that listed them
-        # before (cli/s3merge.py): content, file time, when retired (monotonic).
-        self.retired: dict[Path, tuple[bytes, float, float]] = {}
+        # Batches merged into another and deleted, still listed and read as they were by a
+        # reader whose listing began before they went (cli/s3merge.py): content, what a listing
+        # shows of them, and when they were retired (monotonic).
+        self.retired: dict[Path, tuple[bytes, Meta, float]] = {}
 
     def retire(self, path: Path, data: bytes) -> None:
-        """Keep a batch's content readable for RETIRED_S after it is deleted (any thread)."""
+        """Keep a batch readable for RETIRED_S once deleted (any thread; before the unlink)."""
         try:
-            mtime = path.stat().st_mtime
+            st = path.stat()
         except FileNotFoundError:
             return
-        self.retired[path] = (data, mtime, time.monotonic())
+        self.retired[path] = (data, Meta(st.st_mtime_ns, st.st_size), time.monotonic())
 
     def forget_retired(self) -> None:
         cutoff = time.monotonic() - RETIRED_S
@@ -153,12 +163,17 @@ class Store:
             if i == len(names) or names[i] != target.name:
                 names.insert(i, target.name)
 
-    def removed(self, target: Path) -> None:
-        names = self._names.get(target.parent)
-        if names is not None:
-            i = bisect.bisect_left(names, target.name)
-            if i < len(names) and names[i] == target.name:
-                del names[i]
+    def removed(self, targets: list[Path]) -> None:
+        """Note objects deleted (on the event loop). Each folder's names are replaced at once, so
+        a listing sees a merge's sources all there or all gone, never some (a fetch whose offset
+        fell in the gap would get the batches after it, and its reader would skip to them)."""
+        by_folder: dict[Path, set[str]] = {}
+        for t in targets:
+            by_folder.setdefault(t.parent, set()).add(t.name)
+        for folder, gone in by_folder.items():
+            names = self._names.get(folder)
+            if names is not None:
+                self._names[folder] = [n for n in names if n not in gone]
 
     def _files_only(self, folder: Path) -> list[str] | None:
         """The sorted file names of `folder` if it holds no folder, else None."""
@@ -175,7 +190,7 @@ class Store:
         self._names[folder] = names
         return names
 
-    def page(self, bucket: str, prefix: str, after: str, limit: int) -> tuple[list[tuple[str, os.stat_result]], bool]:
+    def page(self, bucket: str, prefix: str, after: str, limit: int) -> tuple[list[tuple[str, os.stat_result | Meta]], bool]:
         """Up to `limit` keys under `prefix` after `after`, in key order, and whether more follow."""
         base_dir, _, leaf = prefix.rpartition("/")
         top = self.path(bucket, base_dir) if base_dir else self.path(bucket)
@@ -185,6 +200,7 @@ class Store:
         if names is None:
             found = [kv for kv in self.keys(bucket, prefix) if kv[0] > after]
             return found[:limit], len(found) > limit
+        names = names[:]  # one state of the folder for the whole listing (the copy is atomic)
         folder = base_dir + "/"
         i = bisect.bisect_left(names, leaf)
         if after.startswith(folder):
@@ -201,7 +217,8 @@ class Store:
             try:
                 out.append((folder + name, os.stat(base + name)))
             except FileNotFoundError:
-                continue
+                if (kept := self.retired.get(top / name)) is not None:  # merged away after this listing began
+                    out.append((folder + name, kept[1]))
         return out, len(chosen) > limit
 
     def keys(self, bucket: str, prefix: str) -> list[tuple[str, os.stat_result]]:
@@ -251,7 +268,9 @@ def app(store: Store, expire: Sequence[tuple[str, float]] = (),
         q = request.query
         prefix = q.get("prefix", "")
         after = q.get("continuation-token") or q.get("start-after", "")
-        limit = min(int(q.get("max-keys", MAX_KEYS)), MAX_KEYS)
+        # Without max-keys (Tansu never sends it) the whole listing is one page: one state of the
+        # folder, where pages taken at different times could show half a merge.
+        limit = min(int(q["max-keys"]), MAX_KEYS) if "max-keys" in q else sys.maxsize
         page, truncated = await asyncio.to_thread(store.page, bucket, prefix, after, limit)
         requests.count[LISTED] += len(page)
         items = "".join(f"<Contents><Key>{escape(k)}</Key><LastModified>{_iso(st)}</LastModified>"
@@ -260,7 +279,7 @@ def app(store: Store, expire: Sequence[tuple[str, float]] = (),
         nxt = f"<NextContinuationToken>{escape(page[-1][0])}</NextContinuationToken>" if truncated else ""
         body = (f'<?xml version="1.0" encoding="UTF-8"?>'
                 f'<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>{escape(bucket)}</Name>'
-                f"<Prefix>{escape(prefix)}</Prefix><KeyCount>{len(page)}</KeyCount><MaxKeys>{limit}</MaxKeys>"
+                f"<Prefix>{escape(prefix)}</Prefix><KeyCount>{len(page)}</KeyCount><MaxKeys>{limit if limit < sys.maxsize else len(page)}</MaxKeys>"
                 f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>{nxt}{items}</ListBucketResult>")
         return web.Response(text=body, headers=_XML)
 
@@ -301,7 +320,8 @@ def app(store: Store, expire: Sequence[tuple[str, float]] = (),
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             if p is None or p not in store.retired:
                 return _error(404, "NoSuchKey", "no such key") if with_body else web.Response(status=404)
-            data, mtime, _ = store.retired[p]
+            data, meta, _ = store.retired[p]
+            mtime = meta.st_mtime_ns / 1e9
         headers = {"ETag": _etag(data), "Last-Modified": _http_date(mtime), "Content-Type": "application/octet-stream",
                    "Accept-Ranges": "bytes"}
         if not with_body:
@@ -326,7 +346,7 @@ def app(store: Store, expire: Sequence[tuple[str, float]] = (),
         p = store.path(request.match_info["bucket"], request.match_info["key"])
         if p is not None:
             p.unlink(missing_ok=True)
-            store.removed(p)
+            store.removed([p])
         return web.Response(status=204)
 
     async def sweep(pattern: str, max_age_s: float) -> None:
@@ -337,8 +357,7 @@ def app(store: Store, expire: Sequence[tuple[str, float]] = (),
             except OSError as e:  # a folder removed with its topic: the next sweep sees the rest
                 print(f"s3store: expiring {pattern}: {e}", flush=True)
                 continue
-            for path in gone:
-                store.removed(path)
+            store.removed(gone)
 
     async def merging(pattern: str, age_s: float) -> None:
         while True:
@@ -348,8 +367,7 @@ def app(store: Store, expire: Sequence[tuple[str, float]] = (),
             except OSError as e:
                 print(f"s3store: merging {pattern}: {e}", flush=True)
                 continue
-            for path in gone:
-                store.removed(path)
+            store.removed(gone)
             requests.count[MERGED] += len(gone)
             store.forget_retired()
 
