@@ -16,10 +16,8 @@ batches, each record with its own offset, timestamp, key, value and headers. Wha
   object takes the first batch's name, and Tansu takes the base offset from the name. A fetch
   from inside the object gets the whole batch (Tansu returns the batch holding the fetch
   offset, as Kafka does) and the client skips the records before its offset.
-- Only plain batches are merged: not transactional, not control, timestamps set by the
-  producer (CreateTime). A merged batch has no producer id, as a producer's sequence numbers
-  are Tansu's to check at produce time (kept in its meta.json, never read back from batches),
-  and a consumer does not read them.
+- Only plain batches are merged: not transactional, not control, not compressed, timestamps
+  set by the producer (CreateTime), each record's kept.
 - The newest batch of a partition is never merged, and a merged object keeps its newest
   source's time: Tansu answers the end offset from the newest object (its base offset + 1) and
   the earliest from the oldest.
@@ -27,7 +25,14 @@ batches, each record with its own offset, timestamp, key, value and headers. Wha
   renamed), then the others are deleted. A cut in between leaves records twice (in the merged
   object and in the sources after it), which a reader skips as already read; the next pass
   deletes sources a merged object covers. A reader that listed a source just before it went
-  can still read it for a while (`retire`, kept by the store), so no fetch fails for it.
+  can still list and read it for a while (`retire`, kept by the store), and the store takes a
+  run's sources out of its listings all at once, in listings of one page: a fetch sees the run
+  whole or merged, never with a gap at its offset (Tansu would then serve the batches after
+  the gap, and the reader would skip to them).
+- Producer ids: a merged batch has none. Tansu checks a producer's sequence numbers at produce
+  time from its meta.json, never from stored batches, and this Tansu build refuses idempotent
+  producers on `s3://` anyway (InitProducerId answers an error), so Pantau's producers are not
+  idempotent and their batches carry no producer id.
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ minutes (README, Durable embedded stack). Here a listing reads only the prefix's
 An object is written to a temporary file, flushed to disk (fsync) and renamed over the old
 one, and the folder is flushed too, so an acknowledged write survives a power cut, not only a
 killed process. Credentials are not checked: it listens on 127.0.0.1 for the broker alone.
+It also keeps Tansu's partitions short (--expire, --compact, --merge: cli/s3expiry.py,
+s3compact.py, s3merge.py) and counts what it is asked (`GET /_requests`, cli/s3requests.py).
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ from xml.sax.saxutils import escape
 from aiohttp import web
 
 from cli.s3compact import compact
-from cli.s3expiry import expired, parse_rule
+from cli.s3expiry import parse_rule
+from cli.s3maintenance import background
 from cli.s3merge import merge
-from cli.s3requests import LISTED, MERGED, Requests
+from cli.s3requests import LISTED, Requests
 
 MAX_KEYS = 1000
 # How long a batch merged into another (cli/s3merge.py) can still be read: a fetch that listed
@@ -349,40 +352,11 @@ def app(store: Store, expire: Sequence[tuple[str, float]] = (),
             store.removed([p])
         return web.Response(status=204)
 
-    async def sweep(pattern: str, max_age_s: float) -> None:
-        while True:
-            await asyncio.sleep(min(60.0, max_age_s / 10))
-            try:
-                gone = await asyncio.to_thread(expired, store.root, pattern, max_age_s)
-            except OSError as e:  # a folder removed with its topic: the next sweep sees the rest
-                print(f"s3store: expiring {pattern}: {e}", flush=True)
-                continue
-            store.removed(gone)
-
-    async def merging(pattern: str, age_s: float) -> None:
-        while True:
-            await asyncio.sleep(min(60.0, age_s / 10))
-            try:
-                gone = await asyncio.to_thread(merge, store.root, pattern, age_s, store.retire)
-            except OSError as e:
-                print(f"s3store: merging {pattern}: {e}", flush=True)
-                continue
-            store.removed(gone)
-            requests.count[MERGED] += len(gone)
-            store.forget_retired()
-
-    async def start_sweeps(application: web.Application) -> None:
-        application["sweeps"] = [asyncio.create_task(sweep(p, age)) for p, age in expire] + \
-            [asyncio.create_task(merging(p, age)) for p, age in merges]
-
-    async def stop_sweeps(application: web.Application) -> None:
-        for task in application["sweeps"]:
-            task.cancel()
-
+    start, stop = background(store, expire, merges, requests.count)
     application = web.Application(client_max_size=64 << 20, middlewares=[requests.middleware()])
     application.add_routes(routes)
-    application.on_startup.append(start_sweeps)
-    application.on_cleanup.append(stop_sweeps)
+    application.on_startup.append(start)
+    application.on_cleanup.append(stop)
     return application
 
 
