@@ -90,18 +90,19 @@ def runs(batches: list[Batch]) -> tuple[list[list[Batch]], list[Batch]]:
     out: list[list[Batch]] = []
     covered: list[Batch] = []
     run: list[Batch] = []
+    size = 0  # of the run so far: the merged object is smaller (one batch header, not one each)
     end = -1  # the last offset of the batches seen so far
     for b in batches:
         if b.last <= end:
             covered.append(b)
             continue
-        fits = run and b.plain and b.base == run[-1].last + 1 and sum(x.size for x in run) + b.size <= MAX_MERGED_BYTES
-        if not fits:
+        if run and b.plain and b.base == run[-1].last + 1 and size + b.size <= MAX_MERGED_BYTES:
+            run.append(b)
+            size += b.size
+        else:
             if len(run) > 1:
                 out.append(run)
-            run = [b] if b.plain and b.base > end else []
-        else:
-            run.append(b)
+            run, size = ([b], b.size) if b.plain and b.base > end else ([], 0)
         end = max(end, b.last)
     if len(run) > 1:
         out.append(run)
