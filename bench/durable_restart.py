@@ -56,26 +56,34 @@ def fill(workdir: Path, upto: int, keys: int) -> None:
     would have (the stack stopped)."""
     for part in range(PARTITIONS):
         folder = topics_dir(workdir) / CHANGELOG / "partitions" / f"{part:010d}"
-        mark = folder / "watermark.json"
-        high = (json.loads(mark.read_text())["high"] or 0) if mark.exists() else 0
-        (folder / "records").mkdir(parents=True, exist_ok=True)
-        have = sum(1 for n in (folder / "records").iterdir() if n.name.endswith(".batch"))
-        now = int(time.time() * 1000)
-        # Each batch its own millisecond, oldest first, as one-record batches written one by one
-        # are: Tansu takes a partition's end offset from the newest LastModified.
-        first_ns = time.time_ns() - (upto - have) * 1_000_000
-        for i in range(have, upto):
-            b = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=0, producer_id=-1,
-                                          producer_epoch=-1, base_sequence=-1, batch_size=1 << 16)
-            b.append(0, timestamp=now, key=f"~fill{i % keys}|{part}".encode(), value=VALUE, headers=[])
-            raw = b.build()
-            raw[0:8] = struct.pack(">q", high)  # the base offset (outside the CRC)
-            path = folder / "records" / f"{high:020d}.batch"
-            path.write_bytes(bytes(raw))
-            at = first_ns + (i - have) * 1_000_000
-            os.utime(path, ns=(at, at))
-            high += 1
-        mark.write_text(json.dumps({"low": None, "high": high, "timestamps": None}))
+        fill_partition(folder, upto, lambda i: f"~fill{i % keys}|{part}".encode(), VALUE)
+
+
+def fill_partition(folder: Path, upto: int, key_of, value: bytes, ago_s: float = 0.0) -> int:
+    """Write one-record batches (key `key_of(i)`) into a partition's folder, as Tansu would
+    have with the broker stopped, until it holds `upto`, the newest `ago_s` seconds old; how
+    many it holds."""
+    mark = folder / "watermark.json"
+    high = (json.loads(mark.read_text())["high"] or 0) if mark.exists() else 0
+    (folder / "records").mkdir(parents=True, exist_ok=True)
+    have = sum(1 for n in (folder / "records").iterdir() if n.name.endswith(".batch"))
+    now = int(time.time() * 1000)
+    # Each batch its own millisecond, oldest first, as one-record batches written one by one
+    # are: Tansu takes a partition's end offset from the newest LastModified.
+    first_ns = time.time_ns() - int(ago_s * 1e9) - (upto - have) * 1_000_000
+    for i in range(have, upto):
+        b = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=0, producer_id=-1,
+                                      producer_epoch=-1, base_sequence=-1, batch_size=1 << 16)
+        b.append(0, timestamp=now, key=key_of(i), value=value, headers=[])
+        raw = b.build()
+        raw[0:8] = struct.pack(">q", high)  # the base offset (outside the CRC)
+        path = folder / "records" / f"{high:020d}.batch"
+        path.write_bytes(bytes(raw))
+        at = first_ns + (i - have) * 1_000_000
+        os.utime(path, ns=(at, at))
+        high += 1
+    mark.write_text(json.dumps({"low": None, "high": high, "timestamps": None}))
+    return max(have, upto)
 
 
 async def read_partition(bootstrap: str, n: int) -> float:

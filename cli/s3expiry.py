@@ -20,16 +20,16 @@ import time
 from pathlib import Path
 
 
-def parse_rule(text: str) -> tuple[str, float]:
+def parse_rule(text: str, option: str = "--expire") -> tuple[str, float]:
     """`GLOB=SECONDS`: a glob of records folders under the store's root, and the age (file
-    time) after which their batches go."""
+    time) after which their batches go (or are merged)."""
     pattern, sep, age = text.rpartition("=")
     try:
         seconds = float(age)
     except ValueError:
         seconds = -1.0
     if not sep or not pattern or seconds <= 0:
-        raise ValueError(f"--expire {text!r}: expected GLOB=SECONDS, e.g. "
+        raise ValueError(f"{option} {text!r}: expected GLOB=SECONDS, e.g. "
                          f"'tansu/clusters/*/topics/pantau.scoring.ticks/partitions/*/records=3600'")
     return pattern, seconds
 

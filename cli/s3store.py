@@ -9,6 +9,8 @@ minutes (README, Durable embedded stack). Here a listing reads only the prefix's
 An object is written to a temporary file, flushed to disk (fsync) and renamed over the old
 one, and the folder is flushed too, so an acknowledged write survives a power cut, not only a
 killed process. Credentials are not checked: it listens on 127.0.0.1 for the broker alone.
+It also keeps Tansu's partitions short (--expire, --compact, --merge: cli/s3expiry.py,
+s3compact.py, s3merge.py) and counts what it is asked (`GET /_requests`, cli/s3requests.py).
 """
 
 from __future__ import annotations
@@ -19,18 +21,27 @@ import bisect
 import functools
 import hashlib
 import os
+import sys
 import tempfile
+import time
 from datetime import datetime, timezone
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NamedTuple
 from xml.sax.saxutils import escape
 
 from aiohttp import web
 
 from cli.s3compact import compact
-from cli.s3expiry import expired, parse_rule
+from cli.s3expiry import parse_rule
+from cli.s3maintenance import background
+from cli.s3merge import merge
+from cli.s3requests import LISTED, Requests
 
 MAX_KEYS = 1000
+# How long a batch merged into another (cli/s3merge.py) can still be read: a fetch that listed
+# it just before it went reads it within its wait (50 ms in Pantau, seconds at most).
+RETIRED_S = 600.0
 _XML = {"Content-Type": "application/xml"}
 
 
@@ -53,8 +64,8 @@ def _etag(data: bytes) -> str:
     return f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'
 
 
-def _http_date(st: os.stat_result) -> str:
-    return datetime.fromtimestamp(st.st_mtime, timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT")
+def _http_date(mtime: float) -> str:
+    return datetime.fromtimestamp(mtime, timezone.utc).strftime("%a, %d %b %Y %H:%M:%S GMT")
 
 
 def _iso(st: os.stat_result) -> str:
@@ -72,6 +83,13 @@ def _iso_second(t: int) -> str:
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 
 
+class Meta(NamedTuple):
+    """What a listing shows of an object that is no longer a file (os.stat_result's names)."""
+
+    st_mtime_ns: int
+    st_size: int
+
+
 class Store:
     """Buckets as folders under `root`, objects as files under their bucket."""
 
@@ -83,6 +101,23 @@ class Store:
         # each page made a full listing quadratic (3.3 s at 20,000 batches). This process is the
         # only writer, so it keeps them current as it writes.
         self._names: dict[Path, list[str]] = {}
+        # Batches merged into another and deleted, still listed and read as they were by a
+        # reader whose listing began before they went (cli/s3merge.py): content, what a listing
+        # shows of them, and when they were retired (monotonic).
+        self.retired: dict[Path, tuple[bytes, Meta, float]] = {}
+
+    def retire(self, path: Path, data: bytes) -> None:
+        """Keep a batch readable for RETIRED_S once deleted (any thread; before the unlink)."""
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return
+        self.retired[path] = (data, Meta(st.st_mtime_ns, st.st_size), time.monotonic())
+
+    def forget_retired(self) -> None:
+        cutoff = time.monotonic() - RETIRED_S
+        for path in [p for p, (_, _, at) in list(self.retired.items()) if at < cutoff]:
+            self.retired.pop(path, None)
 
     def path(self, bucket: str, key: str = "") -> Path | None:
         parts = [bucket, *key.split("/")] if key else [bucket]
@@ -131,12 +166,17 @@ class Store:
             if i == len(names) or names[i] != target.name:
                 names.insert(i, target.name)
 
-    def removed(self, target: Path) -> None:
-        names = self._names.get(target.parent)
-        if names is not None:
-            i = bisect.bisect_left(names, target.name)
-            if i < len(names) and names[i] == target.name:
-                del names[i]
+    def removed(self, targets: list[Path]) -> None:
+        """Note objects deleted (on the event loop). Each folder's names are replaced at once, so
+        a listing sees a merge's sources all there or all gone, never some (a fetch whose offset
+        fell in the gap would get the batches after it, and its reader would skip to them)."""
+        by_folder: dict[Path, set[str]] = {}
+        for t in targets:
+            by_folder.setdefault(t.parent, set()).add(t.name)
+        for folder, gone in by_folder.items():
+            names = self._names.get(folder)
+            if names is not None:
+                self._names[folder] = [n for n in names if n not in gone]
 
     def _files_only(self, folder: Path) -> list[str] | None:
         """The sorted file names of `folder` if it holds no folder, else None."""
@@ -153,7 +193,7 @@ class Store:
         self._names[folder] = names
         return names
 
-    def page(self, bucket: str, prefix: str, after: str, limit: int) -> tuple[list[tuple[str, os.stat_result]], bool]:
+    def page(self, bucket: str, prefix: str, after: str, limit: int) -> tuple[list[tuple[str, os.stat_result | Meta]], bool]:
         """Up to `limit` keys under `prefix` after `after`, in key order, and whether more follow."""
         base_dir, _, leaf = prefix.rpartition("/")
         top = self.path(bucket, base_dir) if base_dir else self.path(bucket)
@@ -163,6 +203,7 @@ class Store:
         if names is None:
             found = [kv for kv in self.keys(bucket, prefix) if kv[0] > after]
             return found[:limit], len(found) > limit
+        names = names[:]  # one state of the folder for the whole listing (the copy is atomic)
         folder = base_dir + "/"
         i = bisect.bisect_left(names, leaf)
         if after.startswith(folder):
@@ -179,7 +220,8 @@ class Store:
             try:
                 out.append((folder + name, os.stat(base + name)))
             except FileNotFoundError:
-                continue
+                if (kept := self.retired.get(top / name)) is not None:  # merged away after this listing began
+                    out.append((folder + name, kept[1]))
         return out, len(chosen) > limit
 
     def keys(self, bucket: str, prefix: str) -> list[tuple[str, os.stat_result]]:
@@ -205,9 +247,11 @@ class Store:
         return out
 
 
-def app(store: Store, expire: Sequence[tuple[str, float]] = ()) -> web.Application:
+def app(store: Store, expire: Sequence[tuple[str, float]] = (),
+        merges: Sequence[tuple[str, float]] = ()) -> web.Application:
     routes = web.RouteTableDef()
     locks: dict[str, asyncio.Lock] = {}
+    requests = Requests()
 
     @routes.put("/{bucket}")
     async def create_bucket(request: web.Request) -> web.Response:
@@ -227,15 +271,18 @@ def app(store: Store, expire: Sequence[tuple[str, float]] = ()) -> web.Applicati
         q = request.query
         prefix = q.get("prefix", "")
         after = q.get("continuation-token") or q.get("start-after", "")
-        limit = min(int(q.get("max-keys", MAX_KEYS)), MAX_KEYS)
+        # Without max-keys (Tansu never sends it) the whole listing is one page: one state of the
+        # folder, where pages taken at different times could show half a merge.
+        limit = min(int(q["max-keys"]), MAX_KEYS) if "max-keys" in q else sys.maxsize
         page, truncated = await asyncio.to_thread(store.page, bucket, prefix, after, limit)
+        requests.count[LISTED] += len(page)
         items = "".join(f"<Contents><Key>{escape(k)}</Key><LastModified>{_iso(st)}</LastModified>"
                         f"<ETag>\"{st.st_mtime_ns:x}-{st.st_size:x}\"</ETag><Size>{st.st_size}</Size>"
                         f"<StorageClass>STANDARD</StorageClass></Contents>" for k, st in page)
         nxt = f"<NextContinuationToken>{escape(page[-1][0])}</NextContinuationToken>" if truncated else ""
         body = (f'<?xml version="1.0" encoding="UTF-8"?>'
                 f'<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>{escape(bucket)}</Name>'
-                f"<Prefix>{escape(prefix)}</Prefix><KeyCount>{len(page)}</KeyCount><MaxKeys>{limit}</MaxKeys>"
+                f"<Prefix>{escape(prefix)}</Prefix><KeyCount>{len(page)}</KeyCount><MaxKeys>{limit if limit < sys.maxsize else len(page)}</MaxKeys>"
                 f"<IsTruncated>{'true' if truncated else 'false'}</IsTruncated>{nxt}{items}</ListBucketResult>")
         return web.Response(text=body, headers=_XML)
 
@@ -272,10 +319,13 @@ def app(store: Store, expire: Sequence[tuple[str, float]] = ()) -> web.Applicati
             if p is None:
                 raise FileNotFoundError
             data = await asyncio.to_thread(p.read_bytes)
-            st = p.stat()
+            mtime = p.stat().st_mtime
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            return _error(404, "NoSuchKey", "no such key") if with_body else web.Response(status=404)
-        headers = {"ETag": _etag(data), "Last-Modified": _http_date(st), "Content-Type": "application/octet-stream",
+            if p is None or p not in store.retired:
+                return _error(404, "NoSuchKey", "no such key") if with_body else web.Response(status=404)
+            data, meta, _ = store.retired[p]
+            mtime = meta.st_mtime_ns / 1e9
+        headers = {"ETag": _etag(data), "Last-Modified": _http_date(mtime), "Content-Type": "application/octet-stream",
                    "Accept-Ranges": "bytes"}
         if not with_body:
             headers["Content-Length"] = str(len(data))
@@ -299,31 +349,14 @@ def app(store: Store, expire: Sequence[tuple[str, float]] = ()) -> web.Applicati
         p = store.path(request.match_info["bucket"], request.match_info["key"])
         if p is not None:
             p.unlink(missing_ok=True)
-            store.removed(p)
+            store.removed([p])
         return web.Response(status=204)
 
-    async def sweep(pattern: str, max_age_s: float) -> None:
-        while True:
-            await asyncio.sleep(min(60.0, max_age_s / 10))
-            try:
-                gone = await asyncio.to_thread(expired, store.root, pattern, max_age_s)
-            except OSError as e:  # a folder removed with its topic: the next sweep sees the rest
-                print(f"s3store: expiring {pattern}: {e}", flush=True)
-                continue
-            for path in gone:
-                store.removed(path)
-
-    async def start_sweeps(application: web.Application) -> None:
-        application["sweeps"] = [asyncio.create_task(sweep(p, age)) for p, age in expire]
-
-    async def stop_sweeps(application: web.Application) -> None:
-        for task in application["sweeps"]:
-            task.cancel()
-
-    application = web.Application(client_max_size=64 << 20)
+    start, stop = background(store, expire, merges, requests.count)
+    application = web.Application(client_max_size=64 << 20, middlewares=[requests.middleware()])
     application.add_routes(routes)
-    application.on_startup.append(start_sweeps)
-    application.on_cleanup.append(stop_sweeps)
+    application.on_startup.append(start)
+    application.on_cleanup.append(stop)
     return application
 
 
@@ -337,16 +370,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--compact", action="append", default=[], metavar="GLOB",
                     help="before serving, delete the record batches whose every key has a later version, in "
                          "the records folders matching GLOB (changelogs only; cli/s3compact.py)")
+    ap.add_argument("--merge", action="append", default=[], metavar="GLOB=SECONDS",
+                    help="merge the runs of record batches older than SECONDS into fewer objects, in the records "
+                         "folders matching GLOB, before serving and then while running (cli/s3merge.py)")
     ap.add_argument("root", type=Path, help="folder that holds the buckets")
     args = ap.parse_args(argv)
     try:
         rules = [parse_rule(r) for r in args.expire]
+        merges = [parse_rule(r, "--merge") for r in args.merge]
     except ValueError as e:
         ap.error(str(e))
     for pattern in args.compact:
         gone, folders = compact(args.root, pattern)
         print(f"s3store: compacted {pattern}: {gone} superseded batches deleted in {folders} partitions", flush=True)
-    web.run_app(app(Store(args.root), rules), host=args.host, port=args.port, access_log=None, print=None)
+    for pattern, age in merges:
+        gone = merge(args.root, pattern, age)
+        print(f"s3store: merged {pattern}: {len(gone)} batches merged into the ones before them", flush=True)
+    web.run_app(app(Store(args.root), rules, merges), host=args.host, port=args.port, access_log=None, print=None)
 
 
 if __name__ == "__main__":

@@ -165,6 +165,14 @@ EXPIRED_TOPICS = {topics.SCORING_TICKS: 3600.0}
 # Compacted by the store as it starts (cli/s3compact.py): the scoring worker's Faust changelogs,
 # which it reads whole at each start and of which only each key's last version counts.
 COMPACTED_TOPICS = "pantau-scoring-*-changelog"
+# Merged by the store into fewer objects once older than this many seconds (cli/s3merge.py):
+# the topics read at their end that keep every batch. Tansu lists a partition from its start on
+# each fetch with new records and gives up when the fetch's 50 ms wait runs out, so a long
+# partition of one-record batches was never read to its end.
+MERGED_TOPICS = (*topics.ALL, topics.SCORING_PROVINCE, topics.SCORING_BACKFILL)
+# Two minutes (a pass every 12 s): the unmerged tail stays short under a burst too (~2,000
+# batches a partition at 50 a second), and a pass over a year's ~1,200 objects is ~30 ms.
+MERGE_AFTER_S = 120.0
 STORE_START_S = 3600.0  # a month of steady traffic since the last start compacts in well under this
 
 
@@ -175,8 +183,10 @@ def store(port: int, logdir: Path, datadir: Path) -> Child:
     expire = [a for topic, age in EXPIRED_TOPICS.items()
               for a in ("--expire", f"{S3_BUCKET}/clusters/*/topics/{topic}/partitions/*/records={age:g}")]
     compact = ["--compact", f"{S3_BUCKET}/clusters/*/topics/{COMPACTED_TOPICS}/partitions/*/records"]
+    merges = [a for topic in MERGED_TOPICS
+              for a in ("--merge", f"{S3_BUCKET}/clusters/*/topics/{topic}/partitions/*/records={MERGE_AFTER_S:g}")]
     return Child("store", [sys.executable, "-m", "cli.s3store", "--host", "127.0.0.1", "--port", str(port),
-                           *expire, *compact, str(datadir)], logdir / "store.log")
+                           *expire, *compact, *merges, str(datadir)], logdir / "store.log")
 
 
 def create_bucket(port: int) -> None:

@@ -10,10 +10,12 @@ bench/results/power-cut.md (PANTAU_POWER_CUT_OUT to change it).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import tempfile
 import time
+import urllib.request
 from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,6 +24,7 @@ from typing import Iterator
 import orjson
 import pytest
 
+import cli.stack
 from cli.stack import EmbeddedStack, free_port
 from tests.faults.traffic import Publisher, Tail
 from tests.notify.peers import HttpReceiver
@@ -34,6 +37,7 @@ SOURCE = "cut-src"
 API_KEY = "power-cut-suite-key-0123456789"
 RATE = float(os.environ.get("PANTAU_FAULTS_RATE", "50"))
 STREAM_S = 12  # of steady stream before the cut, and again after the restart
+MERGE_AFTER_S = 2.0  # the store merges while the stream runs, so the cut can land in a merge
 CELL = ("35.01", "communal_clash")
 WITNESS = ("35.01", "political_violence")  # same region: same scores.v1 partition as CELL
 
@@ -78,7 +82,13 @@ def log(msg: str) -> None:
     print(f"[power-cut {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def test_power_cut_loses_and_duplicates_nothing(hook: HttpReceiver) -> None:
+def merged_away(stack: EmbeddedStack) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.store_port}/_requests", timeout=10) as r:
+        return json.load(r).get("batches merged away", {}).get("count", 0)
+
+
+def test_power_cut_loses_and_duplicates_nothing(hook: HttpReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli.stack, "MERGE_AFTER_S", MERGE_AFTER_S)
     tmp = Path(tempfile.mkdtemp(prefix="pantau-power-cut-"))
     cfg = tmp / "pantau.yaml"
     cfg.write_text(config_yaml(hook.url))
@@ -96,9 +106,12 @@ def test_power_cut_loses_and_duplicates_nothing(hook: HttpReceiver) -> None:
         hook.wait_page("piket", CELL[1], "triggered", timeout=120)
         assert pub.wait(lambda p: len(p.sent) >= RATE * STREAM_S, 120)
 
+        merged = merged_away(stack)
+        assert merged > 0, "the store merged nothing while the stream ran"
         pub.phase = "after"
         killed = power_cut(stack)
-        log(f"power cut: {killed} processes killed with SIGKILL at once, {len(pub.sent)} reports sent so far")
+        log(f"power cut: {killed} processes killed with SIGKILL at once, {len(pub.sent)} reports sent so far, "
+            f"{merged} batches merged away by the store before it")
         t0 = time.monotonic()
         stack = EmbeddedStack(cfg, tmp, durable=True)
         stack.start()
