@@ -38,13 +38,14 @@ batches, each record with its own offset, timestamp, key, value and headers. Wha
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
+
+from cli.s3files import fsync_dir, synced_temp
 
 MAX_MERGED_BYTES = 256 << 10  # well under a fetch's 1 MiB per partition: a merged batch is always served whole
 NO_PRODUCER = -1
@@ -131,27 +132,12 @@ def merged(folder: Path, run: list[Batch]) -> bytes | None:
     return bytes(raw)
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _replace(target: Path, data: bytes, mtime_ns: int) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+    with synced_temp(target.parent, data) as tmp:
         # Its time before its name: an object newer than the partition's last batch, even for
         # a moment, would be taken for the end of the partition.
         os.utime(tmp, ns=(mtime_ns, mtime_ns))
         os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 Retire = Callable[[Path, bytes], None]
@@ -187,7 +173,7 @@ def merge_folder(folder: Path, older_than_s: float, retire: Retire | None = None
         _replace(folder / run[0].name, data, max(b.mtime_ns for b in run))
         covered += run[1:]
     if todo:
-        _fsync_dir(folder)
+        fsync_dir(folder)
     gone: list[Path] = []
     for b in covered:
         path = folder / b.name
@@ -199,7 +185,7 @@ def merge_folder(folder: Path, older_than_s: float, retire: Retire | None = None
             continue
         gone.append(path)
     if gone:
-        _fsync_dir(folder)
+        fsync_dir(folder)
     return gone
 
 

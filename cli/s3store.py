@@ -22,7 +22,6 @@ import functools
 import hashlib
 import os
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from collections.abc import Sequence
@@ -33,6 +32,7 @@ from xml.sax.saxutils import escape
 from aiohttp import web
 
 from cli.s3compact import compact
+from cli.s3files import fsync_dir, synced_temp
 from cli.s3expiry import parse_rule
 from cli.s3maintenance import background
 from cli.s3merge import merge
@@ -43,14 +43,6 @@ MAX_KEYS = 1000
 # it just before it went reads it within its wait (50 ms in Pantau, seconds at most).
 RETIRED_S = 600.0
 _XML = {"Content-Type": "application/xml"}
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
@@ -130,12 +122,7 @@ class Store:
         link(2) refuses an existing name, where a check then a rename would let two writers win)."""
         if not target.parent.is_dir():
             self._make_dirs(target.parent)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+        with synced_temp(target.parent, data) as tmp:
             if create_only:
                 try:
                     os.link(tmp, target)
@@ -143,9 +130,7 @@ class Store:
                     return None
             else:
                 os.replace(tmp, target)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         return target.stat()
 
     def _make_dirs(self, folder: Path) -> None:
@@ -155,7 +140,7 @@ class Store:
             folder = folder.parent
         for d in reversed(missing):
             d.mkdir(exist_ok=True)
-            _fsync_dir(d.parent)  # the new folder's name, durable like the objects in it
+            fsync_dir(d.parent)  # the new folder's name, durable like the objects in it
             self._names.pop(d.parent, None)  # no longer a folder of files only
 
     def added(self, target: Path) -> None:
