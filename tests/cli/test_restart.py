@@ -175,11 +175,16 @@ def test_ctrl_c_and_start_again_keeps_everything_acknowledged(tmp_path: Path, ho
         before_cell = cell(bootstrap, BASELINE_CAT, N)
         accepted = {b["event_id"] for b in sent} | {sev5["event_id"]}
         on_v1 = v1_reports(bootstrap, accepted)
-        # Every group has committed past every message it was given before we stop it.
-        ends = {g: _ends(bootstrap, t) for g, t in GROUPS.items()}
+        # Every group has committed past every message it was given before we stop it. The
+        # ends are read again each time: a later step (the province's update, an escalation)
+        # may still land after the page, and a first snapshot would then be stale.
         seen: list = []
-        wait_until(lambda: seen.append(committed(bootstrap)) or seen[-1] == ends, 90,
-                   lambda: f"committed offsets reaching {ends} (last seen {seen[-1]})")
+
+        def caught_up() -> bool:
+            seen.append(({g: _ends(bootstrap, t) for g, t in GROUPS.items()}, committed(bootstrap)))
+            return seen[-1][0] == seen[-1][1]
+
+        wait_until(caught_up, 90, lambda: f"committed offsets reaching the ends (last seen ends, committed: {seen[-1]})")
         before_offsets = committed(bootstrap)
 
         up.ctrl_c()
