@@ -20,25 +20,9 @@ import httpx
 from cli.incidents import EXIT, CliError, NotifyClient
 from shared.levels import LEVEL_RANK
 from shared.regions import Registry, registry
+from shared.words import words
 
-WORDS = {
-    "id": {"title": "Laporan situasi", "region": "Wilayah", "day": "Hari", "national": "Seluruh Indonesia",
-           "levels": "Tingkat per kabupaten/kota dan kategori", "levels_prov": "Tingkat per provinsi dan kategori",
-           "highest": "Tertinggi", "opened": "Insiden dibuka", "acked": "Insiden dikonfirmasi",
-           "resolved": "Insiden diselesaikan", "none": "Tidak ada.", "reasons": "Alasan terkuat", "map": "Peta",
-           "map_note": "keadaan saat laporan dibuat", "tta": "waktu hingga konfirmasi", "by": "oleh",
-           "level": "Tingkat", "category": "Kategori", "time": "Waktu", "still_open": "belum dikonfirmasi",
-           "made": "Dibuat", "summary": "Ringkasan", "incidents_day": "insiden aktif hari itu",
-           "no_map": "Peta: lihat laporan HTML."},
-    "en": {"title": "Situation report", "region": "Region", "day": "Day", "national": "All of Indonesia",
-           "levels": "Level per kabupaten/kota and category", "levels_prov": "Level per province and category",
-           "highest": "Highest", "opened": "Incidents opened", "acked": "Incidents acknowledged",
-           "resolved": "Incidents resolved", "none": "None.", "reasons": "Strongest reasons", "map": "Map",
-           "map_note": "as it stood when the report was made", "tta": "time to acknowledge", "by": "by",
-           "level": "Level", "category": "Category", "time": "Time", "still_open": "not acknowledged",
-           "made": "Made", "summary": "Summary", "incidents_day": "incidents active that day",
-           "no_map": "Map: see the HTML report."},
-}
+WORDS = words("report")
 
 
 @dataclass

@@ -8,18 +8,12 @@ import html
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
+from shared.words import words
 from services.notify.incident import Incident
 from services.notify.messages import category_name
 
 
-WORDS = {
-    "id": {"title": "Konfirmasi insiden", "button": "Saya tangani (konfirmasi)", "done": "Terima kasih: insiden dikonfirmasi.",
-           "already": "Insiden ini sudah dikonfirmasi", "resolved": "Insiden ini sudah selesai.", "level": "Level",
-           "status": "Status", "reasons": "Alasan", "error": "Tautan tidak dapat dipakai"},
-    "en": {"title": "Acknowledge incident", "button": "I'm on it (acknowledge)", "done": "Thank you: incident acknowledged.",
-           "already": "This incident is already acknowledged", "resolved": "This incident is resolved.", "level": "Level",
-           "status": "Status", "reasons": "Why", "error": "This link cannot be used"},
-}
+WORDS = words("ack_page")
 _PAGE_HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",

@@ -30,6 +30,7 @@ from services.notify.incident import summarize
 from services.notify.messages import category_name
 from shared.regions import registry
 from shared.times import parse_ts
+from shared.words import words
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 ATOM_NS = "http://www.w3.org/2005/Atom"
@@ -50,12 +51,7 @@ RESTRICTION = ("Hanya untuk operator Pantau, koordinator yang ditugaskan dan ins
                "jangan diteruskan ke publik. / For Pantau operators, assigned coordinators and designated "
                "receiving agencies only; not for public release.")
 LANGUAGES = (("id", "id-ID"), ("en", "en-US"))
-_WORDS = {
-    "id": {"ack": "Sudah ditangani oleh petugas piket.", "cancel": "Insiden selesai; peringatan dicabut.",
-           "cancel_head": "Selesai", "level": "level", "category": "Pantau: kategori", "sender": "Pantau"},
-    "en": {"ack": "Acknowledged by the duty officer.", "cancel": "Incident resolved; the alert is withdrawn.",
-           "cancel_head": "Resolved", "level": "level", "category": "Pantau: category", "sender": "Pantau"},
-}
+_WORDS = words("cap")
 _STATE_KINDS = {"opened": "alert", "level": "level", "acknowledged": "ack", "resolved": "cancel"}
 
 

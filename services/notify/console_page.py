@@ -15,36 +15,12 @@ from shared.levels import LEVEL_RANK
 from shared.decisions import ReportRef
 from shared.times import rfc3339
 from shared.verifications import REJECTED, VERIFIED
+from shared.words import words
 from services.notify.incident import Incident
 from services.notify.messages import category_name, local_time
 from services.notify.region_map import COLOURS, INK
 
-WORDS = {
-    "id": {"title": "Konsol operator Pantau", "login": "Masuk", "token": "Token operator", "logout": "Keluar",
-           "bad_token": "Token tidak dikenal.", "region": "Wilayah", "all_regions": "Seluruh Indonesia",
-           "category": "Kategori", "all": "Semua kategori", "show": "Tampilkan", "open": "Insiden terbuka",
-           "none": "Tidak ada insiden terbuka.", "reasons": "Alasan", "timeline": "Riwayat", "ack": "Konfirmasi",
-           "resolve": "Selesaikan", "status": "Status", "opened": "Dibuka", "by": "oleh", "hello": "Masuk sebagai",
-           "lang": "English", "expired": "Sesi berakhir atau formulir kedaluwarsa; muat ulang halaman.",
-           "done_ack": "Insiden dikonfirmasi.", "done_resolve": "Insiden diselesaikan.",
-           "reports": "Laporan", "verify": "Verifikasi", "reject": "Tolak", "note": "Catatan (opsional)",
-           "unverified": "belum diverifikasi", "by_source": "terverifikasi oleh sumber", "verified": "diverifikasi",
-           "rejected": "ditolak", "done_verify": "Laporan diverifikasi; skor wilayah diperbarui.",
-           "done_reject": "Laporan ditolak; skor wilayah diperbarui.",
-           "done_unchanged": "Laporan sudah berstatus itu; tidak ada yang berubah."},
-    "en": {"title": "Pantau operators' console", "login": "Log in", "token": "Operator token", "logout": "Log out",
-           "bad_token": "Unknown token.", "region": "Region", "all_regions": "All of Indonesia",
-           "category": "Category", "all": "All categories", "show": "Show", "open": "Open incidents",
-           "none": "No open incidents.", "reasons": "Why", "timeline": "Timeline", "ack": "Acknowledge",
-           "resolve": "Resolve", "status": "Status", "opened": "Opened", "by": "by", "hello": "Logged in as",
-           "lang": "Bahasa Indonesia", "expired": "Session ended or the form is stale; reload the page.",
-           "done_ack": "Incident acknowledged.", "done_resolve": "Incident resolved.",
-           "reports": "Reports", "verify": "Verify", "reject": "Reject", "note": "Note (optional)",
-           "unverified": "unverified", "by_source": "verified by its source", "verified": "verified",
-           "rejected": "rejected", "done_verify": "Report verified; the region's score is updated.",
-           "done_reject": "Report rejected; the region's score is updated.",
-           "done_unchanged": "The report already had that decision; nothing changed."},
-}
+WORDS = words("console")
 STATUS = {"id": {"triggered": "baru", "escalated": "dieskalasi", "acknowledged": "dikonfirmasi",
                  "resolved": "selesai"},
           "en": {"triggered": "new", "escalated": "escalated", "acknowledged": "acknowledged",

@@ -21,6 +21,7 @@ import orjson
 from shared.regions import Registry
 from shared.categories import CATEGORIES, CATEGORY_NAMES
 from shared.levels import LEVELS
+from shared.words import words
 
 STATUSES = ("triggered", "escalated", "acknowledged", "resolved", "reminder")
 Language = Literal["id", "en"]
@@ -104,23 +105,13 @@ def _mask(text: str, allow: tuple[str, ...]) -> str:
 # --------------------------------------------------------------------------- words
 
 
-_STATUS_WORDS = {
-    "id": {"triggered": "BARU", "escalated": "ESKALASI", "acknowledged": "DITANGANI",
-           "resolved": "SELESAI", "reminder": "PENGINGAT"},
-    "en": {"triggered": "NEW", "escalated": "ESCALATED", "acknowledged": "ACKNOWLEDGED",
-           "resolved": "RESOLVED", "reminder": "REMINDER"},
-}
+_STATUS_WORDS = words("status")
 
 # The alert ladder keeps its Indonesian names in both languages (they are what the
 # regulations and the coordinators use); English gets a gloss in the long form.
 _LEVEL_GLOSS = {"normal": "normal", "waspada": "advisory", "siaga": "alert", "awas": "warning, highest"}
 
-_LABELS = {
-    "id": {"ack": "Konfirmasi", "open": "Lihat", "step": "langkah", "reasons": "Alasan", "reports": "Laporan",
-           "since": "Sejak", "updated": "Diperbarui", "incident": "Insiden"},
-    "en": {"ack": "Acknowledge", "open": "View", "step": "step", "reasons": "Why", "reports": "Reports",
-           "since": "Since", "updated": "Updated", "incident": "Incident"},
-}
+_LABELS = words("labels")
 
 _MONTHS = {
     "id": ("Jan", "Feb", "Mar", "Apr", "Mei", "Jun", "Jul", "Agu", "Sep", "Okt", "Nov", "Des"),
@@ -151,8 +142,8 @@ def local_time(ts: str, region_code: str, language: Language = "id") -> str:
 
 
 def _link_label(notice: Notice, language: Language) -> str:
-    words = _LABELS[language]
-    return words["open"] if notice.status in ("acknowledged", "resolved") else words["ack"]
+    w = _LABELS[language]
+    return w["open"] if notice.status in ("acknowledged", "resolved") else w["ack"]
 
 
 def subject(notice: Notice, language: Language = "id") -> str:
@@ -179,23 +170,23 @@ def render_text(notice: Notice, language: Language = "id", max_chars: int | None
 
 
 def _long(n: Notice, language: Language) -> str:
-    words = _LABELS[language]
+    w = _LABELS[language]
     level = n.level.upper() if language == "id" else f"{n.level.upper()} ({_LEVEL_GLOSS[n.level]})"
     lines = [
         f"[{level}] {n.region_name} ({n.region_code})",
-        f"{category_name(n.category, language)} - {_STATUS_WORDS[language][n.status]}, {words['step']} {n.step}",
+        f"{category_name(n.category, language)} - {_STATUS_WORDS[language][n.status]}, {w['step']} {n.step}",
     ]
     if n.summary:
         lines += ["", n.summary]
     if n.reasons:
-        lines += ["", f"{words['reasons']}:"] + [f"- {r}" for r in n.reasons]
+        lines += ["", f"{w['reasons']}:"] + [f"- {r}" for r in n.reasons]
     lines += [""]
     if n.report_ids:
-        lines.append(f"{words['reports']}: {len(n.report_ids)}")
-    lines.append(f"{words['since']}: {local_time(n.opened_at, n.region_code, language)}")
+        lines.append(f"{w['reports']}: {len(n.report_ids)}")
+    lines.append(f"{w['since']}: {local_time(n.opened_at, n.region_code, language)}")
     if n.updated_at != n.opened_at:
-        lines.append(f"{words['updated']}: {local_time(n.updated_at, n.region_code, language)}")
-    lines.append(f"{words['incident']}: {n.incident_id}")
+        lines.append(f"{w['updated']}: {local_time(n.updated_at, n.region_code, language)}")
+    lines.append(f"{w['incident']}: {n.incident_id}")
     if n.ack_url:
         lines += ["", f"{_link_label(n, language)}: {n.ack_url}"]
     return "\n".join(lines)

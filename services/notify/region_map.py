@@ -13,6 +13,7 @@ from typing import Iterable, Sequence
 
 from shared.boundaries import Shape
 from shared.levels import LEVEL_RANK, LEVELS
+from shared.words import words
 
 # The Indonesian alert ladder's customary colours: calm grey-green, then yellow, orange, red.
 COLOURS = {"normal": "#dfe8e1", "waspada": "#f5d142", "siaga": "#f08a24", "awas": "#d42a20"}
@@ -20,14 +21,7 @@ INK = {"normal": "#1b2a22", "waspada": "#1b2a22", "siaga": "#1b2a22", "awas": "#
 WIDTH = 800
 _MAP_W, _MAP_H, _PAD = 760, 560, 20
 
-WORDS = {
-    "id": {"title": "Peta tingkat kewaspadaan", "all": "semua kategori", "drawn": "Digambar",
-           "national": "Indonesia", "legend": "Tingkat", "count": "wilayah", "source": "batas wilayah",
-           "province": "tingkat provinsi"},
-    "en": {"title": "Alert level map", "all": "all categories", "drawn": "Drawn",
-           "national": "Indonesia", "legend": "Level", "count": "regions", "source": "boundaries",
-           "province": "province level"},
-}
+WORDS = words("map")
 
 
 @dataclass(frozen=True)
