@@ -57,6 +57,8 @@ _ATTRIBUTES, _LAST_DELTA, _MAGIC = slice(21, 23), slice(23, 27), 16
 
 @dataclass
 class Batch:
+    """One stored record-batch object of a partition, as its name and header describe it."""
+
     name: str
     base: int  # the base offset, from the object's name as Tansu reads it
     last: int  # the last offset it holds

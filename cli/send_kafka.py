@@ -32,6 +32,8 @@ SEND_TIMEOUT_S = 30.0
 
 @dataclass(frozen=True)
 class LineResult:
+    """What became of one line of the input file: published, or why not."""
+
     line: int
     ok: bool
     text: str

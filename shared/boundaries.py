@@ -41,6 +41,8 @@ def _bbox(rings: list[list[int]]) -> tuple[int, int, int, int]:
 
 @dataclass(frozen=True)
 class Boundaries:
+    """The vendored, simplified region shapes, with their source and licence."""
+
     scale: int
     source: str
     license: str

@@ -1,6 +1,6 @@
 """The codebase's shape, as issue 16 left it: an HTTP API never imports its service's Kafka loop
-(directly or through another module), and no module in services/ or shared/ grows past ~400
-lines without saying why at its top."""
+(directly or through another module), no module in services/ or shared/ grows past ~400
+lines without saying why at its top, and every public class says in a sentence what it is."""
 
 from __future__ import annotations
 
@@ -64,3 +64,12 @@ def test_no_module_over_400_lines_without_saying_why_at_its_top():
         if lines > MAX_LINES and "on purpose" not in doc:
             long.append(f"{path.relative_to(REPO)}: {lines} lines")
     assert not long, "split these, or say at the top why they are long ('... on purpose: ...'): " + ", ".join(long)
+
+
+def test_every_public_class_says_what_it_is():
+    bare = []
+    for path in sorted([*REPO.glob("services/**/*.py"), *REPO.glob("shared/**/*.py"), *REPO.glob("cli/**/*.py")]):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_") and not ast.get_docstring(node):
+                bare.append(f"{path.relative_to(REPO)}: {node.name}")
+    assert not bare, "give these a one-sentence docstring: " + ", ".join(bare)

@@ -182,6 +182,8 @@ def _info(alert: ET.Element, sub: Any, subject: Subject, state: State, lang: str
 
 @dataclass(frozen=True, slots=True)
 class FeedEntry:
+    """One alert in the Atom feed: the incident, the state it is in, and where its CAP XML is."""
+
     subject: Subject
     state: State
     url: str  # where the alert's CAP XML is fetched

@@ -27,6 +27,8 @@ _KEY = "pantau:notify:console:session:{}"
 
 @dataclass(frozen=True)
 class Session:
+    """A logged-in operator's console session: who, the CSRF token its forms carry, the language."""
+
     sid: str
     operator: Operator
     csrf: str

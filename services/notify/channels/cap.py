@@ -35,6 +35,8 @@ def cap_body(notice: Notice, sender: str) -> bytes:
 
 
 class CapChannel(WebhookChannel):
+    """POSTs the incident's CAP 1.2 alert (application/cap+xml), signed like the webhook channel."""
+
     type = "cap"
     #: Set by the service from notify.public_url when the channel's config names no sender.
     default_sender = DEFAULT_SENDER
