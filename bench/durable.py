@@ -37,6 +37,9 @@ def measure(durable: bool, n: int, warm: int, keep: bool) -> tuple[Segments, Ope
         requests = workload.paging_requests("dur", warm, n)
         res = run_open(_spec(port, partial(workload.paging_requests, "dur", warm, n)))
         receiver.wait_count(before + n, SETTLE_S)
+        # Province pages count too, so the count can reach n with some measured pages still on
+        # their way: wait until none has come for a while before reading what was paged.
+        receiver.wait_quiet(2.0, SETTLE_S)
         crashed = stack.crashed()
         pages = receiver.stop()
         bootstrap = stack.config.kafka.bootstrap_servers

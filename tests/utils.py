@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 import httpx
 import orjson
@@ -125,3 +125,27 @@ def operator_client(stack: Any, token: str) -> httpx.Client:
     """An HTTP client for the notify API of a running EmbeddedStack, as the operator `token`."""
     return httpx.Client(base_url=f"http://127.0.0.1:{stack.config.notify.port}", timeout=10,
                         headers={"Authorization": f"Bearer {token}"})
+
+
+def wait_for(what: str | Callable[[], str], probe: Callable[[], Any], timeout_s: float = 60.0,
+             every_s: float = 0.05) -> Any:
+    """Poll an observable state until `probe()` answers something truthy, and return that answer.
+    For states with no event to wait on (an HTTP answer, a process table, a port); after
+    `timeout_s` the test fails naming `what` (words, or a function giving them) and the last answer."""
+    deadline = time.monotonic() + timeout_s
+    while not (got := probe()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what() if callable(what) else what}: not within {timeout_s:g} s (last: {got!r})")
+        time.sleep(every_s)
+    return got
+
+
+async def wait_for_async(what: str, probe: Callable[[], Awaitable[Any]], timeout_s: float = 60.0,
+                         every_s: float = 0.05) -> Any:
+    """`wait_for` for an async probe (Redis has no change feed to wait on), without blocking the loop."""
+    deadline = time.monotonic() + timeout_s
+    while not (got := await probe()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout_s:g} s (last: {got!r})")
+        await asyncio.sleep(every_s)
+    return got

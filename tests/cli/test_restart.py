@@ -23,7 +23,7 @@ from shared import topics
 from shared.config import load
 from tests.conftest import write_config
 from tests.notify.peers import HttpReceiver
-from tests.utils import auth, collect, fast_notify_section, report, value
+from tests.utils import auth, collect, fast_notify_section, report, value, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -69,7 +69,7 @@ class Up:
     def ready(self) -> "Up":
         for port in (self.cfg.ingest.port, self.cfg.notify.port, self.cfg.scoring.web_port):
             wait_port("127.0.0.1", port, 120, self.proc, "pantau up")
-        wait_until(lambda: "Ctrl-C stops everything" in self.output, 30, "pantau up saying it is up")
+        wait_for("pantau up saying it is up", lambda: "Ctrl-C stops everything" in self.output, 30)
         return self
 
     @property
@@ -141,15 +141,6 @@ def committed(bootstrap: str) -> dict[str, dict[int, int]]:
     return asyncio.run(go())
 
 
-def wait_until(cond, timeout_s: float, what) -> None:
-    """Poll `cond` until it holds; `what` (words, or a function giving them) names it on failure."""
-    deadline = time.monotonic() + timeout_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what() if callable(what) else what} not within {timeout_s:.0f}s")
-        time.sleep(0.2)
-
-
 def test_ctrl_c_and_start_again_keeps_everything_acknowledged(tmp_path: Path, hook: HttpReceiver) -> None:
     cfg_path = write_config(tmp_path / "pantau.yaml", restart_yaml(hook.url))
     workdir = tmp_path / "work"
@@ -184,7 +175,7 @@ def test_ctrl_c_and_start_again_keeps_everything_acknowledged(tmp_path: Path, ho
             seen.append(({g: _ends(bootstrap, t) for g, t in GROUPS.items()}, committed(bootstrap)))
             return seen[-1][0] == seen[-1][1]
 
-        wait_until(caught_up, 90, lambda: f"committed offsets reaching the ends (last seen ends, committed: {seen[-1]})")
+        wait_for(lambda: f"committed offsets reaching the ends (last seen ends, committed: {seen[-1]})", caught_up, 90)
         before_offsets = committed(bootstrap)
 
         up.ctrl_c()

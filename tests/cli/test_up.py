@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -14,6 +13,7 @@ import httpx
 from cli.stack import port_open, wait_port
 from shared.config import load
 from tests.conftest import write_config
+from tests.utils import wait_for
 
 
 def _pids_in_group(pgid: int) -> list[int]:
@@ -73,24 +73,15 @@ def test_sigkill_of_up_alone_leaves_no_process_or_port(tmp_path: Path) -> None:
         assert len(children) >= 4
         proc.kill()  # SIGKILL to `pantau up` alone, not to its process group
         proc.wait()
-        gone = _wait_until(lambda: not [p for p in children if _state(p) != "Z"], 30)
-        assert gone, f"processes left running after SIGKILL of pantau up: {children}"
+        wait_for(f"every process of {children} gone after SIGKILL of pantau up",
+                 lambda: not [p for p in children if _state(p) != "Z"], 30)
     finally:
         for p in children:
             if _state(p) != "Z":
                 os.kill(p, signal.SIGKILL)
     ports = (cfg.ingest.port, cfg.ingest.metrics_port, int(cfg.kafka.bootstrap_servers.rsplit(":", 1)[1]),
              int(cfg.redis.url.rsplit(":", 1)[1].split("/")[0]))
-    assert _wait_until(lambda: not any(port_open("127.0.0.1", p) for p in ports), 10), "a port is still bound"
-
-
-def _wait_until(cond, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
+    wait_for(f"every port of {ports} released", lambda: not any(port_open("127.0.0.1", p) for p in ports), 10)
 
 
 def _state(pid: int) -> str:

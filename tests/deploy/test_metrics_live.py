@@ -14,7 +14,7 @@ import importlib.util
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import httpx
 import orjson
@@ -25,7 +25,7 @@ from cli.stack import Child, EmbeddedStack, free_port, wait_port
 from shared import topics
 from tests.conftest import write_config
 from tests.deploy import RULES_FILE, alert_rules, generator, panel_targets, require_tool, substitute, variable_queries
-from tests.utils import JABAR_KEY, auth, produce, report
+from tests.utils import auth, JABAR_KEY, produce, report, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -38,18 +38,6 @@ def _ports(stack: EmbeddedStack) -> dict[str, int]:
     c = stack.config
     return {"ingest-gateway": c.ingest.port, "ingest-validator": c.ingest.metrics_port,
             "scoring": c.scoring.web_port, "notify": c.notify.metrics_port}
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout_s: float = 45.0, poll_s: float = 0.25) -> Any:
-    """Poll `check` until it returns something truthy; fail naming `what` after the deadline."""
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(poll_s)
-    pytest.fail(f"timed out after {timeout_s:.0f}s waiting for {what}; last: {last!r}")
 
 
 @pytest.fixture(scope="module")

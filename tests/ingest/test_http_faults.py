@@ -18,7 +18,7 @@ import redis
 from services.ingest.state import dedup_key
 from shared.kafka import ensure_topics
 from tests.ingest.test_http import _fire, check_json, check_problem, copies_on_topic, on_topic, retry_after
-from tests.utils import auth, report
+from tests.utils import auth, report, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -138,13 +138,6 @@ def _maybe_accepted(resp: httpx.Response) -> str:
     return message
 
 
-def _wait_until(condition, what: str, timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} did not happen within {timeout_s}s"
-        time.sleep(0.01)
-
-
 def test_broker_paused_mid_produce_is_503_and_racing_retries_publish_each_report_once(own_stack):
     """The produce times out while the broker is stopped, with the request in its socket
     buffer; the broker appends it when continued. The retries (two at the same instant, sent
@@ -193,7 +186,7 @@ def test_redis_failing_after_the_broker_acknowledged_is_503_and_the_retry_is_acc
             # Claimed, so its produce is waiting on the stopped broker: kill Redis (the claim
             # fsynced first), then let the broker acknowledge. Marking it accepted then fails.
             with redis.Redis.from_url(own_stack.config.redis.url) as red:
-                _wait_until(lambda: red.exists(key), "the claim")
+                wait_for("the claim", lambda: red.exists(key))
             _fsync_redis(own_stack)
             own_stack.kill("redis")
         finally:

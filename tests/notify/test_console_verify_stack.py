@@ -9,7 +9,6 @@ to var/test-artifacts/console/ (gitignored)."""
 from __future__ import annotations
 
 import re
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -22,7 +21,7 @@ from tests.conftest import write_config
 from tests.notify.test_pipeline import browser_page  # noqa: F401  (fixture)
 from tests.scoring.conftest import of, post, scores
 from tests.scoring.test_service import now_local
-from tests.utils import fast_notify_section, gateway_client, operator_client, report
+from tests.utils import fast_notify_section, gateway_client, operator_client, report, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -54,16 +53,6 @@ scoring:
 def api(stack: EmbeddedStack) -> Iterator[httpx.Client]:
     with operator_client(stack, OP_TOKEN) as c:
         yield c
-
-
-def wait_for(what: str, probe: Callable[[], Any], timeout_s: float = 60) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        got = probe()
-        if got:
-            return got
-        time.sleep(0.2)
-    raise AssertionError(f"{what} within {timeout_s} s")
 
 
 def opened(stack: EmbeddedStack, api: httpx.Client, region: str, category: str) -> tuple[dict, dict]:

@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import httpx
 import orjson
@@ -32,7 +32,7 @@ from cli.stack import EmbeddedStack, free_port
 from shared import topics
 from tests.conftest import write_config
 from tests.notify.peers import KALTARA_ROTATIONS_YAML, Answer, HttpReceiver, Request, kaltara_people_yaml
-from tests.utils import collect, fast_notify_section, produce, value, operator_client
+from tests.utils import collect, fast_notify_section, operator_client, produce, value, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -152,17 +152,6 @@ def ok(r: Request) -> bool:
     return r.status is not None and 200 <= r.status < 300
 
 
-def eventually(check: Callable[[], Any], timeout: float = 30, every: float = 0.05) -> Any:
-    """Poll an observable state (an HTTP answer) until `check` returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(every)
-    pytest.fail(f"condition not met within {timeout}s")
-
-
 BURST = 16
 
 
@@ -202,7 +191,7 @@ def test_redis_restart_mid_escalation_fires_the_next_step_exactly_once(stack: Em
     burst(api, f"/v1/incidents/{incident}")  # notify now holds a pool of Redis connections
     restarts = supervisor.restarts
     stack.children["redis"].stop()  # SIGTERM: Valkey writes its append-only file and leaves
-    readiness = eventually(lambda: (r := api.get("/readyz")).status_code == 503 and r)
+    readiness = wait_for("/readyz answering 503", lambda: (r := api.get("/readyz")).status_code == 503 and r, timeout_s=30)
     assert "redis unreachable" in readiness.json()["detail"]
     # Redis stays down until step 1 is due by the incident's own timer, so the firing can only
     # happen from the state read back from the append-only file after the restart. This wait

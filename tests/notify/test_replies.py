@@ -32,6 +32,7 @@ from shared.config import ConfigError, parse
 from shared.notify_config import NotifyConfig
 from tests.notify.conftest import BOT_TOKEN, CHAT_ID, run
 from tests.notify.peers import TelegramBotApi
+from tests.utils import wait_for_async
 
 OP_TOKEN = "replies-operator-token-kaltara"
 PROV_CHAT = 222333444
@@ -80,14 +81,6 @@ def metric(outcome: str) -> float:
     return REGISTRY.get_sample_value("pantau_notify_telegram_replies_total", {"outcome": outcome}) or 0.0
 
 
-async def until(check: Callable[[], Awaitable[Any]], timeout: float = 20.0) -> Any:
-    """Wait for `check()` to return something truthy (Redis has no change feed to wait on)."""
-    async with asyncio.timeout(timeout):
-        while not (got := await check()):
-            await asyncio.sleep(0.02)
-    return got
-
-
 async def seen(peer: TelegramBotApi, predicate: Callable[[list], bool]) -> list:
     """Wait, off the event loop, until the Bot API's log of sent messages satisfies `predicate`."""
     return await asyncio.to_thread(peer.sent.wait_for, predicate)
@@ -120,7 +113,7 @@ class Notify:
         items = await seen(peer, lambda items: any(c == chat and incident_id in t for c, t in items))
         assert items
         mid = next(m["message_id"] for m in peer.sent_to(chat) if incident_id in m["text"])
-        await until(lambda: self.parts.redis.exists(K_SENT.format("telegram", chat, mid)))
+        await wait_for_async("the reply's page recorded as sent", lambda: self.parts.redis.exists(K_SENT.format("telegram", chat, mid)), 20)
         return mid
 
     async def incident(self, incident_id: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from shared import metrics, topics
 from services.notify.store import IncidentStore
 from services.notify.watchdog import K_LAST_SEEN, K_POSITIONS, Watchdog, builtin_policy
 from tests.notify.conftest import run
+from tests.utils import wait_for_async
 
 
 def report(source: str, i: int) -> bytes:
@@ -42,14 +43,6 @@ async def end_offsets(bootstrap: str) -> dict[int, int]:
 def lag_series(group: str) -> list[float]:
     return [s.value for m in metrics.CONSUMER_LAG.collect() for s in m.samples
             if s.labels.get("group") == group and s.labels.get("topic") == topics.REPORTS_V1]
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 60.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await check():
-        assert loop.time() < deadline, "condition not reached"
-        await asyncio.sleep(0.1)
 
 
 def test_watchdog_stores_its_positions_with_what_it_read_resumes_there_and_reports_lag(
@@ -82,12 +75,12 @@ def test_watchdog_stores_its_positions_with_what_it_read_resumes_there_and_repor
             await wd.start()
             task = asyncio.create_task(wd.run(stop))
             try:
-                await eventually(check)
+                await wait_for_async("the watchdog's positions and lag", check)
                 if lag_zero:
                     async def no_lag() -> bool:
                         lags = lag_series(group)
                         return bool(lags) and sum(lags) == 0
-                    await eventually(no_lag)
+                    await wait_for_async("zero lag", no_lag)
             finally:
                 stop.set()
                 await asyncio.wait_for(task, 30)
