@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
-from typing import Any, Awaitable, Callable
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterator
 
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from cli.stack import free_port, redis_server, wait_port
 
 _seq = itertools.count()
 
@@ -149,3 +153,15 @@ async def wait_for_async(what: str, probe: Callable[[], Awaitable[Any]], timeout
             raise AssertionError(f"{what}: not within {timeout_s:g} s (last: {got!r})")
         await asyncio.sleep(every_s)
     return got
+
+
+@contextmanager
+def local_redis(folder: Path) -> Iterator[str]:
+    """A private Redis (no password) with its logs and data under `folder`; yields its URL."""
+    port = free_port()
+    child = redis_server(port, folder / "logs", folder / "data").start()
+    try:
+        wait_port("127.0.0.1", port, 15, child.proc, "redis")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        child.stop()

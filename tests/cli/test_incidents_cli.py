@@ -21,7 +21,7 @@ import redis.asyncio as aioredis
 import uvicorn
 
 from cli.incidents import EXIT, age, base_url
-from cli.stack import free_port, redis_server, wait_port
+from cli.stack import free_port, wait_port
 from shared.config import Operator
 from shared.notify_config import Policy
 from services.notify.api import ApiContext, create_app
@@ -30,6 +30,7 @@ from services.notify.transitions import acknowledge, inhibited, open_incident, r
 from services.notify.incident import incident_key
 from shared.scores import ScoreUpdate
 from services.notify.links import LinkMaker
+from tests.utils import local_redis
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "op-token-cli-kaltara-7f3a"
@@ -75,14 +76,8 @@ class NotifyApi:
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp("cli-redis")
-    port = free_port()
-    child = redis_server(port, tmp / "logs", tmp / "data").start()
-    try:
-        wait_port("127.0.0.1", port, 15, child.proc, "redis")
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        child.stop()
+    with local_redis(tmp_path_factory.mktemp("cli-redis")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

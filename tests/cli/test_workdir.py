@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from cli.stack import EmbeddedStack, free_port, redis_server, wait_port
+from cli.stack import EmbeddedStack
 from cli.workdir import PASSWORD_FILE, WorkdirError, redis_password, secure_workdir
 from tests.conftest import write_config
+from tests.utils import local_redis
 
 
 def mode(p: Path) -> int:
@@ -72,14 +73,8 @@ def test_the_embedded_redis_refuses_a_client_without_the_password(tmp_path: Path
 
 
 def test_a_redis_without_password_still_runs_for_tests_that_want_one(tmp_path: Path) -> None:
-    port = free_port()
-    child = redis_server(port, tmp_path / "logs", tmp_path / "data").start()
-    try:
-        wait_port("127.0.0.1", port, 15, child.proc, "redis")
-        with redis.Redis(port=port) as r:
-            assert r.ping()
-    finally:
-        child.stop()
+    with local_redis(tmp_path) as url, redis.Redis.from_url(url) as r:
+        assert r.ping()
 
 
 def test_up_refuses_another_users_workdir_without_a_traceback(tmp_path: Path) -> None:

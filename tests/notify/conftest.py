@@ -10,9 +10,10 @@ from typing import Any, Iterator
 import pytest
 import redis
 
-from cli.stack import broker, free_port, redis_server, wait_port
+from cli.stack import broker, free_port, wait_port
 from services.notify.messages import Notice
 from tests.notify.peers import HttpReceiver, SmtpServer, TelegramBotApi
+from tests.utils import local_redis
 
 WEBHOOK_SECRET = "whsec-0123456789abcdef-KALTARA-r8Tq"
 BOT_TOKEN = "7712345678:AAH-pantauTestTokenDoNotLeak_x9"
@@ -24,14 +25,8 @@ CHAT_ID = 123456789
 
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp("notify-redis")
-    port = free_port()
-    child = redis_server(port, tmp / "logs", tmp / "data").start()
-    try:
-        wait_port("127.0.0.1", port, 15, child.proc, "redis")
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        child.stop()
+    with local_redis(tmp_path_factory.mktemp("notify-redis")) as url:
+        yield url
 
 
 @pytest.fixture
