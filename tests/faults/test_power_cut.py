@@ -26,7 +26,7 @@ import pytest
 
 import cli.stack
 from cli.stack import EmbeddedStack, free_port
-from tests.faults.traffic import Publisher, Tail
+from tests.faults.traffic import Publisher, Sent, Tail
 from tests.notify.peers import HttpReceiver
 from tests.utils import fast_notify_section, stack_sections
 
@@ -82,6 +82,21 @@ def log(msg: str) -> None:
     print(f"[power-cut {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+def where_it_stopped(witness: Sent, tail: Tail, logdir: Path) -> str:
+    """Which stage the witness report did not get past, and what each service logged last: a
+    CI run that fails here leaves nothing else to read."""
+    with tail.cond:
+        on_v1 = (SOURCE, witness.event_id) in tail.v1
+        scores = [s["level"] for s in tail.scores if (s["region_code"], s["category"]) == WITNESS]
+    escalated = WITNESS in tail.incident_cell().values()
+    lines = [f"witness {witness.event_id}: answers {dict(witness.answers)}, on reports.v1 {on_v1}, "
+             f"levels on scores.v1 {scores}, on escalations.v1 {escalated}"]
+    for path in sorted(logdir.glob("*.log")):
+        tail_lines = [ln for ln in path.read_text(errors="replace").splitlines() if "aiokafka" not in ln][-15:]
+        lines += [f"--- {path.name} (last {len(tail_lines)} lines without aiokafka's)", *tail_lines]
+    return "\n".join(lines)
+
+
 def merged_away(stack: EmbeddedStack) -> int:
     with urllib.request.urlopen(f"http://127.0.0.1:{stack.store_port}/_requests", timeout=10) as r:
         return json.load(r).get("batches merged away", {}).get("count", 0)
@@ -118,8 +133,12 @@ def test_power_cut_loses_and_duplicates_nothing(hook: HttpReceiver, monkeypatch:
         log(f"stack started again on the same workdir in {time.monotonic() - t0:.1f}s")
         n_after = len(pub.sent)
         assert pub.wait(lambda p: len(p.sent) >= n_after + RATE * STREAM_S, 180)
-        pub.inject(pub.report(*WITNESS, 5, title="Intimidasi terhadap calon"))
-        hook.wait_page("piket", WITNESS[1], "triggered", timeout=180)
+        witness = pub.inject(pub.report(*WITNESS, 5, title="Intimidasi terhadap calon"))
+        try:
+            hook.wait_page("piket", WITNESS[1], "triggered", timeout=180)
+        except TimeoutError:
+            print(where_it_stopped(witness, tail, stack.logdir), flush=True)
+            raise
         pub.stop_stream()
         assert pub.wait(lambda p: not p.unanswered(), 180), f"{len(pub.unanswered())} reports never answered"
 
