@@ -37,6 +37,7 @@ from cli.s3expiry import parse_rule
 from cli.s3maintenance import background
 from cli.s3merge import merge
 from cli.s3requests import LISTED, Requests
+from cli.s3watermarks import settle
 
 MAX_KEYS = 1000
 # How long a batch merged into another (cli/s3merge.py) can still be read: a fetch that listed
@@ -352,6 +353,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--expire", action="append", default=[], metavar="GLOB=SECONDS",
                     help="delete record batches older than SECONDS in the records folders matching GLOB "
                          "(all but the newest of each; cli/s3expiry.py)")
+    ap.add_argument("--watermarks", action="append", default=[], metavar="GLOB",
+                    help="before serving, set back the high watermark of the partition folders matching GLOB "
+                         "to the last offset stored, where a cut left it ahead (cli/s3watermarks.py)")
     ap.add_argument("--compact", action="append", default=[], metavar="GLOB",
                     help="before serving, delete the record batches whose every key has a later version, in "
                          "the records folders matching GLOB (changelogs only; cli/s3compact.py)")
@@ -365,6 +369,10 @@ def main(argv: list[str] | None = None) -> None:
         merges = [parse_rule(r, "--merge") for r in args.merge]
     except ValueError as e:
         ap.error(str(e))
+    for pattern in args.watermarks:
+        for partition, (before, after) in settle(args.root, pattern).items():
+            print(f"s3store: {partition.relative_to(args.root)}: high watermark {before} set back to {after}, "
+                  f"the end of what is stored (a cut came between Tansu's watermark and its batch)", flush=True)
     for pattern in args.compact:
         gone, folders = compact(args.root, pattern)
         print(f"s3store: compacted {pattern}: {gone} superseded batches deleted in {folders} partitions", flush=True)

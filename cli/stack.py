@@ -182,11 +182,13 @@ def store(port: int, logdir: Path, datadir: Path) -> Child:
     datadir.mkdir(parents=True, exist_ok=True)
     expire = [a for topic, age in EXPIRED_TOPICS.items()
               for a in ("--expire", f"{S3_BUCKET}/clusters/*/topics/{topic}/partitions/*/records={age:g}")]
+    # Every partition: a cut can fall inside any produce (cli/s3watermarks.py).
+    watermarks = ["--watermarks", f"{S3_BUCKET}/clusters/*/topics/*/partitions/*"]
     compact = ["--compact", f"{S3_BUCKET}/clusters/*/topics/{COMPACTED_TOPICS}/partitions/*/records"]
     merges = [a for topic in MERGED_TOPICS
               for a in ("--merge", f"{S3_BUCKET}/clusters/*/topics/{topic}/partitions/*/records={MERGE_AFTER_S:g}")]
     return Child("store", [sys.executable, "-m", "cli.s3store", "--host", "127.0.0.1", "--port", str(port),
-                           *expire, *compact, *merges, str(datadir)], logdir / "store.log")
+                           *watermarks, *expire, *compact, *merges, str(datadir)], logdir / "store.log")
 
 
 def create_bucket(port: int) -> None:
