@@ -47,6 +47,7 @@ from services.scoring.agents import Outbox, ProvinceScorer, ReportScorer, stalle
 from services.scoring.baseline import Scoring
 from services.scoring.datadir import worker_datadir
 from services.scoring.faust_patches import short_fetch_wait
+from services.scoring.holes import first_offset_from
 from services.scoring.intake import BulkIntake
 from services.scoring.tables import PartitionedTable
 from shared import metrics, topics
@@ -232,7 +233,15 @@ def create_app(config: Config) -> faust.App:
                 if hw is not None:
                     ends[(tp.topic, tp.partition)] = hw
         for topic, p in stalled(now, looked.get(id(scorer), {}), ends):
-            await reseek(scorer, topic, p, now[(topic, p)], "stalled short of the broker's end")
+            offset = now[(topic, p)]
+            if scorer.seeking.get((topic, p)) == offset:
+                # Read again from here once already and still stuck: a hole? (holes.py)
+                first = await first_offset_from(config.kafka.bootstrap_servers, topic, p, offset)
+                if first is not None and first > offset:
+                    await reseek(scorer, topic, p, first,
+                                 f"offsets {offset}..{first - 1} hold no record (a hole the broker left)")
+                    continue
+            await reseek(scorer, topic, p, offset, "stalled short of the broker's end")
         looked[id(scorer)] = {tp: scorer.next_offset(tp[1], tp[0]) for tp in now}
 
     @app.on_partitions_revoked.connect

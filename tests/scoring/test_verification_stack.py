@@ -8,7 +8,6 @@ import asyncio
 import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import Iterator
 
 import httpx
@@ -110,7 +109,7 @@ def test_decisions_need_an_operator_and_a_known_report(vstack, gw):
     assert r.status_code == 404 and r.headers["content-type"] == MEDIA_TYPE
     assert "never-sent" in r.json()["detail"]
     assert decide(gw, unknown, token="not-a-token").status_code == 401
-    bad = gw.post(f"/v1/reports/fkdm-kaltara/never-sent/verify", json={"note": 5, "extra": 1},
+    bad = gw.post("/v1/reports/fkdm-kaltara/never-sent/verify", json={"note": 5, "extra": 1},
                   headers={"Authorization": f"Bearer {TOKEN}"})
     assert bad.status_code == 422
     assert {e["field"] for e in bad.json()["errors"]} == {"note", "extra"}
