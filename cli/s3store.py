@@ -9,8 +9,10 @@ minutes (README, Durable embedded stack). Here a listing reads only the prefix's
 An object is written to a temporary file, flushed to disk (fsync) and renamed over the old
 one, and the folder is flushed too, so an acknowledged write survives a power cut, not only a
 killed process. Credentials are not checked: it listens on 127.0.0.1 for the broker alone.
-It also keeps Tansu's partitions short (--expire, --compact, --merge: cli/s3expiry.py,
-s3compact.py, s3merge.py) and counts what it is asked (`GET /_requests`, cli/s3requests.py).
+It also sets back watermarks a cut left ahead of the stored batches (--watermarks,
+cli/s3watermarks.py), keeps Tansu's partitions short (--expire, --compact, --merge:
+cli/s3expiry.py, s3compact.py, s3merge.py) and counts what it is asked (`GET /_requests`,
+cli/s3requests.py).
 """
 
 from __future__ import annotations
