@@ -12,12 +12,15 @@ longer: the whole partition) and is exact on Apache Kafka.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Callable
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
+
+log = logging.getLogger("pantau.ingest.scan")
 
 # A broker that has just answered us again may still hold requests that reached it while it
 # was stopped (a produce whose client gave up, in a socket buffer). It reads them as soon as it
@@ -121,8 +124,11 @@ class Finder:
         starts = {tp: o.offset for tp, o in found_at.items() if o is not None}  # None: nothing since
         ids = set().union(*(i for _, i in wanted.values()))
         found: set[str] = set()
+        read = 0
 
         def take(m: ConsumerRecord) -> None:
+            nonlocal read
+            read += 1
             i = ingest_id(m)
             if i in ids:
                 found.add(i)
@@ -132,4 +138,10 @@ class Finder:
         except BaseException:
             self._answering_since = None
             raise
+        # One line per search (searches follow failures only): what was read, so that a copy
+        # written twice can be traced to the range that missed the first.
+        ends = {tp.partition: (o, self.consumer.highwater(tp)) for tp, o in starts.items()}
+        log.info("searched %s for %d ingest ids: %d found in %d records read; partition: (from offset, "
+                 "high watermark) %s; nothing since the claim time in %s", self.topic, len(ids), len(found), read,
+                 ends, sorted(tp.partition for tp in tps if tp not in starts) or "none")
         return found
