@@ -318,3 +318,17 @@ def test_dlq_messages_are_counted_by_reason(stack):
                                         [orjson.dumps(report(region_code="99"))]))
     settle(stack, [origin])
     assert metric_value(port, "pantau_dlq_messages_total", reason="unknown_region") >= before + 1
+
+
+def test_a_raw_message_handed_twice_in_one_batch_is_processed_once():
+    """Its DLQ record or report would otherwise be written twice (services/ingest/validator.py
+    `once`)."""
+    from aiokafka.structs import ConsumerRecord
+
+    from services.ingest.validator import once
+
+    def rec(p: int, o: int) -> ConsumerRecord:
+        return ConsumerRecord(topics.REPORTS_RAW, p, o, 0, 0, None, b"{}", None, 0, 2, [])
+
+    batch = [rec(3, 27), rec(3, 29), rec(3, 29), rec(1, 29)]
+    assert [(m.partition, m.offset) for m in once(batch)] == [(3, 27), (3, 29), (1, 29)]
