@@ -22,7 +22,7 @@ PROBLEM = {"$ref": "#/components/schemas/Problem"}
 
 @pytest.fixture(scope="module")
 def ingest_doc() -> dict[str, Any]:
-    return ingest_app(parse("sources: [{id: a, api_key: k, regions: ['65']}]", env={})).openapi()
+    return ingest_app(parse("sources: [{id: a, api_key: k, regions: ['65']}]", env={})).app.openapi()
 
 
 @pytest.fixture(scope="module")
