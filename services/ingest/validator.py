@@ -73,17 +73,23 @@ def dlq_record(msg: ConsumerRecord, reason: str, errors: list[dict[str, str]], n
     })
 
 
-def once(msgs: list[ConsumerRecord]) -> list[ConsumerRecord]:
-    """Each raw message once, by (partition, offset). A power-cut run of the durable stack once
-    wrote one raw message's DLQ record twice, with the same time, right after the restart;
-    if a fetch ever hands the same offset twice, it is processed once and said so."""
-    seen: set[tuple[int, int]] = set()
+def unseen(msgs: list[ConsumerRecord], after: dict[int, int]) -> list[ConsumerRecord]:
+    """The messages past the last offset already processed in their partition (`after`:
+    partition → next offset, updated here); a repeat is dropped with a warning.
+
+    On the durable broker one fetch can hand an offset twice: while the store merges a run of
+    batches (cli/s3merge.py), a response can hold the merged batch and a source batch it
+    covers, and aiokafka, which takes its next offset from the end of each batch, skipped or
+    not, yields the source's record again. A power-cut run wrote one raw message's DLQ record
+    twice that way, in one batch, right after the restart."""
     out = []
     for m in msgs:
-        if (m.partition, m.offset) in seen:
-            log.warning("%s[%d] offset %d came twice in one batch; processed once", m.topic, m.partition, m.offset)
+        nxt = after.get(m.partition)
+        if nxt is not None and m.offset < nxt:
+            log.warning("%s[%d] offset %d came again after offset %d; processed once", m.topic, m.partition,
+                        m.offset, nxt - 1)
             continue
-        seen.add((m.partition, m.offset))
+        after[m.partition] = m.offset + 1
         out.append(m)
     return out
 
@@ -111,6 +117,8 @@ class Validator:
         # of rebalances, so that no batch is processed before its scan or after a rebalance.
         self.recovered: set[int] = set()
         self.rebalances = 0
+        # Raw partition -> the offset after the last message processed in this assignment.
+        self.next_offsets: dict[int, int] = {}
 
     async def start(self) -> None:
         cfg = self.config
@@ -163,7 +171,7 @@ class Validator:
                 unscanned = [tp for tp in batches if tp.partition not in self.recovered]
                 if unscanned:
                     await self.recover(unscanned)
-                await self._process(once([m for ms in batches.values() for m in ms]))
+                await self._process(unseen([m for ms in batches.values() for m in ms], self.next_offsets))
                 await self._commit({tp: ms[-1].offset + 1 for tp, ms in batches.items()})
             await self._report_lag()
 
@@ -406,11 +414,13 @@ class _Listener(ConsumerRebalanceListener):
         async with self.v.lock:
             self.v.rebalances += 1
             self.v.recovered.clear()
+            self.v.next_offsets.clear()
 
     async def on_partitions_assigned(self, assigned):
         async with self.v.lock:
             self.v.rebalances += 1
             self.v.recovered.clear()
+            self.v.next_offsets.clear()
             if assigned:
                 # If this fails, aiokafka only logs it; run() then scans before processing.
                 await self.v.recover(list(assigned))

@@ -320,15 +320,18 @@ def test_dlq_messages_are_counted_by_reason(stack):
     assert metric_value(port, "pantau_dlq_messages_total", reason="unknown_region") >= before + 1
 
 
-def test_a_raw_message_handed_twice_in_one_batch_is_processed_once():
+def test_a_raw_message_handed_again_is_processed_once():
     """Its DLQ record or report would otherwise be written twice (services/ingest/validator.py
-    `once`)."""
+    `unseen`): in one batch, as a fetch over a batch being merged hands it, or in the next."""
     from aiokafka.structs import ConsumerRecord
 
-    from services.ingest.validator import once
+    from services.ingest.validator import unseen
 
     def rec(p: int, o: int) -> ConsumerRecord:
         return ConsumerRecord(topics.REPORTS_RAW, p, o, 0, 0, None, b"{}", None, 0, 2, [])
 
-    batch = [rec(3, 27), rec(3, 29), rec(3, 29), rec(1, 29)]
-    assert [(m.partition, m.offset) for m in once(batch)] == [(3, 27), (3, 29), (1, 29)]
+    after: dict[int, int] = {}
+    first = unseen([rec(3, 27), rec(3, 28), rec(3, 29), rec(3, 29), rec(1, 29)], after)
+    assert [(m.partition, m.offset) for m in first] == [(3, 27), (3, 28), (3, 29), (1, 29)]
+    second = unseen([rec(3, 29), rec(3, 30), rec(1, 29)], after)
+    assert [(m.partition, m.offset) for m in second] == [(3, 30)]
